@@ -1,0 +1,51 @@
+"""jaxvit: timm's vision transformers in JAX/Flax NNX, and a trainer for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jaxvit import models as _models  # noqa: F401  (registers the model names)
+from jaxvit.registry import get_entry, list_models, split_name
+
+__version__ = "0.1.0"
+
+
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    *,
+    checkpoint: str | None = None,
+    num_classes: int | None = None,
+    dtype: Any = None,
+    seed: int = 0,
+    **kwargs: Any,
+):
+    """Builds a model by timm name, e.g. ``create_model("vit_tiny_patch16_224", num_classes=10)``.
+
+    ``dtype`` is the compute dtype (``"bfloat16"`` on GPU/TPU); params stay float32.
+    ``checkpoint`` loads a jaxvit checkpoint directory (as written by
+    ``python -m convert`` or the trainer). jaxvit never downloads weights:
+    ``pretrained=True`` points at the converter instead.
+    """
+    entry = get_entry(name)
+    if pretrained and checkpoint is None:
+        raise ValueError(
+            f"jaxvit does not download weights. Convert timm's weights once with "
+            f"`python -m convert --model {name} --checkpoint FILE --out DIR`, then pass checkpoint=DIR"
+        )
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if dtype is not None:
+        import jax.numpy as jnp
+
+        kwargs["dtype"] = jnp.dtype(dtype)
+    model = entry.fn(seed=seed, **kwargs)
+    model.pretrained_cfg = dict(entry.default_cfg, architecture=entry.name, tag=split_name(name)[1])
+    if checkpoint is not None:
+        from jaxvit.train.checkpoint import load_model_weights
+
+        load_model_weights(model, checkpoint)
+    return model
+
+
+__all__ = ["create_model", "list_models"]

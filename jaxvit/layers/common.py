@@ -1,0 +1,68 @@
+"""Small building blocks shared by every family: Linear, LayerNorm, DropPath, Dropout."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxvit.layers import init
+
+Dtype = jnp.dtype | type | None
+
+
+def linear(
+    in_features: int,
+    out_features: int,
+    *,
+    bias: bool = True,
+    dtype: Dtype,
+    rngs: nnx.Rngs,
+    kernel_init: nnx.Initializer = init.trunc_normal_02,
+) -> nnx.Linear:
+    """A float32-param Linear computing in ``dtype`` (timm's default ViT init)."""
+    return nnx.Linear(
+        in_features,
+        out_features,
+        use_bias=bias,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=kernel_init,
+        bias_init=init.zeros,
+        rngs=rngs,
+    )
+
+
+def layer_norm(dim: int, *, eps: float = 1e-6, dtype: Dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """LayerNorm with float32 statistics; output in ``dtype``."""
+    return nnx.LayerNorm(dim, epsilon=eps, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    # PyTorch's nn.GELU default is the exact erf form; parity needs it.
+    return jax.nn.gelu(x, approximate=False)
+
+
+class DropPath(nnx.Module):
+    """Stochastic depth per sample (timm ``DropPath``): zero a residual branch, rescale the rest."""
+
+    def __init__(self, rate: float = 0.0, *, rngs: nnx.Rngs | None = None):
+        self.rate = rate
+        self.deterministic = False
+        self.rngs = rngs["dropout"].fork() if (rngs is not None and rate > 0) else None
+
+    def set_view(self, deterministic: bool | None = None):
+        if deterministic is not None:
+            self.deterministic = deterministic
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.rate == 0.0 or self.deterministic:
+            return x
+        keep = 1.0 - self.rate
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        mask = jax.random.bernoulli(self.rngs(), keep, shape)
+        return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+def dropout(rate: float, rngs: nnx.Rngs) -> nnx.Dropout:
+    return nnx.Dropout(rate, rngs=rngs if rate > 0 else None)

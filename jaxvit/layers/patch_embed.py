@@ -1,0 +1,61 @@
+"""Image to patch tokens with a strided conv (timm ``PatchEmbed``), NHWC."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxvit.layers import init
+from jaxvit.layers.common import Dtype
+
+
+def to_2tuple(x: int | tuple[int, int]) -> tuple[int, int]:
+    return (x, x) if isinstance(x, int) else tuple(x)
+
+
+class PatchEmbed(nnx.Module):
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int | tuple[int, int] = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        *,
+        bias: bool = True,
+        flatten: bool = True,
+        dtype: Dtype = None,
+        rngs: nnx.Rngs,
+    ):
+        self.img_size = to_2tuple(img_size)
+        self.patch_size = to_2tuple(patch_size)
+        for s, p in zip(self.img_size, self.patch_size):
+            if s % p:
+                raise ValueError(
+                    f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}; "
+                    "pick a patch size that divides the image size"
+                )
+        self.grid_size = tuple(s // p for s, p in zip(self.img_size, self.patch_size))
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.flatten = flatten
+        self.proj = nnx.Conv(
+            in_chans,
+            embed_dim,
+            kernel_size=self.patch_size,
+            strides=self.patch_size,
+            padding="VALID",
+            use_bias=bias,
+            dtype=dtype,
+            param_dtype=jnp.float32,
+            kernel_init=init.lecun_normal,
+            rngs=rngs,
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if tuple(x.shape[1:3]) != self.img_size:
+            raise ValueError(
+                f"input is {tuple(x.shape[1:3])} but the model was built for img_size "
+                f"{self.img_size}; create the model with img_size={x.shape[1]}"
+            )
+        x = self.proj(x)
+        return x.reshape(x.shape[0], -1, x.shape[-1]) if self.flatten else x

@@ -1,0 +1,3 @@
+"""Model families; importing this package registers every model name."""
+
+from jaxvit.models import vit  # noqa: F401
