@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, dropout, layer_norm, linear
@@ -91,7 +92,7 @@ class VisionTransformer(nnx.Module):
         num_pos = self.patch_embed.num_patches + self.num_prefix_tokens
         self.pos_embed = nnx.Param(init.trunc_normal_02(rngs.params(), (1, num_pos, embed_dim)))
         self.pos_drop = dropout(pos_drop_rate, rngs)
-        dpr = [float(r) for r in jnp.linspace(0.0, drop_path_rate, depth)]
+        dpr = [float(r) for r in np.linspace(0.0, drop_path_rate, depth)]
         self.blocks = nnx.List(
             [
                 Block(

@@ -1,0 +1,78 @@
+"""Default config: ViT-Tiny on scikit-learn's digits (offline, no download).
+
+Every other config imports this one and overrides what its recipe sets.
+Run: python main.py --config=configs/default.py --workdir=runs/digits
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    # --- data ---------------------------------------------------------------------
+    c.dataset = "digits"  # 'digits' | 'imagefolder' | 'synthetic' | any tfds name ('cifar10', ...)
+    c.data_dir = ""  # imagefolder root, or tfds data_dir ('' = tfds default)
+    c.train_split = "train"
+    c.eval_split = "test"  # imagefolder: 'val'
+    c.val_fraction = 0.1  # imagefolder without val/: held-out fraction per class
+    c.num_classes = -1  # -1: from the dataset
+    c.img_size = 16
+    c.mean = (0.5, 0.5, 0.5)
+    c.std = (0.5, 0.5, 0.5)
+    c.crop_pct = 1.0  # eval: resize short side to img_size / crop_pct, center crop
+    c.aug = ml_collections.ConfigDict()
+    c.aug.random_resized_crop = True
+    c.aug.scale = (0.85, 1.0)  # timm RandomResizedCrop scale
+    c.aug.ratio = (3 / 4, 4 / 3)
+    c.aug.interpolation = "bicubic"  # 'bilinear' | 'bicubic'
+    c.aug.hflip = 0.0  # digits are not mirror-symmetric
+    c.aug.vflip = 0.0
+    c.shuffle_buffer = 50_000
+    c.cache_train = True
+    c.cache_eval = True
+    c.data_threads = 0  # 0: tf.data default
+
+    # --- model --------------------------------------------------------------------
+    c.model = "vit_tiny_patch16_224"
+    c.patch_size = 4  # 0: the model's default
+    c.model_args = ""  # more constructor keywords, e.g. "depth=2,embed_dim=32,num_heads=2"
+    c.drop_rate = 0.0
+    c.attn_drop_rate = 0.0
+    c.drop_path_rate = 0.0
+    c.dtype = "float32"  # compute dtype ('bfloat16' on GPU/TPU); params stay float32
+    c.init_from = ""  # a jaxvit checkpoint dir (python -m convert output, or a workdir)
+
+    # --- optimization -------------------------------------------------------------
+    c.global_batch_size = 128
+    c.num_epochs = 40
+    c.total_steps = 0  # >0 overrides num_epochs
+    c.optimizer = "adamw"  # 'adamw' | 'adam' | 'sgd'
+    c.lr = 1e-3
+    c.b1 = 0.9
+    c.b2 = 0.999
+    c.eps = 1e-8
+    c.momentum = 0.9  # sgd
+    c.nesterov = False
+    c.weight_decay = 0.05
+    c.filter_bias_and_bn = True  # no decay on biases, norms, pos_embed, tokens (timm's default)
+    c.grad_clip_norm = 0.0  # 0: off
+    c.label_smoothing = 0.1
+    c.schedule = "cosine"  # 'cosine' | 'step' | 'constant'
+    c.warmup_epochs = 3.0
+    c.warmup_steps = 0  # >0 overrides warmup_epochs
+    c.warmup_lr = 1e-6
+    c.min_lr = 1e-5
+    c.decay_epochs = 30.0  # step schedule
+    c.decay_steps = 0
+    c.decay_rate = 0.1
+
+    # --- parallelism, logging, checkpoints ----------------------------------------
+    c.parallelism = "pjit"  # 'pjit' (jit over a Mesh) | 'pmap'
+    c.log_every = 20
+    c.eval_every = 200  # 0: only at the end
+    c.ckpt_every = 200  # 0: only at the end
+    c.keep_checkpoints = 3
+    c.progress_bar = True
+    return c

@@ -1,0 +1,1 @@
+"""Input pipelines: host-side tf.data (sources, transforms) and device-side batch assembly."""

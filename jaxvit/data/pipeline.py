@@ -1,0 +1,105 @@
+"""Batches for one process: deterministic, resumable train stream and a padded eval pass.
+
+The train stream is epochs of a seeded per-epoch shuffle; augmentation seeds
+come from (seed, epoch, index, process), so the stream's position is just the
+number of examples consumed and resuming at step ``s`` skips undecoded records.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+
+from jaxvit.data import transforms
+from jaxvit.data.sources import Source
+from jaxvit.data.tf_util import import_tf
+
+AUTOTUNE = -1
+
+
+def _options(tf, config):
+    opts = tf.data.Options()
+    opts.deterministic = True
+    opts.threading.private_threadpool_size = config.data_threads or 0
+    opts.experimental_optimization.map_parallelization = True
+    return opts
+
+
+def train_batches(
+    config, source: Source, local_batch: int, start_step: int, process_index: int, process_count: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """Infinite numpy batches of this process's shard, starting at ``start_step``."""
+    tf = import_tf()
+    split = config.train_split
+    source.check_split(split)
+    n_local = source.local_examples(split, process_index, process_count)
+    if n_local < local_batch:
+        raise ValueError(
+            f"split {split!r} has {n_local} examples on this process, fewer than the per-process "
+            f"batch {local_batch}; lower --config.global_batch_size"
+        )
+    base = source.make(split, process_index, process_count)
+    if config.cache_train:
+        base = base.cache()
+    consumed = start_step * local_batch
+    start_epoch, offset = divmod(consumed, n_local)
+    buffer = min(n_local, config.shuffle_buffer)
+    seed = int(config.seed)
+
+    def epoch(e):
+        ds = base.shuffle(buffer, seed=seed * 100_003 + e, reshuffle_each_iteration=False)
+        ds = ds.enumerate().map(lambda i, ex: (e, i, ex))
+        return ds.skip(tf.where(tf.equal(e, start_epoch), tf.constant(offset, tf.int64), tf.constant(0, tf.int64)))
+
+    augment = transforms.train_transform(config)
+
+    def prepare(e, i, ex):
+        ex_seed = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + e, i * process_count + process_index])
+        return {"image": augment(ex["image"], ex_seed), "label": ex["label"]}
+
+    ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch)
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(local_batch, drop_remainder=True).prefetch(2).with_options(_options(tf, config))
+    return ds.as_numpy_iterator()
+
+
+def num_eval_batches(source: Source, split: str, local_batch: int, process_count: int) -> int:
+    """The same count on every host: enough batches for the largest shard."""
+    largest = math.ceil(source.num_examples[split] / process_count)
+    return max(1, math.ceil(largest / local_batch))
+
+
+def eval_batches(
+    config, source: Source, split: str, local_batch: int, process_index: int, process_count: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over the split; the tail is padded with ``mask == 0`` examples, nothing is dropped."""
+    tf = import_tf()
+    source.check_split(split)
+    n_batches = num_eval_batches(source, split, local_batch, process_count)
+    transform = transforms.eval_transform(config)
+    ds = source.make(split, process_index, process_count)
+    if config.cache_eval:
+        ds = ds.cache()
+    ds = ds.map(
+        lambda ex: {"image": transform(ex["image"]), "label": ex["label"], "mask": tf.constant(1.0)},
+        num_parallel_calls=AUTOTUNE,
+    )
+    pad = {
+        "image": tf.zeros([config.img_size, config.img_size, 3], tf.float32),
+        "label": tf.constant(0, tf.int32),
+        "mask": tf.constant(0.0),
+    }
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(pad).repeat())
+    ds = ds.take(n_batches * local_batch).batch(local_batch).prefetch(2)
+    return ds.with_options(_options(tf, config)).as_numpy_iterator()
+
+
+def synthetic_batches(config, local_batch: int, num_classes: int, seed: int = 0):
+    """Random normalized images and labels, without TensorFlow (benchmarks, GPU hosts without TF)."""
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((local_batch, config.img_size, config.img_size, 3), np.float32)
+    labels = rng.integers(0, num_classes, (local_batch,), dtype=np.int32)
+    while True:
+        yield {"image": images, "label": labels}

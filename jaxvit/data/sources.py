@@ -1,0 +1,179 @@
+"""Where examples come from: scikit-learn's digits, an image folder, tfds, or synthetic tensors.
+
+A source yields unbatched ``{'image': uint8 HxWx3, 'label': int32}`` for one
+process's shard of a split; ``num_examples`` is the split's *global* size so
+every host derives the same step and eval-batch counts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from jaxvit.data.tf_util import import_tf
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+BUILTIN = ("digits", "imagefolder", "synthetic")
+
+
+@dataclass
+class Source:
+    name: str
+    num_classes: int
+    class_names: list[str]
+    num_examples: dict[str, int]
+    # (split, process_index, process_count) -> tf.data.Dataset of encoded-or-raw examples
+    make: Callable[[str, int, int], Any] = field(repr=False)
+    # local shard size of a split
+    local_examples: Callable[[str, int, int], int] = field(repr=False)
+
+    def check_split(self, split: str) -> None:
+        if split not in self.num_examples:
+            raise ValueError(
+                f"dataset {self.name!r} has no split {split!r}; it has {sorted(self.num_examples)}"
+            )
+
+
+def _shard_bounds(n: int, index: int, count: int) -> tuple[int, int]:
+    """Contiguous near-equal shard [lo, hi) of n items for process ``index`` of ``count``."""
+    return n * index // count, n * (index + 1) // count
+
+
+def _in_memory(name: str, splits: dict[str, tuple[Any, np.ndarray]], class_names, decode) -> Source:
+    """A source over per-split (items, labels) arrays; ``decode`` maps an item to an image."""
+
+    def make(split, index, count):
+        tf = import_tf()
+        items, labels = splits[split]
+        lo, hi = _shard_bounds(len(labels), index, count)
+        ds = tf.data.Dataset.from_tensor_slices({"item": items[lo:hi], "label": labels[lo:hi]})
+        return ds.map(lambda e: {"image": decode(e["item"]), "label": tf.cast(e["label"], tf.int32)})
+
+    def local(split, index, count):
+        lo, hi = _shard_bounds(len(splits[split][1]), index, count)
+        return hi - lo
+
+    return Source(
+        name, len(class_names), list(class_names), {s: len(v[1]) for s, v in splits.items()}, make, local
+    )
+
+
+def digits_source(test_fraction: float = 0.2) -> Source:
+    """scikit-learn's bundled 8x8 digits (1,797 images, no download), fixed stratified split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    images = np.round(d.images / 16.0 * 255.0).astype(np.uint8)
+    images = np.repeat(images[..., None], 3, axis=-1)  # grey to RGB, like the other sources
+    labels = d.target.astype(np.int32)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        images, labels, test_size=test_fraction, random_state=0, stratify=labels
+    )
+    splits = {"train": (x_tr, y_tr), "test": (x_te, y_te)}
+    return _in_memory("digits", splits, [str(i) for i in range(10)], lambda x: x)
+
+
+def _list_class_dir(root: str) -> tuple[list[str], list[int], list[str]]:
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    if not classes:
+        raise FileNotFoundError(f"{root} has no class sub-folders (expected {root}/<class>/<image>)")
+    files, labels = [], []
+    for i, c in enumerate(classes):
+        for fname in sorted(os.listdir(os.path.join(root, c))):
+            if fname.lower().endswith(IMAGE_EXTENSIONS):
+                files.append(os.path.join(root, c, fname))
+                labels.append(i)
+    return files, labels, classes
+
+
+def imagefolder_source(root: str, val_fraction: float = 0.1, seed: int = 0) -> Source:
+    """``root/train/<class>/*`` and optional ``root/val/<class>/*``.
+
+    Without val/, a deterministic ``val_fraction`` of each class is held out as 'val'.
+    """
+    train_dir = os.path.join(root, "train")
+    if not os.path.isdir(train_dir):
+        raise FileNotFoundError(
+            f"image folder {root!r} has no train/ sub-folder: expected {root}/train/<class>/<image> "
+            "(and optionally val/); set --config.data_dir to that root"
+        )
+    files, labels, classes = _list_class_dir(train_dir)
+    files, labels = np.array(files), np.array(labels, np.int32)
+    val_dir = os.path.join(root, "val")
+    if os.path.isdir(val_dir):
+        v_files, v_labels, v_classes = _list_class_dir(val_dir)
+        if v_classes != classes:
+            raise ValueError(f"val/ classes differ from train/ classes in {root}")
+        splits = {"train": (files, labels), "val": (np.array(v_files), np.array(v_labels, np.int32))}
+    else:
+        rng = np.random.default_rng(seed)
+        is_val = np.zeros(len(files), bool)
+        for c in range(len(classes)):
+            idx = np.flatnonzero(labels == c)
+            is_val[rng.permutation(idx)[: max(1, int(round(len(idx) * val_fraction)))]] = True
+        splits = {"train": (files[~is_val], labels[~is_val]), "val": (files[is_val], labels[is_val])}
+
+    def decode(path):
+        tf = import_tf()
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return tf.ensure_shape(image, [None, None, 3])
+
+    return _in_memory(f"imagefolder:{root}", splits, classes, decode)
+
+
+def tfds_source(name: str, data_dir: str | None) -> Source:
+    """Any prepared tfds dataset with 'image' and 'label' features; never downloads."""
+    import_tf()
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # tfds raises DatasetNotFoundError subclasses of several kinds
+        close = difflib.get_close_matches(name, tfds.list_builders() + list(BUILTIN), n=5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"unknown dataset {name!r}: not one of {BUILTIN} nor a tfds dataset.{hint}"
+        ) from e
+    where = data_dir or "~/tensorflow_datasets"
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"tfds dataset {name!r} is not prepared under {where}. jaxvit never downloads at train "
+            f"time: on a machine with internet run `tfds build {name} --data_dir {where}` "
+            f"(or python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', "
+            f"data_dir='{where}').download_and_prepare()\") and copy that folder here, then pass "
+            f"--config.data_dir={where}"
+        )
+    info = builder.info
+    label = info.features["label"]
+    counts = {s: info.splits[s].num_examples for s in info.splits}
+
+    def make(split, index, count):
+        tf = import_tf()
+        sub = tfds.even_splits(split, n=count, drop_remainder=False)[index]
+        ds = builder.as_dataset(split=sub, shuffle_files=False)
+        return ds.map(lambda e: {"image": e["image"], "label": tf.cast(e["label"], tf.int32)})
+
+    def local(split, index, count):
+        sub = tfds.even_splits(split, n=count, drop_remainder=False)[index]
+        return info.splits[sub].num_examples
+
+    return Source(name, label.num_classes, list(label.names), counts, make, local)
+
+
+def get_source(config) -> Source:
+    """The source ``config.dataset`` names ('digits', 'imagefolder', or a tfds name)."""
+    name = config.dataset
+    if name == "digits":
+        return digits_source()
+    if name == "imagefolder":
+        if not config.data_dir:
+            raise ValueError("dataset 'imagefolder' needs --config.data_dir=ROOT (with ROOT/train/<class>/...)")
+        return imagefolder_source(os.path.expanduser(config.data_dir), config.val_fraction, config.seed)
+    if name == "synthetic":
+        raise ValueError("the synthetic dataset has no tf.data source; use jaxvit.data.pipeline")
+    return tfds_source(name.removeprefix("tfds:"), config.data_dir or None)

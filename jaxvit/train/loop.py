@@ -1,0 +1,347 @@
+"""The training loop, top to bottom: config -> input -> model -> optimizer -> sharding
+-> steps -> checkpoint -> loop. ``run(config, workdir)`` is what main.py calls."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import logging
+import os
+import time
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+import jaxvit
+from jaxvit.data import pipeline
+from jaxvit.train import checkpoint as ckpt_lib
+from jaxvit.train import optim, sharding
+from jaxvit.train.metrics import MetricWriter
+from jaxvit.train.step import make_eval_step, make_train_step
+
+log = logging.getLogger("jaxvit")
+
+CHOICES = dict(
+    optimizer=optim.OPTIMIZERS,
+    schedule=optim.SCHEDULES,
+    parallelism=("pjit", "pmap"),
+    dtype=("float32", "bfloat16", "float16"),
+)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    for key, allowed in CHOICES.items():
+        if config[key] not in allowed:
+            raise ValueError(f"config.{key}={config[key]!r} is not one of {allowed}")
+    jaxvit.registry.get_entry(config.model)  # unknown model names fail here, with close matches
+    if config.aug.interpolation not in ("bilinear", "bicubic"):
+        raise ValueError(f"config.aug.interpolation must be 'bilinear' or 'bicubic'")
+
+
+# --- input ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class Input:
+    """What the loop needs from the data side."""
+
+    num_classes: int
+    class_names: list[str]
+    train_examples: int
+    eval_examples: int
+    train: Any  # (start_step) -> iterator of local numpy batches
+    eval: Any  # () -> iterator of local numpy batches with 'mask'
+    eval_batches: int
+
+
+def create_input(config, local_batch: int) -> Input:
+    """Builds the input side (and fails on a bad dataset) before anything is written."""
+    pi, pc = jax.process_index(), jax.process_count()
+    if config.dataset == "synthetic":
+        n_cls = config.num_classes if config.num_classes > 0 else 10
+        n_eval = 2
+
+        def synthetic_eval():
+            for b in pipeline.synthetic_batches(config, local_batch, n_cls, seed=1):
+                for _ in range(n_eval):
+                    yield dict(b, mask=np.ones(local_batch, np.float32))
+                return
+
+        return Input(
+            n_cls, [str(i) for i in range(n_cls)], 10_000 * local_batch * pc, n_eval * local_batch * pc,
+            lambda start: pipeline.synthetic_batches(config, local_batch, n_cls, seed=config.seed),
+            synthetic_eval, n_eval,
+        )
+    from jaxvit.data.sources import get_source
+
+    source = get_source(config)
+    source.check_split(config.train_split)
+    source.check_split(config.eval_split)
+    n_cls = config.num_classes if config.num_classes > 0 else source.num_classes
+    return Input(
+        n_cls,
+        source.class_names,
+        source.num_examples[config.train_split],
+        source.num_examples[config.eval_split],
+        lambda start: pipeline.train_batches(config, source, local_batch, start, pi, pc),
+        lambda: pipeline.eval_batches(config, source, config.eval_split, local_batch, pi, pc),
+        pipeline.num_eval_batches(source, config.eval_split, local_batch, pc),
+    )
+
+
+# --- model ---------------------------------------------------------------------------
+def model_kwargs(config, num_classes: int) -> dict:
+    kw = dict(
+        num_classes=num_classes,
+        img_size=config.img_size,
+        drop_rate=config.drop_rate,
+        attn_drop_rate=config.attn_drop_rate,
+        drop_path_rate=config.drop_path_rate,
+    )
+    if config.patch_size:
+        kw["patch_size"] = config.patch_size
+    kw.update(parse_model_args(config.model_args))
+    return kw
+
+
+def parse_model_args(text: str) -> dict:
+    """'depth=2,embed_dim=32,depths=(2,2,8,2)' -> keywords (values are Python literals)."""
+    if not text.strip():
+        return {}
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+        if call.args:
+            raise SyntaxError("positional value")
+        return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    except (SyntaxError, ValueError) as e:
+        raise ValueError(
+            f"config.model_args {text!r} is not a list of key=literal (e.g. 'depth=2,embed_dim=32'): {e}"
+        ) from None
+
+
+def create_model(config, num_classes: int) -> nnx.Module:
+    kw = model_kwargs(config, num_classes)
+    model = jaxvit.create_model(config.model, dtype=config.dtype, seed=config.seed, **kw)
+    if config.init_from:
+        init_from_checkpoint(model, config.init_from)
+    return model
+
+
+def init_from_checkpoint(model: nnx.Module, directory: str) -> None:
+    """Loads pretrained weights for fine-tuning; a head with another class count is re-initialized."""
+    trees, _ = ckpt_lib.read_model_checkpoint(directory)
+    current = ckpt_lib.collections_of(model)
+    flat_new, flat_cur = ckpt_lib.flatten(trees), ckpt_lib.flatten(current)
+    for name in [k for k in flat_new if k.startswith(("params.head.", "params.head_dist."))]:
+        if name in flat_cur and np.shape(flat_new[name]) != np.shape(flat_cur[name]):
+            log.warning("init_from: %s %s -> %s re-initialized (class count differs)",
+                        name, np.shape(flat_new[name]), np.shape(flat_cur[name]))
+            flat_new[name] = flat_cur[name]
+    key = "params.pos_embed"
+    if key in flat_new and np.shape(flat_new[key]) != np.shape(flat_cur[key]):
+        grid = model.patch_embed.grid_size
+        log.warning("init_from: pos_embed resampled to grid %s", grid)
+        flat_new[key] = jaxvit.layers.resample_abs_pos_embed(
+            np.asarray(flat_new[key]), grid, num_prefix_tokens=model.num_prefix_tokens
+        )
+    ckpt_lib.assign(model, ckpt_lib.unflatten_like(flat_new, current), source=f"init_from {directory}")
+
+
+# --- checkpoints ---------------------------------------------------------------------
+def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=config.keep_checkpoints, enable_async_checkpointing=False, create=True
+    )
+    return ocp.CheckpointManager(
+        os.path.join(workdir, "checkpoints"), options=options, item_names=("state", "meta")
+    )
+
+
+def save_checkpoint(mngr, state, step: int, meta: dict) -> None:
+    mngr.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        force=True,
+    )
+    mngr.wait_until_finished()
+
+
+def restore_checkpoint(mngr, abstract_state) -> tuple[Any, dict] | None:
+    step = mngr.latest_step()
+    if step is None:
+        return None
+    restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+        ),
+    )
+    return restored["state"], restored["meta"]
+
+
+# --- parallel forms ------------------------------------------------------------------
+class PjitRunner:
+    """One jit over the Mesh: state replicated, batch split along 'data', state donated."""
+
+    def __init__(self, mesh, train_step, eval_step):
+        self.rep = sharding.replicated(mesh)
+        self.data = sharding.batch_sharded(mesh)
+        self.train = jax.jit(
+            train_step, in_shardings=(self.rep, self.data), out_shardings=(self.rep, self.rep),
+            donate_argnums=(0,),
+        )
+        self.evaluate = jax.jit(eval_step, in_shardings=(self.rep, self.data), out_shardings=self.rep)
+
+    def put_state(self, state):
+        return jax.device_put(state, self.rep)
+
+    def batch(self, local):
+        return sharding.to_global(local, self.data)
+
+    def host_state(self, state):
+        return state
+
+    def params(self, state):
+        return state["params"]
+
+
+class PmapRunner:
+    """The same step under ``jax.pmap`` over this process's devices."""
+
+    def __init__(self, mesh, train_step_pmap, eval_step_pmap):
+        self.n = jax.local_device_count()
+        self.train = jax.pmap(train_step_pmap, axis_name="data", donate_argnums=(0,))
+        self.evaluate = jax.pmap(eval_step_pmap, axis_name="data")
+
+    def put_state(self, state):
+        # a leading device axis; pmap places one slice per local device
+        return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (self.n, *np.shape(x))), state)
+
+    def batch(self, local):
+        return jax.tree.map(lambda x: x.reshape(self.n, -1, *x.shape[1:]), local)
+
+    def host_state(self, state):
+        return jax.tree.map(lambda x: x[0], state)
+
+    def params(self, state):
+        return state["params"]
+
+
+def to_float(tree) -> dict[str, float]:
+    return {k: float(np.mean(v)) for k, v in jax.device_get(tree).items()}
+
+
+# --- the run -------------------------------------------------------------------------
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains (resuming from ``workdir`` if it holds checkpoints) and returns the final eval."""
+    validate(config)
+    local_batch = sharding.check_batch(config.global_batch_size)
+    inp = create_input(config, local_batch)  # bad dataset -> error before the workdir is touched
+    steps_per_epoch = max(1, inp.train_examples // config.global_batch_size)
+    total_steps = config.total_steps or int(round(config.num_epochs * steps_per_epoch))
+
+    # Model and optimizer.
+    model = create_model(config, inp.num_classes)
+    train_graph, params, rest = nnx.split(model, nnx.Param, ...)
+    eval_graph, _, _ = nnx.split(nnx.view(model, deterministic=True), nnx.Param, ...)
+    params, rest = params.to_pure_dict(), rest.to_pure_dict()
+    schedule = optim.create_learning_rate_fn(config, steps_per_epoch, total_steps)
+    no_wd = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    tx = optim.create_optimizer(config, schedule, params, no_wd)
+    state = dict(
+        step=jnp.asarray(0, jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        rng=jax.random.PRNGKey(config.seed),
+    )
+    del model
+
+    # Steps, sharded.
+    mesh = sharding.create_mesh()
+    args = (train_graph, rest, tx, schedule, inp.num_classes, config.label_smoothing)
+    if config.parallelism == "pmap":
+        runner = PmapRunner(
+            mesh, make_train_step(*args, axis_name="data"),
+            make_eval_step(eval_graph, rest, inp.num_classes, axis_name="data"),
+        )
+    else:
+        runner = PjitRunner(mesh, make_train_step(*args), make_eval_step(eval_graph, rest, inp.num_classes))
+
+    # Checkpoint: resume if there is one.
+    os.makedirs(workdir, exist_ok=True)
+    mngr = checkpoint_manager(workdir, config)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_put(state, sharding.replicated(mesh)))
+    restored = restore_checkpoint(mngr, abstract)
+    if restored is not None:
+        state, meta = restored
+        log.info("resumed from step %d (%s)", meta["step"], mngr.directory)
+    start_step = int(state["step"])
+    state = runner.put_state(state)
+    meta_base = dict(
+        model=dict(model=config.model, kwargs=model_kwargs(config, inp.num_classes)),
+        class_names=inp.class_names,
+        global_batch_size=config.global_batch_size,
+    )
+
+    writer = MetricWriter(workdir)
+    if start_step == 0 and jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+    def evaluate(state, step):
+        sums = None
+        for local in inp.eval():
+            out = runner.evaluate(runner.params(state), runner.batch(local))
+            sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+        sums = to_float(sums)
+        n = max(sums["count"], 1.0)
+        result = dict(
+            eval_loss=sums["loss"] / n, eval_top1=sums["top1"] / n, eval_top5=sums["top5"] / n,
+            eval_count=sums["count"],
+        )
+        writer.write(step, result)
+        return result
+
+    def checkpoint(state, step):
+        meta = dict(meta_base, step=step, examples_seen=step * config.global_batch_size)
+        save_checkpoint(mngr, runner.host_state(state), step, meta)
+
+    # The loop.
+    batches: Iterator = inp.train(start_step)
+    progress = None
+    if config.progress_bar and jax.process_index() == 0:
+        from tqdm import tqdm
+
+        progress = tqdm(total=total_steps, initial=start_step, desc="train", mininterval=1.0, dynamic_ncols=True)
+    pending, t_log, last_log_step, result = [], time.time(), start_step, {}
+    for step in range(start_step + 1, total_steps + 1):
+        state, metrics = runner.train(state, runner.batch(next(batches)))
+        pending.append(metrics)
+        if progress is not None:
+            progress.update(1)
+        if step % config.log_every == 0 or step == total_steps:
+            fetched = jax.device_get(pending)  # the loop's only host sync outside eval
+            means = {k: float(np.mean([np.mean(m[k]) for m in fetched])) for k in fetched[0]}
+            dt = time.time() - t_log
+            means["img_per_sec"] = (step - last_log_step) * config.global_batch_size / max(dt, 1e-9)
+            writer.write(step, {f"train_{k}" if k != "img_per_sec" else k: v for k, v in means.items()})
+            if progress is not None:
+                progress.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{means['lr']:.2e}",
+                                     img_s=f"{means['img_per_sec']:.0f}")
+            pending, t_log, last_log_step = [], time.time(), step
+        if config.eval_every and step % config.eval_every == 0 and step != total_steps:
+            result = evaluate(state, step)
+            log.info("step %d: %s", step, result)
+        if (config.ckpt_every and step % config.ckpt_every == 0) or step == total_steps:
+            checkpoint(state, step)
+    if progress is not None:
+        progress.close()
+    result = evaluate(state, max(total_steps, start_step))
+    if start_step >= total_steps and mngr.latest_step() != total_steps:
+        checkpoint(state, total_steps)
+    writer.close()
+    mngr.close()
+    return result

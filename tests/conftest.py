@@ -1,0 +1,61 @@
+"""Shared test set-up: a persistent JAX compilation cache and helpers to run the trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR_SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
+
+# Subprocesses inherit these: compiled steps are reused across runs with equal shapes.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# A tiny ViT and short run: the trainer's mechanics, not its accuracy.
+TINY = [
+    "--config.model_args=depth=2,embed_dim=32,num_heads=2",
+    "--config.img_size=16",
+    "--config.patch_size=4",
+    "--config.global_batch_size=32",
+    "--config.progress_bar=False",
+    "--config.log_every=1",
+    "--config.eval_every=0",
+]
+
+
+def run_main(workdir: Path, *overrides: str, devices: int = 1, check: bool = True, **popen):
+    """Runs ``main.py`` in a fresh process with ``devices`` simulated CPU devices."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    cmd = [sys.executable, str(ROOT / "main.py"), "--config=" + str(ROOT / "configs/default.py"),
+           f"--workdir={workdir}", *TINY, *overrides]
+    if popen.pop("background", False):
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"main.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def read_metrics(workdir: Path) -> list[dict]:
+    with open(workdir / "metrics.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+def train_losses(workdir: Path) -> list[float]:
+    return [m["train_loss"] for m in read_metrics(workdir) if "train_loss" in m]
+
+
+@pytest.fixture
+def cifar_subset() -> Path:
+    if not (CIFAR_SUBSET / "train").is_dir():
+        pytest.skip(f"cifar10-subset not found at {CIFAR_SUBSET} (shared data absent on this machine)")
+    return CIFAR_SUBSET

@@ -1,0 +1,135 @@
+"""Model construction, timm's interface and names, dtypes and train/eval behaviour."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jaxvit
+
+# timm 1.0's parameter counts for these names at their defaults (1000 classes, 224px).
+TIMM_PARAM_COUNTS = {
+    "vit_tiny_patch16_224": 5_717_416,
+    "vit_small_patch16_224": 22_050_664,
+    "vit_base_patch16_224": 86_567_656,
+    "vit_base_patch32_224": 88_224_232,
+    "vit_large_patch16_224": 304_326_632,
+    "deit_tiny_distilled_patch16_224": 5_910_800,
+    "deit_base_distilled_patch16_224": 87_338_192,
+}
+
+
+def count_params(name, **kwargs) -> int:
+    abstract = nnx.eval_shape(lambda: jaxvit.create_model(name, **kwargs))
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+
+
+@pytest.mark.parametrize("name", sorted(TIMM_PARAM_COUNTS))
+def test_param_count_matches_timm(name):
+    assert count_params(name) == TIMM_PARAM_COUNTS[name]
+
+
+def test_required_names_are_listed():
+    required = {
+        "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224",
+        "vit_base_patch32_224", "vit_large_patch16_224", "deit_tiny_patch16_224",
+        "deit_small_patch16_224", "deit_base_patch16_224", "deit_tiny_distilled_patch16_224",
+        "deit_small_distilled_patch16_224", "deit_base_distilled_patch16_224",
+    }
+    assert required <= set(jaxvit.list_models())
+    assert jaxvit.list_models("deit_*_distilled*") == sorted(n for n in required if "distilled" in n)
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ValueError, match="did you mean 'vit_tiny_patch16_224'"):
+        jaxvit.create_model("vit_tiny_patch16_244")
+
+
+def test_pretrained_points_to_converter():
+    with pytest.raises(ValueError, match="python -m convert"):
+        jaxvit.create_model("vit_tiny_patch16_224", pretrained=True)
+
+
+def test_tag_is_accepted():
+    m = jaxvit.create_model("vit_tiny_patch16_224.augreg_in21k", num_classes=3, img_size=32, patch_size=8, depth=1)
+    assert m.pretrained_cfg["tag"] == "augreg_in21k"
+    assert m(jnp.zeros((1, 32, 32, 3))).shape == (1, 3)
+
+
+@pytest.mark.parametrize("img_size,patch_size", [(32, 2), (64, 4)])
+def test_seed_recipe_sizes(img_size, patch_size):
+    # seed 004 trains vit_tiny_patch16_224 at 32px/patch 2 and 64px/patch 4
+    m = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=img_size,
+                            patch_size=patch_size, depth=1)
+    grid = img_size // patch_size
+    assert m.pos_embed.shape == (1, grid * grid + 1, 192)
+    assert m.patch_embed.proj.kernel.shape == (patch_size, patch_size, 3, 192)
+    assert m(jnp.zeros((2, img_size, img_size, 3))).shape == (2, 10)
+
+
+def test_wrong_input_size_names_the_fix():
+    m = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=4, depth=1)
+    with pytest.raises(ValueError, match="img_size=64"):
+        m(jnp.zeros((1, 64, 64, 3)))
+
+
+def test_timm_attribute_tree():
+    m = jaxvit.create_model("deit_tiny_distilled_patch16_224", num_classes=5, img_size=32, depth=2)
+    flat = {".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(m, nnx.Param))}
+    for key in ["patch_embed.proj.kernel", "cls_token", "dist_token", "pos_embed",
+                "blocks.1.attn.qkv.kernel", "blocks.1.attn.proj.bias", "blocks.0.mlp.fc1.kernel",
+                "blocks.0.mlp.fc2.bias", "blocks.0.norm1.scale", "norm.scale", "head.kernel",
+                "head_dist.kernel"]:
+        assert key in flat, key
+
+
+def test_distilled_eval_averages_heads():
+    m = jaxvit.create_model("deit_tiny_distilled_patch16_224", num_classes=4, img_size=32, depth=1)
+    x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+    feats = m.forward_features(x)
+    expected = (m.head(feats[:, 0]) + m.head_dist(feats[:, 1])) / 2
+    np.testing.assert_allclose(m(x), expected, atol=1e-6)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    m = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=4,
+                            depth=2, dtype="bfloat16")
+    assert {x.dtype for x in jax.tree.leaves(nnx.state(m, nnx.Param))} == {jnp.dtype("float32")}
+    x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+    feats = m.forward_features(x)
+    assert feats.dtype == jnp.bfloat16
+    logits = m(x)
+    assert logits.dtype == jnp.float32
+    ref = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=4, depth=2)
+    np.testing.assert_allclose(logits, ref(x), atol=0.1)  # same init seed, bf16 rounding only
+
+
+def test_drop_path_and_dropout_train_vs_eval():
+    m = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=8,
+                            depth=2, drop_path_rate=0.5, drop_rate=0.5, attn_drop_rate=0.3)
+    x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
+    a, b = m(x), m(x)
+    assert not np.allclose(a, b), "train mode must sample new masks each call"
+    ev = nnx.view(m, deterministic=True)
+    np.testing.assert_array_equal(ev(x), ev(x))
+    assert m.blocks[1].drop_path1.rate == pytest.approx(0.5)  # linear rule: last block gets the rate
+    assert m.blocks[0].drop_path1.rate == 0.0
+
+
+def test_reset_classifier_and_no_weight_decay():
+    m = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=8, depth=1)
+    m.reset_classifier(3)
+    assert m(jnp.zeros((1, 32, 32, 3))).shape == (1, 3)
+    assert {"pos_embed", "cls_token"} <= m.no_weight_decay()
+    m.reset_classifier(0)
+    assert m(jnp.zeros((1, 32, 32, 3))).shape == (1, 192)
+
+
+def test_attention_matches_explicit_softmax():
+    from jaxvit.layers import attention
+
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 5, 3, 8)) for i in range(3))
+    weights = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(8.0), axis=-1)
+    expected = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    np.testing.assert_allclose(attention(q, k, v), expected, atol=1e-5)
