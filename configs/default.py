@@ -46,7 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- optimization -------------------------------------------------------------
     c.global_batch_size = 128
-    c.num_epochs = 40
+    c.num_epochs = 40.0
     c.total_steps = 0  # >0 overrides num_epochs
     c.optimizer = "adamw"  # 'adamw' | 'adam' | 'sgd'
     c.lr = 1e-3

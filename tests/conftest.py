@@ -30,13 +30,14 @@ TINY = [
 ]
 
 
-def run_main(workdir: Path, *overrides: str, devices: int = 1, check: bool = True, **popen):
+def run_main(workdir: Path, *overrides: str, devices: int = 1, check: bool = True,
+             config: str = "configs/default.py", tiny: bool = True, **popen):
     """Runs ``main.py`` in a fresh process with ``devices`` simulated CPU devices."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
-    cmd = [sys.executable, str(ROOT / "main.py"), "--config=" + str(ROOT / "configs/default.py"),
-           f"--workdir={workdir}", *TINY, *overrides]
+    cmd = [sys.executable, str(ROOT / "main.py"), "--config=" + str(ROOT / config),
+           f"--workdir={workdir}", *(TINY if tiny else []), *overrides]
     if popen.pop("background", False):
         return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)

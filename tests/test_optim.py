@@ -43,7 +43,7 @@ def test_step_and_constant_schedules():
 
 def test_no_decay_for_bias_norm_and_tokens():
     m = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=8, depth=1)
-    params = nnx.state(m, nnx.Param).to_pure_dict()
+    params = nnx.to_pure_dict(nnx.state(m, nnx.Param))
     mask = optim.decay_mask(params, m.no_weight_decay())
     assert mask["blocks"][0]["attn"]["qkv"]["kernel"] and mask["head"]["kernel"]
     assert mask["patch_embed"]["proj"]["kernel"]

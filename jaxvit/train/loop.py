@@ -247,7 +247,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     model = create_model(config, inp.num_classes)
     train_graph, params, rest = nnx.split(model, nnx.Param, ...)
     eval_graph, _, _ = nnx.split(nnx.view(model, deterministic=True), nnx.Param, ...)
-    params, rest = params.to_pure_dict(), rest.to_pure_dict()
+    params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
     schedule = optim.create_learning_rate_fn(config, steps_per_epoch, total_steps)
     no_wd = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     tx = optim.create_optimizer(config, schedule, params, no_wd)
@@ -273,7 +273,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     # Checkpoint: resume if there is one.
     os.makedirs(workdir, exist_ok=True)
     mngr = checkpoint_manager(workdir, config)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_put(state, sharding.replicated(mesh)))
+    rep = sharding.replicated(mesh)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=rep), state)
     restored = restore_checkpoint(mngr, abstract)
     if restored is not None:
         state, meta = restored
