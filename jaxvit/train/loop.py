@@ -150,6 +150,14 @@ def init_from_checkpoint(model: nnx.Module, directory: str) -> None:
     ckpt_lib.assign(model, ckpt_lib.unflatten_like(flat_new, current), source=f"init_from {directory}")
 
 
+def sync_batch_norm(model: nnx.Module, axis_name: str) -> None:
+    """Under pmap, BatchNorm statistics are reduced over ``axis_name`` so they are global-batch
+    statistics, as the jit-over-a-Mesh step computes them."""
+    for _, module in nnx.iter_modules(model):
+        if isinstance(module, nnx.BatchNorm):
+            module.axis_name = axis_name
+
+
 # --- checkpoints ---------------------------------------------------------------------
 def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
@@ -193,7 +201,9 @@ class PjitRunner:
             train_step, in_shardings=(self.rep, self.data), out_shardings=(self.rep, self.rep),
             donate_argnums=(0,),
         )
-        self.evaluate = jax.jit(eval_step, in_shardings=(self.rep, self.data), out_shardings=self.rep)
+        self.evaluate = jax.jit(
+            eval_step, in_shardings=(self.rep, self.rep, self.data), out_shardings=self.rep
+        )
 
     def put_state(self, state):
         return jax.device_put(state, self.rep)
@@ -203,9 +213,6 @@ class PjitRunner:
 
     def host_state(self, state):
         return state
-
-    def params(self, state):
-        return state["params"]
 
 
 class PmapRunner:
@@ -226,9 +233,6 @@ class PmapRunner:
     def host_state(self, state):
         return jax.tree.map(lambda x: x[0], state)
 
-    def params(self, state):
-        return state["params"]
-
 
 def to_float(tree) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in jax.device_get(tree).items()}
@@ -245,15 +249,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
 
     # Model and optimizer.
     model = create_model(config, inp.num_classes)
-    train_graph, params, rest = nnx.split(model, nnx.Param, ...)
-    eval_graph, _, _ = nnx.split(nnx.view(model, deterministic=True), nnx.Param, ...)
-    params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+    if config.parallelism == "pmap":
+        sync_batch_norm(model, "data")
+    eval_model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+    eval_graph, _, _, _ = nnx.split(eval_model, nnx.Param, nnx.BatchStat, ...)
+    train_graph, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    params, batch_stats, rest = map(nnx.to_pure_dict, (params, batch_stats, rest))
     schedule = optim.create_learning_rate_fn(config, steps_per_epoch, total_steps)
     no_wd = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     tx = optim.create_optimizer(config, schedule, params, no_wd)
     state = dict(
         step=jnp.asarray(0, jnp.int32),
         params=params,
+        batch_stats=batch_stats,
         opt_state=tx.init(params),
         rng=jax.random.PRNGKey(config.seed),
     )
@@ -295,7 +303,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     def evaluate(state, step):
         sums = None
         for local in inp.eval():
-            out = runner.evaluate(runner.params(state), runner.batch(local))
+            out = runner.evaluate(state["params"], state["batch_stats"], runner.batch(local))
             sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
         sums = to_float(sums)
         n = max(sums["count"], 1.0)

@@ -17,7 +17,7 @@ from flax import nnx
 
 from jaxvit.train.optim import cross_entropy
 
-State = dict[str, Any]  # {'step', 'params', 'opt_state', 'rng'}
+State = dict[str, Any]  # {'step', 'params', 'batch_stats', 'opt_state', 'rng'}
 
 
 def make_train_step(
@@ -31,18 +31,21 @@ def make_train_step(
 ) -> Callable[[State, dict], tuple[State, dict]]:
     """The per-step update. With ``axis_name`` (pmap), gradients and metrics are averaged over it."""
 
-    def loss_fn(params, batch, key):
-        model = nnx.merge(graphdef, params, rest)
+    def loss_fn(params, batch_stats, batch, key):
+        model = nnx.merge(graphdef, params, batch_stats, rest)
         nnx.reseed(model, dropout=key)
         logits = model(batch["image"])
         loss = cross_entropy(logits, batch["label"], num_classes, label_smoothing).mean()
-        return loss, logits
+        # BatchNorm's running statistics, updated by this forward (over the global batch)
+        return loss, (logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
 
     def train_step(state: State, batch: dict) -> tuple[State, dict]:
         key = jax.random.fold_in(state["rng"], state["step"])
         if axis_name is not None:
             key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, key)
+        (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], state["batch_stats"], batch, key
+        )
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
         if axis_name is not None:
             grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis_name)
@@ -51,7 +54,9 @@ def make_train_step(
         metrics = dict(
             loss=loss, accuracy=accuracy, grad_norm=optax.global_norm(grads), lr=schedule(state["step"])
         )
-        new_state = dict(state, step=state["step"] + 1, params=params, opt_state=opt_state)
+        new_state = dict(
+            state, step=state["step"] + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+        )
         return new_state, metrics
 
     return train_step
@@ -62,8 +67,8 @@ def make_eval_step(
 ) -> Callable[[Any, dict], dict]:
     """Sums over the (masked) batch: loss, top-1 and top-5 hits, example count."""
 
-    def eval_step(params, batch: dict) -> dict:
-        model = nnx.merge(graphdef, params, rest)
+    def eval_step(params, batch_stats, batch: dict) -> dict:
+        model = nnx.merge(graphdef, params, batch_stats, rest)
         logits = model(batch["image"])
         mask = batch["mask"]
         labels = batch["label"]
