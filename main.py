@@ -19,6 +19,10 @@ def main(argv):
     from jaxvit.train import loop
 
     result = loop.run(FLAGS.config, FLAGS.workdir)
+    if "preempted_step" in result:
+        print(f"preempted: checkpoint saved at step {int(result['preempted_step'])}; "
+              "run the same command to resume", flush=True)
+        return
     print("final eval: " + "  ".join(f"{k}={v:.4f}" for k, v in result.items()), flush=True)
 
 

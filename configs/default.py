@@ -46,6 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- optimization -------------------------------------------------------------
     c.global_batch_size = 128
+    c.grad_accum_steps = 1  # >1: the global batch in this many micro-batches, one update
     c.num_epochs = 40.0
     c.total_steps = 0  # >0 overrides num_epochs
     c.optimizer = "adamw"  # 'adamw' | 'adam' | 'sgd'
@@ -75,4 +76,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.ckpt_every = 200  # 0: only at the end
     c.keep_checkpoints = 3
     c.progress_bar = True
+    c.eval_only = False  # evaluate the workdir's latest checkpoint (or init_from) and exit
     return c

@@ -91,3 +91,30 @@ def test_grad_clipping():
                                 optax.constant_schedule(1.0), params)
     upd, _ = tx.update({"w": jnp.array([3.0, 4.0])}, tx.init(params), params)
     np.testing.assert_allclose(upd["w"], [-0.6, -0.8], rtol=1e-6)
+
+
+def test_grad_accumulation_equals_large_batch():
+    from jaxvit.train.step import make_train_step
+
+    m = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=16, patch_size=4,
+                            depth=2, embed_dim=32, num_heads=2)
+    graph, params, stats, rest = nnx.split(m, nnx.Param, nnx.BatchStat, ...)
+    params, stats, rest = map(nnx.to_pure_dict, (params, stats, rest))
+    # plain SGD: the update is linear in the gradient, so float rounding is not amplified (Adam's
+    # g / sqrt(v) turns 1e-9 differences in near-zero gradients into visible ones)
+    sched = optax.constant_schedule(0.1)
+    tx = optax.sgd(sched, momentum=0.9)
+    rng = np.random.default_rng(0)
+    batch = dict(image=jnp.asarray(rng.standard_normal((16, 16, 16, 3), np.float32)),
+                 label=jnp.asarray(rng.integers(0, 10, 16), jnp.int32))
+    out = {}
+    for k in (1, 4):
+        state = dict(step=jnp.asarray(0), params=params, batch_stats=stats, opt_state=tx.init(params),
+                     rng=jax.random.PRNGKey(0))
+        step = jax.jit(make_train_step(graph, rest, tx, sched, 10, 0.1, grad_accum_steps=k))
+        for _ in range(2):
+            state, metrics = step(state, batch)
+        out[k] = (state["params"], float(metrics["loss"]))
+    assert out[1][1] == pytest.approx(out[4][1], abs=1e-5)
+    for a, b in zip(jax.tree.leaves(out[1][0]), jax.tree.leaves(out[4][0])):
+        np.testing.assert_allclose(a, b, atol=1e-6)

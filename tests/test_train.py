@@ -45,34 +45,99 @@ def final_params(workdir):
     return step, state["params"]
 
 
-def test_kill_after_checkpoint_then_rerun_matches_uninterrupted(tmp_path):
-    args = ["--config.total_steps=40", "--config.ckpt_every=4", "--config.log_every=4"]
-    full = tmp_path / "full"
-    run_main(full, *args)
+RESUME_ARGS = ["--config.total_steps=40", "--config.ckpt_every=4", "--config.log_every=4"]
 
-    killed = tmp_path / "killed"
-    proc = run_main(killed, *args, background=True)
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("full")
+    run_main(wd, *RESUME_ARGS)
+    return wd
+
+
+def start_and_interrupt(workdir, sig):
+    """Starts a run and sends ``sig`` once its first checkpoint exists."""
+    proc = run_main(workdir, *RESUME_ARGS, background=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        steps = [d for d in (killed / "checkpoints").glob("[0-9]*")] if (killed / "checkpoints").exists() else []
-        if steps:
-            proc.send_signal(signal.SIGKILL)
+        if (workdir / "checkpoints").exists() and any((workdir / "checkpoints").glob("[0-9]*")):
+            proc.send_signal(sig)
             break
         time.sleep(0.02)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    run_main(killed, *args)  # same command: resumes from the latest checkpoint
+    out = proc.communicate()[0].decode()
+    return proc.returncode, out
 
-    step_a, params_a = final_params(full)
-    step_b, params_b = final_params(killed)
+
+def assert_same_final_params(a, b, compare_logged_losses=True):
+    step_a, params_a = final_params(a)
+    step_b, params_b = final_params(b)
     assert step_a == step_b == 40
-    for a, b in zip(jax_leaves(params_a), jax_leaves(params_b)):
-        np.testing.assert_array_equal(a, b)
-    # the resumed run's log restarts after the checkpoint, and its losses continue the same curve
-    full_losses = {m["step"]: m["train_loss"] for m in read_metrics(full) if "train_loss" in m}
-    for m in read_metrics(killed):
+    for x, y in zip(jax_leaves(params_a), jax_leaves(params_b)):
+        np.testing.assert_array_equal(x, y)
+    if not compare_logged_losses:
+        return
+    full_losses = {m["step"]: m["train_loss"] for m in read_metrics(a) if "train_loss" in m}
+    for m in read_metrics(b):
         if "train_loss" in m and m["step"] in full_losses:
             assert m["train_loss"] == pytest.approx(full_losses[m["step"]], abs=1e-6)
+
+
+def test_kill_after_checkpoint_then_rerun_matches_uninterrupted(uninterrupted, tmp_path):
+    code, _ = start_and_interrupt(tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL, "the run ended before it could be killed"
+    run_main(tmp_path, *RESUME_ARGS)  # same command: resumes from the latest checkpoint
+    assert_same_final_params(uninterrupted, tmp_path)
+
+
+def test_sigterm_saves_exits_zero_and_resumes(uninterrupted, tmp_path):
+    code, out = start_and_interrupt(tmp_path, signal.SIGTERM)
+    assert code == 0, out[-3000:]
+    assert "preempted: checkpoint saved at step" in out
+    saved = int(out.split("checkpoint saved at step ")[1].split(";")[0])
+    assert saved < 40 and (tmp_path / "checkpoints" / str(saved)).is_dir()
+    run_main(tmp_path, *RESUME_ARGS)
+    # logged losses are means over log windows, which a stop between log steps splits
+    assert_same_final_params(uninterrupted, tmp_path, compare_logged_losses=False)
+
+
+def test_nan_loss_stops_naming_step_and_checkpoint(tmp_path):
+    proc = run_main(tmp_path, "--config.total_steps=20", "--config.lr=1e30", "--config.warmup_steps=1",
+                    "--config.ckpt_every=1", check=False)
+    assert proc.returncode != 0
+    assert "loss is nan at step" in proc.stderr and "Last good checkpoint" in proc.stderr
+
+
+def test_eval_only_reports_the_checkpoint(one_device_run):
+    proc = run_main(one_device_run, *STEPS, "--config.eval_only=True")
+    last = [m for m in read_metrics(one_device_run) if "eval_top1" in m]
+    assert len(last) >= 2 and last[-1]["eval_top1"] == pytest.approx(last[-2]["eval_top1"])
+    assert f"eval_top1={last[-1]['eval_top1']:.4f}" in proc.stdout
+
+
+def test_eval_only_without_checkpoint_writes_nothing(tmp_path):
+    proc = run_main(tmp_path / "none", "--config.eval_only=True", check=False)
+    assert proc.returncode != 0 and "no checkpoint" in proc.stderr
+    assert not (tmp_path / "none").exists()
+
+
+def test_predict_prints_top5_with_class_names(one_device_run, tmp_path):
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    import tensorflow as tf
+
+    img = np.repeat((load_digits().images[0] / 16 * 255).astype(np.uint8)[..., None], 3, -1)
+    path = tmp_path / "digit.png"
+    path.write_bytes(tf.io.encode_png(img).numpy())
+    proc = subprocess.run([sys.executable, "-m", "jaxvit.predict", "--checkpoint", str(one_device_run), str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == str(path) and len(lines) == 6
+    labels = [line.split()[-1] for line in lines[1:]]
+    assert set(labels) <= {str(i) for i in range(10)} and len(set(labels)) == 5
 
 
 def jax_leaves(tree):

@@ -7,6 +7,8 @@ import ast
 import dataclasses
 import logging
 import os
+import signal
+import threading
 import time
 from typing import Any, Iterator
 
@@ -243,6 +245,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (resuming from ``workdir`` if it holds checkpoints) and returns the final eval."""
     validate(config)
     local_batch = sharding.check_batch(config.global_batch_size)
+    if config.global_batch_size % (config.grad_accum_steps * jax.device_count()):
+        raise ValueError(
+            f"global_batch_size {config.global_batch_size} must split into grad_accum_steps="
+            f"{config.grad_accum_steps} micro-batches over {jax.device_count()} devices"
+        )
     inp = create_input(config, local_batch)  # bad dataset -> error before the workdir is touched
     steps_per_epoch = max(1, inp.train_examples // config.global_batch_size)
     total_steps = config.total_steps or int(round(config.num_epochs * steps_per_epoch))
@@ -269,7 +276,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
 
     # Steps, sharded.
     mesh = sharding.create_mesh()
-    args = (train_graph, rest, tx, schedule, inp.num_classes, config.label_smoothing)
+    args = (train_graph, rest, tx, schedule, inp.num_classes, config.label_smoothing, config.grad_accum_steps)
     if config.parallelism == "pmap":
         runner = PmapRunner(
             mesh, make_train_step(*args, axis_name="data"),
@@ -279,6 +286,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         runner = PjitRunner(mesh, make_train_step(*args), make_eval_step(eval_graph, rest, inp.num_classes))
 
     # Checkpoint: resume if there is one.
+    if config.eval_only and not config.init_from and not ckpt_lib.latest_steps(
+        os.path.join(workdir, "checkpoints")
+    ):
+        raise FileNotFoundError(
+            f"eval_only: no checkpoint in {workdir}/checkpoints; pass a trained workdir or "
+            "--config.init_from=DIR (a converted checkpoint)"
+        )
     os.makedirs(workdir, exist_ok=True)
     mngr = checkpoint_manager(workdir, config)
     rep = sharding.replicated(mesh)
@@ -295,62 +309,127 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         global_batch_size=config.global_batch_size,
     )
 
+    if config.eval_only:
+        writer = MetricWriter(workdir)
+        result = evaluate(runner, inp, writer, state, start_step)
+        writer.close()
+        mngr.close()
+        return result
+
     writer = MetricWriter(workdir)
     if start_step == 0 and jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
 
-    def evaluate(state, step):
-        sums = None
-        for local in inp.eval():
-            out = runner.evaluate(state["params"], state["batch_stats"], runner.batch(local))
-            sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-        sums = to_float(sums)
-        n = max(sums["count"], 1.0)
-        result = dict(
-            eval_loss=sums["loss"] / n, eval_top1=sums["top1"] / n, eval_top5=sums["top5"] / n,
-            eval_count=sums["count"],
-        )
-        writer.write(step, result)
-        return result
-
     def checkpoint(state, step):
         meta = dict(meta_base, step=step, examples_seen=step * config.global_batch_size)
         save_checkpoint(mngr, runner.host_state(state), step, meta)
 
-    # The loop.
+    # The loop: host syncs only at log, checkpoint and eval steps.
     batches: Iterator = inp.train(start_step)
     progress = None
     if config.progress_bar and jax.process_index() == 0:
         from tqdm import tqdm
 
         progress = tqdm(total=total_steps, initial=start_step, desc="train", mininterval=1.0, dynamic_ncols=True)
-    pending, t_log, last_log_step, result = [], time.time(), start_step, {}
-    for step in range(start_step + 1, total_steps + 1):
-        state, metrics = runner.train(state, runner.batch(next(batches)))
-        pending.append(metrics)
-        if progress is not None:
-            progress.update(1)
-        if step % config.log_every == 0 or step == total_steps:
-            fetched = jax.device_get(pending)  # the loop's only host sync outside eval
-            means = {k: float(np.mean([np.mean(m[k]) for m in fetched])) for k in fetched[0]}
-            dt = time.time() - t_log
-            means["img_per_sec"] = (step - last_log_step) * config.global_batch_size / max(dt, 1e-9)
-            writer.write(step, {f"train_{k}" if k != "img_per_sec" else k: v for k, v in means.items()})
+    preemption = PreemptionWatch()
+    pending, t_log, last_log_step = [], time.time(), start_step
+    try:
+        for step in range(start_step + 1, total_steps + 1):
+            state, metrics = runner.train(state, runner.batch(next(batches)))
+            pending.append(metrics)
             if progress is not None:
-                progress.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{means['lr']:.2e}",
-                                     img_s=f"{means['img_per_sec']:.0f}")
-            pending, t_log, last_log_step = [], time.time(), step
-        if config.eval_every and step % config.eval_every == 0 and step != total_steps:
-            result = evaluate(state, step)
-            log.info("step %d: %s", step, result)
-        if (config.ckpt_every and step % config.ckpt_every == 0) or step == total_steps:
-            checkpoint(state, step)
-    if progress is not None:
-        progress.close()
-    result = evaluate(state, max(total_steps, start_step))
+                progress.update(1)
+            is_log = step % config.log_every == 0 or step == total_steps
+            is_ckpt = bool(config.ckpt_every and step % config.ckpt_every == 0) or step == total_steps
+            stop = preemption.requested(step)
+            if is_log or is_ckpt or stop:
+                fetched = jax.device_get(pending)
+                check_finite(fetched, last_log_step, mngr)
+            if is_log:
+                means = {k: float(np.mean([np.mean(m[k]) for m in fetched])) for k in fetched[0]}
+                dt = time.time() - t_log
+                means["img_per_sec"] = (step - last_log_step) * config.global_batch_size / max(dt, 1e-9)
+                writer.write(step, {k if k == "img_per_sec" else f"train_{k}": v for k, v in means.items()})
+                if progress is not None:
+                    progress.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{means['lr']:.2e}",
+                                         img_s=f"{means['img_per_sec']:.0f}")
+                pending, t_log, last_log_step = [], time.time(), step
+            if config.eval_every and step % config.eval_every == 0 and step != total_steps:
+                log.info("step %d: %s", step, evaluate(runner, inp, writer, state, step))
+            if is_ckpt or stop:
+                checkpoint(state, step)
+            if stop:
+                log.warning("preempted: checkpoint saved at step %d; run the same command to resume", step)
+                return dict(preempted_step=float(step))
+    finally:
+        preemption.close()
+        if progress is not None:
+            progress.close()
+    result = evaluate(runner, inp, writer, state, max(total_steps, start_step))
     if start_step >= total_steps and mngr.latest_step() != total_steps:
         checkpoint(state, total_steps)
     writer.close()
     mngr.close()
     return result
+
+
+def evaluate(runner, inp: Input, writer: MetricWriter, state, step: int) -> dict[str, float]:
+    """One pass over the eval split: loss, top-1, top-5 over every example exactly once."""
+    sums = None
+    for local in inp.eval():
+        out = runner.evaluate(state["params"], state["batch_stats"], runner.batch(local))
+        sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+    sums = to_float(sums)
+    n = max(sums["count"], 1.0)
+    result = dict(
+        eval_loss=sums["loss"] / n, eval_top1=sums["top1"] / n, eval_top5=sums["top5"] / n,
+        eval_count=sums["count"],
+    )
+    writer.write(step, result)
+    return result
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def check_finite(fetched: list[dict], first_step: int, mngr) -> None:
+    """Stops on a NaN/Inf loss, naming the step and the last good checkpoint."""
+    for i, m in enumerate(fetched):
+        loss = float(np.mean(m["loss"]))
+        if not np.isfinite(loss):
+            last = mngr.latest_step()
+            where = f"{mngr.directory}/{last}" if last is not None else "none (no checkpoint yet)"
+            raise NonFiniteLoss(
+                f"loss is {loss} at step {first_step + i + 1}; stopping. Last good checkpoint: {where}. "
+                "Lower --config.lr, add --config.grad_clip_norm, or check the data."
+            )
+
+
+class PreemptionWatch:
+    """SIGTERM (TPU maintenance, SLURM) asks for a checkpoint at the next step boundary.
+
+    With several processes, JAX's preemption sync point makes every host stop at
+    the same step; alone, the signal handler's flag is enough.
+    """
+
+    def __init__(self):
+        self.flag = False
+        self._old = None
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._on_term)
+
+    def _on_term(self, signum, frame):
+        self.flag = True
+
+    def requested(self, step: int) -> bool:
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            return bool(multihost_utils.reached_preemption_sync_point(step))
+        return self.flag
+
+    def close(self):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)

@@ -27,32 +27,54 @@ def make_train_step(
     schedule: optax.Schedule,
     num_classes: int,
     label_smoothing: float,
+    grad_accum_steps: int = 1,
     axis_name: str | None = None,
 ) -> Callable[[State, dict], tuple[State, dict]]:
-    """The per-step update. With ``axis_name`` (pmap), gradients and metrics are averaged over it."""
+    """The per-step update. With ``axis_name`` (pmap), gradients and metrics are averaged over it.
+
+    With ``grad_accum_steps`` k > 1 the batch is taken as k micro-batches (every
+    k-th example, so each spans all devices) whose mean gradient is one update:
+    the large-batch update, in 1/k of the activation memory.
+    """
 
     def loss_fn(params, batch_stats, batch, key):
         model = nnx.merge(graphdef, params, batch_stats, rest)
         nnx.reseed(model, dropout=key)
         logits = model(batch["image"])
         loss = cross_entropy(logits, batch["label"], num_classes, label_smoothing).mean()
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
         # BatchNorm's running statistics, updated by this forward (over the global batch)
-        return loss, (logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
+        return loss, (accuracy, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def accumulated(params, batch_stats, batch, key):
+        k = grad_accum_steps
+        micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
+
+        def body(carry, xs):
+            grads, loss, acc, stats = carry
+            i, mb = xs
+            (l, (a, stats)), g = grad_fn(params, stats, mb, jax.random.fold_in(key, i))
+            return (jax.tree.map(jnp.add, grads, g), loss + l, acc + a, stats), None
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), batch_stats)
+        (grads, loss, acc, stats), _ = jax.lax.scan(body, init, (jnp.arange(k), micro))
+        return (loss / k, (acc / k, stats)), jax.tree.map(lambda g: g / k, grads)
 
     def train_step(state: State, batch: dict) -> tuple[State, dict]:
         key = jax.random.fold_in(state["rng"], state["step"])
         if axis_name is not None:
             key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-        (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"], state["batch_stats"], batch, key
-        )
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+        fn = grad_fn if grad_accum_steps == 1 else accumulated
+        (loss, (accuracy, batch_stats)), grads = fn(state["params"], state["batch_stats"], batch, key)
         if axis_name is not None:
             grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis_name)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         metrics = dict(
-            loss=loss, accuracy=accuracy, grad_norm=optax.global_norm(grads), lr=schedule(state["step"])
+            loss=loss, accuracy=accuracy, grad_norm=optax.tree.norm(grads), lr=schedule(state["step"])
         )
         new_state = dict(
             state, step=state["step"] + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
