@@ -24,8 +24,9 @@ def create_model(
 
     ``dtype`` is the compute dtype (``"bfloat16"`` on GPU/TPU); params stay float32.
     ``checkpoint`` loads a jaxvit checkpoint directory (as written by
-    ``python -m convert`` or the trainer). jaxvit never downloads weights:
-    ``pretrained=True`` points at the converter instead.
+    ``python -m convert`` or the trainer); keywords not passed (num_classes,
+    img_size, patch_size, ...) default to the ones it was made with. jaxvit
+    never downloads weights: ``pretrained=True`` points at the converter instead.
     """
     entry = get_entry(name)
     if pretrained and checkpoint is None:
@@ -35,6 +36,11 @@ def create_model(
         )
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    if checkpoint is not None:
+        from jaxvit.train.checkpoint import read_model_meta
+
+        for key, value in (read_model_meta(checkpoint).get("kwargs") or {}).items():
+            kwargs.setdefault(key, value)
     if dtype is not None:
         import jax.numpy as jnp
 

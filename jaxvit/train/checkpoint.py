@@ -16,6 +16,7 @@ import tempfile
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
@@ -47,8 +48,8 @@ def unflatten_like(flat: dict[str, Any], like: dict, prefix: tuple = ()) -> dict
 
 def collections_of(model: nnx.Module) -> dict[str, dict]:
     """The model's persistent state as pure dicts: params and (if any) batch_stats."""
-    out = {"params": nnx.state(model, nnx.Param).to_pure_dict()}
-    stats = nnx.state(model, nnx.BatchStat).to_pure_dict()
+    out = {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param))}
+    stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
     if stats:
         out["batch_stats"] = stats
     return out
@@ -78,8 +79,10 @@ def assign(model: nnx.Module, trees: dict[str, dict], source: str = "checkpoint"
     for name, tree in current.items():
         values = unflatten_like(flatten({name: trees[name]}), {name: tree})[name]
         state = nnx.state(model, nnx.Param if name == "params" else nnx.BatchStat)
-        state.replace_by_pure_dict(
-            jax.tree.map(lambda old, new: np.asarray(new, dtype=np.asarray(old).dtype), tree, values)
+        nnx.replace_by_pure_dict(
+            state,
+            # jnp.array copies: the model must not alias the caller's buffers (e.g. a torch model's).
+            jax.tree.map(lambda old, new: jnp.array(new, dtype=old.dtype), tree, values),
         )
         nnx.update(model, state)
 
@@ -109,15 +112,12 @@ def save_model_checkpoint(directory: str, trees: dict[str, dict], meta: dict) ->
         raise
 
 
-def read_model_checkpoint(directory: str) -> tuple[dict[str, dict], dict]:
-    """Returns (trees, meta) from a model checkpoint or a train workdir / its checkpoints dir."""
+def _locate(directory: str) -> tuple[str, str, bool]:
+    """(weights dir, meta file, is a model checkpoint) for a model checkpoint, a train
+    workdir or its checkpoints dir (the latest step)."""
     directory = os.path.abspath(directory)
     if os.path.exists(os.path.join(directory, META_FILE)):
-        with open(os.path.join(directory, META_FILE)) as f:
-            meta = json.load(f)
-        with ocp.StandardCheckpointer() as ckptr:
-            trees = ckptr.restore(os.path.join(directory, "weights"))
-        return trees, meta
+        return os.path.join(directory, "weights"), os.path.join(directory, META_FILE), True
     ckpt_dir = directory
     if os.path.isdir(os.path.join(directory, "checkpoints")):
         ckpt_dir = os.path.join(directory, "checkpoints")
@@ -128,14 +128,29 @@ def read_model_checkpoint(directory: str) -> tuple[dict[str, dict], dict]:
             "or a train workdir with checkpoints/<step>/"
         )
     step_dir = os.path.join(ckpt_dir, str(steps[-1]))
-    with open(os.path.join(step_dir, "meta", "metadata")) as f:
+    return os.path.join(step_dir, "state"), os.path.join(step_dir, "meta", "metadata"), False
+
+
+def read_model_meta(directory: str) -> dict:
+    """Just the metadata, ``{'model': name, 'kwargs': {...}}``: cheap, reads no weights."""
+    _, meta_file, is_model = _locate(directory)
+    with open(meta_file) as f:
         meta = json.load(f)
+    return meta if is_model else meta.get("model", {})
+
+
+def read_model_checkpoint(directory: str) -> tuple[dict[str, dict], dict]:
+    """Returns (trees, meta) from a model checkpoint or a train workdir / its checkpoints dir."""
+    weights, _, is_model = _locate(directory)
+    meta = read_model_meta(directory)
     with ocp.StandardCheckpointer() as ckptr:
-        state = ckptr.restore(os.path.join(step_dir, "state"))
+        state = ckptr.restore(weights)
+    if is_model:
+        return state, meta
     trees = {"params": state["params"]}
     if state.get("batch_stats"):
         trees["batch_stats"] = state["batch_stats"]
-    return trees, meta.get("model", {})
+    return trees, meta
 
 
 def latest_steps(ckpt_dir: str) -> list[int]:

@@ -1,0 +1,290 @@
+"""timm -> jaxvit conversion: logits parity per model, export round trip, checkpoint
+wrappers through the CLI, fine-tune adaptation against timm's own, and bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="conversion tests need torch: pip install -e '.[torch]'")
+timm = pytest.importorskip("timm", reason="conversion tests need timm: pip install -e '.[torch]'")
+
+import jaxvit  # noqa: E402
+from convert import ConversionError, convert_state_dict, save, timm_state_dict  # noqa: E402
+from convert.__main__ import main as convert_main  # noqa: E402
+from convert.export import export_checkpoint  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10-subset"
+TOL = 1e-4
+NOISE = 0.02  # moves every tensor off its init, so a mis-mapped one shows in the logits
+
+# Every registered name of these families is in PARITY_NAMES (checked below); append a
+# family here together with its names.
+PARITY_FAMILIES = ("vit",)
+PARITY_NAMES = [
+    "vit_tiny_patch16_224",
+    "vit_small_patch16_224",
+    "vit_base_patch16_224",
+    "vit_base_patch32_224",
+    "vit_large_patch16_224",
+    "deit_tiny_patch16_224",
+    "deit_small_patch16_224",
+    "deit_base_patch16_224",
+    "deit_tiny_distilled_patch16_224",
+    "deit_small_distilled_patch16_224",
+    "deit_base_distilled_patch16_224",
+]
+# Every name at its default size and at 96px; one patch-size change on a tiny model.
+PARITY_CASES = [(n, {}) for n in PARITY_NAMES] + [(n, {"img_size": 96}) for n in PARITY_NAMES]
+PARITY_CASES.append(("vit_tiny_patch16_224", {"img_size": 64, "patch_size": 8}))
+
+torch.set_num_threads(2)
+
+
+def case_id(kwargs: dict) -> str:
+    return "-".join(f"{k.split('_')[0]}{v}" for k, v in kwargs.items()) or "default"
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def images(size: int, n: int = 2) -> np.ndarray:
+    """n real CIFAR-10 images (one per class) resized to ``size``, NCHW in [-1, 1]; a fixed
+    random batch where the shared data is absent."""
+    classes = sorted((CIFAR / "train").glob("*"))[:n]
+    if len(classes) < n:
+        return np.random.RandomState(0).uniform(-1, 1, (n, 3, size, size)).astype(np.float32)
+    from PIL import Image
+
+    batch = [
+        np.asarray(Image.open(sorted(c.glob("*.png"))[0]).convert("RGB").resize((size, size), Image.BICUBIC))
+        for c in classes
+    ]
+    x = np.stack(batch).astype(np.float32) / 255.0
+    return ((x - 0.5) / 0.5).transpose(0, 3, 1, 2).copy()
+
+
+def perturbed_timm(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
+    """timm's model in eval mode with seeded noise added to every floating tensor."""
+    torch.manual_seed(seed)
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for key, t in model.state_dict().items():
+            if t.is_floating_point():
+                noise = torch.randn(t.shape, generator=gen) * NOISE
+                t.add_(noise.abs() if key.endswith("running_var") else noise)
+    return model
+
+
+def logits(tmodel: torch.nn.Module | None, jmodel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(timm, jaxvit) logits for an NCHW batch; jaxvit runs eagerly (no compile) on NHWC."""
+    with torch.no_grad():
+        yt = tmodel(torch.from_numpy(x)).numpy() if tmodel is not None else None
+    jmodel.eval()
+    return yt, np.asarray(jmodel(x.transpose(0, 2, 3, 1)))
+
+
+def max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.abs(a - b).max())
+
+
+def test_parity_list_covers_its_families():
+    """A name registered in a family covered here cannot miss the parity test."""
+    missing = sorted({n for f in PARITY_FAMILIES for n in jaxvit.list_models(family=f)} - set(PARITY_NAMES))
+    assert not missing, f"add these registered models to PARITY_NAMES: {missing}"
+
+
+@pytest.mark.parametrize(
+    "name,kwargs", [pytest.param(n, k, id=f"{n}-{case_id(k)}") for n, k in PARITY_CASES]
+)
+def test_logits_match_timm(name, kwargs):
+    tmodel = perturbed_timm(name, **kwargs)
+    jmodel, meta = convert_state_dict(name, tmodel.state_dict(), log=quiet, **kwargs)
+    assert meta["kwargs"].items() >= kwargs.items()
+    size = kwargs.get("img_size", tmodel.pretrained_cfg["input_size"][-1])  # 384 for *_384 names
+    yt, yj = logits(tmodel, jmodel, images(size))
+    diff = max_diff(yt, yj)
+    print(f"{name} {kwargs}: max |logits diff| {diff:.2e} (|logits| up to {np.abs(yt).max():.2f})")
+    assert diff <= TOL
+
+
+def test_export_round_trip_loads_strict_in_timm(tmp_path):
+    """jaxvit checkpoint -> safetensors -> timm strict load: same tensors, same logits."""
+    name, kwargs = "deit_tiny_distilled_patch16_224", {"img_size": 64, "num_classes": 7}
+    tmodel = perturbed_timm(name, **kwargs)
+    jmodel, meta = convert_state_dict(name, tmodel.state_dict(), log=quiet, **kwargs)
+    save(str(tmp_path / "ckpt"), jmodel, meta)
+    # create_model fills img_size/num_classes from the checkpoint's meta.
+    reloaded = jaxvit.create_model(name, checkpoint=str(tmp_path / "ckpt"))
+    out = tmp_path / "exported.safetensors"
+    got_name, got_kwargs = export_checkpoint(str(tmp_path / "ckpt"), str(out))
+    assert got_name == name and got_kwargs.items() >= kwargs.items()
+
+    from safetensors.torch import load_file
+
+    sd = load_file(str(out))
+    fresh = timm.create_model(name, pretrained=False, **got_kwargs).eval()
+    fresh.load_state_dict(sd, strict=True)
+    for key, value in tmodel.state_dict().items():
+        assert torch.equal(sd[key], value), key
+    x = images(64)
+    yt, yj = logits(fresh, reloaded, x)
+    assert max_diff(yt, yj) <= TOL
+
+
+def test_moco_wrapped_checkpoint_through_cli(tmp_path):
+    """{'model': sd} with MoCo v3's module.base_encoder. prefix and momentum/predictor
+    tensors converts with a real `python -m convert` and keeps the logits."""
+    name = "vit_tiny_patch16_224"
+    tmodel = perturbed_timm(name, img_size=64)
+    sd = {f"module.base_encoder.{k}": v for k, v in tmodel.state_dict().items()}
+    sd.update({f"module.momentum_encoder.{k}": v for k, v in list(tmodel.state_dict().items())[:3]})
+    sd["module.predictor.0.weight"] = torch.zeros(4, 192)
+    torch.save({"model": sd, "epoch": 300, "arch": "vit_tiny"}, tmp_path / "moco.pth.tar")
+
+    out = tmp_path / "converted"
+    proc = subprocess.run(
+        [sys.executable, "-m", "convert", "--model", name, "--checkpoint", str(tmp_path / "moco.pth.tar"),
+         "--out", str(out), "--img-size", "64"],
+        cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "momentum_encoder and predictor" in proc.stdout and "'module.base_encoder.'" in proc.stdout
+    jmodel = jaxvit.create_model(name, checkpoint=str(out))
+    yt, yj = logits(tmodel, jmodel, images(64))
+    assert max_diff(yt, yj) <= TOL
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"num_classes": 10, "img_size": 32}, id="classes10-img32-grid2"),
+        pytest.param({"num_classes": 10, "img_size": 64, "patch_size": 8}, id="classes10-img64-patch8"),
+    ],
+)
+def test_finetune_adaptation_matches_timm(kwargs):
+    """A 224/patch16/1000-class checkpoint into a smaller fine-tune model: a new head
+    (reported), and pos_embed/patch kernel/features as timm's own pretrained filter gives."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    name = "vit_tiny_patch16_224"
+    source = perturbed_timm(name).state_dict()
+    notes: list[str] = []
+    jmodel, meta = convert_state_dict(name, source, log=notes.append, **kwargs)
+    assert any(n.startswith("head:") and "1000 classes" in n and "re-initialized" in n for n in notes), notes
+    assert meta["reinitialized"] == ["head.bias", "head.weight"]
+    fresh_head = jaxvit.create_model(name, **kwargs).head
+    np.testing.assert_array_equal(np.asarray(jmodel.head.kernel[...]), np.asarray(fresh_head.kernel[...]))
+
+    target = timm.create_model(name, pretrained=False, **kwargs).eval()
+    filtered = checkpoint_filter_fn(dict(source), target)
+    filtered = {k: v for k, v in filtered.items() if not k.startswith("head.")}
+    assert set(target.load_state_dict(filtered, strict=False).missing_keys) == {"head.weight", "head.bias"}
+    assert max_diff(np.asarray(jmodel.pos_embed[...]), filtered["pos_embed"].numpy()) <= 1e-6
+    kernel = filtered["patch_embed.proj.weight"].numpy().transpose(2, 3, 1, 0)
+    assert max_diff(np.asarray(jmodel.patch_embed.proj.kernel[...]), kernel) <= 1e-6
+    x = images(kwargs["img_size"])
+    with torch.no_grad():
+        ft = target.forward_features(torch.from_numpy(x)).numpy()
+    jmodel.eval()
+    assert max_diff(ft, np.asarray(jmodel.forward_features(x.transpose(0, 2, 3, 1)))) <= TOL
+
+
+def _write(tmp_path: Path, sd: dict, fname: str = "w.pth") -> Path:
+    path = tmp_path / fname
+    if fname.endswith(".safetensors"):
+        from safetensors.torch import save_file
+
+        save_file({k: torch.as_tensor(v).contiguous() for k, v in sd.items()}, str(path))
+    else:
+        torch.save({k: torch.as_tensor(v) for k, v in sd.items()}, path)
+    return path
+
+
+def _truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _bad_wrong_model(tmp_path):
+    return _write(tmp_path, timm_state_dict("vit_small_patch16_224", img_size=32)), [
+        "blocks.0.attn.qkv.weight: checkpoint (1152, 384) vs model (576, 192)", "--model"]
+
+
+def _bad_truncated(fname):
+    def make(tmp_path):
+        path = _truncate(_write(tmp_path, timm_state_dict("vit_tiny_patch16_224", img_size=32), fname))
+        return path, ["truncated or corrupt"]
+    return make
+
+
+def _bad_missing_key(tmp_path):
+    sd = timm_state_dict("vit_tiny_patch16_224", img_size=32)
+    del sd["blocks.11.norm2.weight"]
+    return _write(tmp_path, sd), ["missing from the checkpoint: blocks.11.norm2.weight"]
+
+
+def _bad_unexpected_key(tmp_path):
+    sd = dict(timm_state_dict("vit_tiny_patch16_224", img_size=32), **{"blocks.0.extra.weight": np.zeros(3)})
+    return _write(tmp_path, sd), ["not in the model: blocks.0.extra.weight"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(_bad_wrong_model, id="vit_small-into-vit_tiny"),
+        pytest.param(_bad_truncated("w.pth"), id="truncated-pth"),
+        pytest.param(_bad_truncated("w.safetensors"), id="truncated-safetensors"),
+        pytest.param(_bad_missing_key, id="missing-key"),
+        pytest.param(_bad_unexpected_key, id="unexpected-key"),
+    ],
+)
+def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, capsys, make):
+    path, expected = make(tmp_path)
+    out = tmp_path / "out" / "converted"
+    rc = convert_main(["--model", "vit_tiny_patch16_224", "--checkpoint", str(path), "--out", str(out),
+                       "--img-size", "32"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: ") and "Traceback" not in err
+    for text in expected:
+        assert text in err, err
+    assert not out.exists() and not (tmp_path / "out").exists()
+
+
+def test_bad_model_name_and_existing_out(tmp_path, capsys):
+    rc = convert_main(["--model", "vit_tiny_patch16", "--random-init", "--out", str(tmp_path / "x")])
+    assert rc == 2 and "did you mean 'vit_tiny_patch16_224'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_text("keep")
+    rc = convert_main(["--model", "vit_tiny_patch16_224", "--random-init", "--out", str(tmp_path / "full")])
+    assert rc == 2 and "already exists" in capsys.readouterr().err
+    assert (tmp_path / "full" / "f").read_text() == "keep"
+
+
+def test_random_init_cli_and_api_error(tmp_path):
+    out = tmp_path / "rand"
+    assert convert_main(["--model", "vit_tiny_patch16_224", "--random-init", "--img-size", "32",
+                         "--num-classes", "3", "--out", str(out)]) == 0
+    model = jaxvit.create_model("vit_tiny_patch16_224", checkpoint=str(out))
+    assert model.head.kernel.shape == (192, 3) and model.patch_embed.img_size == (32, 32)
+    with pytest.raises(ConversionError, match="norm.weight"):
+        sd = timm_state_dict("vit_tiny_patch16_224", img_size=32)
+        del sd["norm.weight"]
+        convert_state_dict("vit_tiny_patch16_224", sd, img_size=32, log=quiet)
+
+
+def test_core_does_not_import_torch():
+    code = "import sys, jaxvit, jaxvit.train.checkpoint; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120).returncode == 0
