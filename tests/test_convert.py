@@ -26,7 +26,7 @@ NOISE = 0.02  # moves every tensor off its init, so a mis-mapped one shows in th
 
 # Every registered name of these families is in PARITY_NAMES (checked below); append a
 # family here together with its names.
-PARITY_FAMILIES = ("vit",)
+PARITY_FAMILIES = ("vit", "swin")
 PARITY_NAMES = [
     "vit_tiny_patch16_224",
     "vit_small_patch16_224",
@@ -39,6 +39,11 @@ PARITY_NAMES = [
     "deit_tiny_distilled_patch16_224",
     "deit_small_distilled_patch16_224",
     "deit_base_distilled_patch16_224",
+    "swin_tiny_patch4_window7_224",
+    "swin_small_patch4_window7_224",
+    "swin_base_patch4_window7_224",
+    "swin_base_patch4_window12_384",
+    "swin_large_patch4_window7_224",
 ]
 # Every name at its default size and at 96px; one patch-size change on a tiny model.
 PARITY_CASES = [(n, {}) for n in PARITY_NAMES] + [(n, {"img_size": 96}) for n in PARITY_NAMES]

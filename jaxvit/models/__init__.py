@@ -1,5 +1,6 @@
 """Model families; importing this package registers every model name."""
 
 from jaxvit.models import vit  # noqa: F401
+from jaxvit.models import swin  # noqa: F401
 from jaxvit.models import mixer  # noqa: F401
 from jaxvit.models import tnt  # noqa: F401

@@ -1,0 +1,210 @@
+"""Swin Transformer v1: timm's names, parameter counts, window rules and logits."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jaxvit
+from jaxvit.layers.window import (
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+from jaxvit.registry import get_entry
+
+SWIN_NAMES = [
+    "swin_tiny_patch4_window7_224",
+    "swin_small_patch4_window7_224",
+    "swin_base_patch4_window7_224",
+    "swin_base_patch4_window12_384",
+    "swin_large_patch4_window7_224",
+]
+BASE = "swin_tiny_patch4_window7_224"
+# The small-data recipes: 4 stages at embed_dim 64, patch 4.
+RECIPE = dict(embed_dim=64, depths=(2, 2, 8, 2), num_heads=(2, 4, 8, 16), patch_size=4)
+DATASETS = {
+    "cifar10-32px": dict(RECIPE, img_size=32, window_size=8, num_classes=10),
+    "stl10-96px": dict(RECIPE, img_size=96, window_size=12, num_classes=10),
+    "tiny_imagenet-64px": dict(RECIPE, img_size=64, window_size=8, num_classes=200),
+}
+# Two stages at 32 dims: cheap enough to run against timm.
+TINY = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), num_classes=10)
+PARITY = {
+    "img32-window4": dict(TINY, img_size=32, window_size=4),  # stage 0 shifted, stage 1 clamped
+    "img64-window4": dict(TINY, img_size=64, window_size=4),  # both stages shifted
+    "img48-window5": dict(TINY, img_size=48, window_size=5),  # padded 12->15 and 6->10, shifted
+}
+
+
+def _timm():
+    return pytest.importorskip("timm", reason="comparing with timm needs it: pip install -e '.[torch]'")
+
+
+def _convert():
+    return pytest.importorskip("convert", reason="the converter needs torch: pip install -e '.[torch]'")
+
+
+def timm_meta(name: str, **kwargs):
+    """timm's model on the meta device: its structure and counts without allocating weights."""
+    return _timm().create_model(name, pretrained=False, device="meta", **kwargs)
+
+
+def abstract(name: str, **kwargs):
+    """The model with shapes for values (nnx.eval_shape), built once per configuration."""
+    return _abstract(name, tuple(sorted(kwargs.items())))
+
+
+@functools.lru_cache(maxsize=None)
+def _abstract(name: str, items: tuple):
+    return nnx.eval_shape(lambda: jaxvit.create_model(name, **dict(items)))
+
+
+def n_params(model) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def run(model, x, features: bool = False):
+    """Compiled eval-mode forward: logits, or (features, logits)."""
+    model.eval()
+
+    def forward(m, x):
+        f = m.forward_features(x)
+        return (f, m.forward_head(f)) if features else m.forward_head(f)
+
+    return nnx.jit(forward)(model, x)
+
+
+@pytest.mark.parametrize("name", SWIN_NAMES)
+def test_matches_timm_at_defaults(name):
+    """Parameter count, torch keys, no_weight_decay and default cfg, against timm's."""
+    plan = _convert().plan
+    tm = timm_meta(name)
+    jm = abstract(name)
+    assert n_params(jm) == sum(p.numel() for p in tm.parameters())
+    assert {e.torch_key for e in plan(jm)} == set(tm.state_dict())
+    assert jm.no_weight_decay() == tm.no_weight_decay()
+    assert len(jm.no_weight_decay()) == sum(len(stage.blocks) for stage in jm.layers)
+    cfg = get_entry(name).default_cfg
+    c, h, w = tm.pretrained_cfg["input_size"]
+    assert cfg["input_size"] == (h, w, c) and jm.patch_embed.img_size == (h, w)
+    assert cfg["crop_pct"] == tm.pretrained_cfg["crop_pct"]
+    assert tuple(cfg["mean"]) == tuple(tm.pretrained_cfg["mean"])
+    assert name in jaxvit.list_models("swin_*", family="swin")
+
+
+@pytest.mark.parametrize(
+    "kwargs", [pytest.param(k, id=i) for i, k in {**DATASETS, **PARITY}.items()]
+)
+def test_windows_drop_path_and_torch_keys_match_timm(kwargs):
+    """Per block: the clamped window, the shift and the drop-path rate; and every torch key."""
+    plan = _convert().plan
+    kwargs = dict(kwargs, drop_path_rate=0.2)
+    tm = timm_meta(BASE, **kwargs)
+    jm = abstract(BASE, **kwargs)
+    assert n_params(jm) == sum(p.numel() for p in tm.parameters())
+    for ts, js in zip(tm.layers, jm.layers, strict=True):
+        for tb, jb in zip(ts.blocks, js.blocks, strict=True):
+            assert jb.window_size == tuple(tb.window_size)
+            assert jb.shift_size == tuple(tb.shift_size)
+            rate = tb.drop_path1.drop_prob if hasattr(tb.drop_path1, "drop_prob") else 0.0
+            assert jb.drop_path1.rate == pytest.approx(rate)
+    assert {e.torch_key for e in plan(jm)} == set(tm.state_dict())
+
+
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_dataset_variants_give_logits(dataset):
+    """The whole forward traced (train mode: drop path on); the CIFAR-10 one also runs below."""
+    kwargs = DATASETS[dataset]
+    size = kwargs["img_size"]
+    images = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+    out = nnx.eval_shape(lambda m, x: m(x), abstract(BASE, **kwargs), images)
+    assert out.shape == (2, kwargs["num_classes"]) and out.dtype == jnp.float32
+
+
+def test_window_ops_match_timm():
+    torch = pytest.importorskip("torch")
+    swin = _timm().models.swin_transformer
+    x = np.random.RandomState(0).randn(2, 12, 15, 5).astype(np.float32)
+    windows = window_partition(jnp.asarray(x), (4, 5))
+    expected = swin.window_partition(torch.from_numpy(x), (4, 5)).reshape(-1, 20, 5).numpy()
+    np.testing.assert_array_equal(windows, expected)
+    np.testing.assert_array_equal(window_reverse(windows, (4, 5), 12, 15), x)
+    for wh, ww in [(7, 7), (4, 5), (1, 3)]:
+        np.testing.assert_array_equal(
+            relative_position_index(wh, ww), swin.get_relative_position_index(wh, ww).numpy()
+        )
+    # The shifted-window mask timm's block keeps as a buffer, padded map included (30 -> 35).
+    for res, window in [((16, 16), 8), ((30, 30), 7), ((14, 14), 7)]:
+        block = swin.SwinTransformerBlock(8, res, num_heads=2, window_size=window, shift_size=window // 2)
+        hp, wp = (-(-r // window) * window for r in res)
+        mask = shifted_window_mask(hp, wp, (window, window), (window // 2, window // 2))
+        np.testing.assert_array_equal(mask, block.attn_mask.numpy())
+    assert shifted_window_mask(14, 14, (7, 7), (0, 0)) is None
+
+
+@pytest.mark.parametrize("kwargs", [pytest.param(k, id=i) for i, k in PARITY.items()])
+def test_logits_match_timm(kwargs):
+    torch = pytest.importorskip("torch")
+    timm = _timm()
+    convert = _convert()
+    torch.manual_seed(0)
+    tm = timm.create_model(BASE, pretrained=False, **kwargs).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # off the init (zero biases, unit norms), so a mis-mapped tensor shows
+        for t in tm.state_dict().values():
+            t.add_(torch.randn(t.shape, generator=gen) * 0.05)
+    jm, _ = convert.convert_state_dict(BASE, tm.state_dict(), log=lambda _: None, **kwargs)
+    size = kwargs["img_size"]
+    x = np.random.RandomState(0).randn(2, 3, size, size).astype(np.float32)
+    with torch.no_grad():
+        feats_t = tm.forward_features(torch.from_numpy(x)).numpy()
+        logits_t = tm.forward_head(torch.from_numpy(feats_t)).numpy()
+    feats_j, logits_j = run(jm, x.transpose(0, 2, 3, 1), features=True)
+    feat_diff = float(np.abs(feats_t - np.asarray(feats_j)).max())
+    logit_diff = float(np.abs(logits_t - np.asarray(logits_j)).max())
+    print(f"{kwargs}: max |features diff| {feat_diff:.2e}, max |logits diff| {logit_diff:.2e}")
+    assert feats_j.shape == feats_t.shape  # NHWC, as timm's Swin
+    assert feat_diff <= 1e-4 and logit_diff <= 1e-4
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    """The CIFAR-10 recipe run for real, in bfloat16 and float32."""
+    kwargs = DATASETS["cifar10-32px"]
+    m = jaxvit.create_model(BASE, dtype="bfloat16", **kwargs)
+    assert {x.dtype for x in jax.tree.leaves(nnx.state(m, nnx.Param))} == {jnp.dtype("float32")}
+    x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+    feats, logits = run(m, x, features=True)
+    assert feats.dtype == jnp.bfloat16 and feats.shape == (2, 1, 1, 512)
+    assert logits.dtype == jnp.float32 and logits.shape == (2, 10)
+    ref = run(jaxvit.create_model(BASE, **kwargs), x)  # same seed, float32 compute
+    assert bool(jnp.isfinite(ref).all())
+    np.testing.assert_allclose(logits, ref, atol=0.1)
+
+
+def test_interface_and_module_tree():
+    m = jaxvit.create_model(BASE, **PARITY["img32-window4"])
+    flat = {".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(m, nnx.Param))}
+    for key in ["patch_embed.proj.kernel", "patch_embed.norm.scale", "layers.1.downsample.norm.scale",
+                "layers.1.downsample.reduction.kernel", "layers.0.blocks.1.attn.qkv.kernel",
+                "layers.0.blocks.1.attn.relative_position_bias_table", "layers.1.blocks.0.mlp.fc2.bias",
+                "norm.scale", "head.fc.kernel"]:
+        assert key in flat, key
+    assert m.layers[0].downsample is None and "layers.1.downsample.reduction.bias" not in flat
+    assert m.layers[0].blocks[0].attn.relative_position_bias_table.shape == (49, 2)
+    assert m.get_classifier() is m.head.fc
+    feats = jnp.zeros((1, 2, 2, 64))
+    assert m.forward_head(feats, pre_logits=True).shape == (1, 64)
+    m.reset_classifier(3)
+    assert m.forward_head(feats).shape == (1, 3)
+    m.reset_classifier(0)
+    assert m.get_classifier() is None and m.forward_head(feats).shape == (1, 64)
+    assert "layers.0.blocks.0.attn.relative_position_bias_table" in m.no_weight_decay()
+    alias = jaxvit.split_name("swin_base_patch4_window7_224_in22k")
+    assert alias == ("swin_base_patch4_window7_224", "ms_in22k")
