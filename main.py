@@ -1,6 +1,7 @@
 """Train a jaxvit model: python main.py --config=configs/default.py --workdir=DIR [--config.key=value]."""
 
 import logging as std_logging
+import os
 import sys
 
 from absl import app, flags, logging
@@ -11,11 +12,32 @@ from jaxvit.train.config_util import check_overrides, load_config_file
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and TensorBoard events.")
 config_flags.DEFINE_config_file("config", None, "Path to a config file (get_config()).", lock_config=True)
+flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
+                  "jax.distributed: 'auto' initializes on TPU VMs, under SLURM with several tasks, "
+                  "or when --coordinator_address is given.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host without TPU/SLURM).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
+flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes-1.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def init_distributed() -> None:
+    """JAX's own multi-host runtime; TPU VMs and SLURM are detected by jax itself."""
+    import jax
+
+    explicit = FLAGS.coordinator_address is not None
+    cluster = "TPU_WORKER_HOSTNAMES" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    if FLAGS.distributed == "off" or (FLAGS.distributed == "auto" and not (explicit or cluster)):
+        return
+    if explicit:
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    else:
+        jax.distributed.initialize()
 
 
 def main(argv):
     del argv
+    init_distributed()
     from jaxvit.train import loop
 
     result = loop.run(FLAGS.config, FLAGS.workdir)

@@ -42,6 +42,18 @@ def test_train_stream_resumes_at_any_step():
     assert not np.array_equal(other["label"], batches[0]["label"])
 
 
+def test_global_batch_is_the_same_for_any_process_count():
+    c = config()
+    src = digits_source()
+    one = [next(pipeline.train_batches(c, src, 32, 5, 0, 1))]
+    parts = [next(pipeline.train_batches(c, src, 32, 5, i, 4)) for i in range(4)]
+    assert all(p["label"].shape == (8,) for p in parts)
+    whole = np.concatenate([p["image"] for p in parts])
+    # the same examples, with the same augmentation, in another order within the batch
+    key = lambda a: np.lexsort(a.reshape(len(a), -1).T[:64])
+    np.testing.assert_array_equal(whole[key(whole)], one[0]["image"][key(one[0]["image"])])
+
+
 def test_process_shards_are_disjoint_and_cover_the_split():
     src = digits_source()
     c = config()

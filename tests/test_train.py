@@ -38,9 +38,16 @@ def test_pmap_same_numbers_as_pjit(one_device_run, tmp_path):
 
 
 def final_params(workdir):
+    """The latest checkpoint's params on this process's one device, whatever mesh saved them."""
+    import jax
+
     mngr = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
     step = mngr.latest_step()
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    with ocp.StandardCheckpointer() as ckptr:
+        meta = ckptr.metadata(workdir / "checkpoints" / str(step) / "state").item_metadata
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), meta)
+    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
     mngr.close()
     return step, state["params"]
 
@@ -195,3 +202,31 @@ def test_imagefolder_on_cifar10_subset(cifar_subset, tmp_path):
     final = [m for m in read_metrics(tmp_path) if "eval_top1" in m][-1]
     # 10% of each class held out: about 509 of the 5,085 images, each counted once
     assert 480 <= final["eval_count"] <= 540
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_same_as_one(one_device_run, tmp_path):
+    """Two real processes (jax.distributed, localhost coordinator, 4 CPU devices each)."""
+    addr = f"localhost:{free_port()}"
+    procs = [
+        run_main(tmp_path, *STEPS, f"--coordinator_address={addr}", "--num_processes=2",
+                 f"--process_id={i}", devices=4, background=True)
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0].decode() for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+    np.testing.assert_allclose(train_losses(tmp_path), train_losses(one_device_run), atol=1e-5)
+    final = [m for m in read_metrics(tmp_path) if "eval_count" in m][-1]
+    assert final["eval_count"] == 360  # each test example counted once across both hosts
+    _, a = final_params(tmp_path)
+    _, b = final_params(one_device_run)
+    for x, y in zip(jax_leaves(a), jax_leaves(b)):
+        np.testing.assert_allclose(x, y, atol=1e-5)

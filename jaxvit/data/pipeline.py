@@ -1,8 +1,8 @@
 """Batches for one process: deterministic, resumable train stream and a padded eval pass.
 
 The train stream is epochs of a seeded per-epoch shuffle; augmentation seeds
-come from (seed, epoch, index, process), so the stream's position is just the
-number of examples consumed and resuming at step ``s`` skips undecoded records.
+come from (seed, epoch, index), so the stream's position is just the number of
+examples consumed and resuming at step ``s`` skips undecoded records.
 """
 
 from __future__ import annotations
@@ -28,39 +28,44 @@ def _options(tf, config):
 
 
 def train_batches(
-    config, source: Source, local_batch: int, start_step: int, process_index: int, process_count: int
+    config, source: Source, global_batch: int, start_step: int, process_index: int, process_count: int
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Infinite numpy batches of this process's shard, starting at ``start_step``."""
+    """Infinite numpy batches of this process's part of each global batch, from ``start_step``.
+
+    Every process walks the same seeded global order and keeps every
+    ``process_count``-th example (records are skipped before decoding), so the
+    global batch at a step holds the same examples whatever the host count.
+    """
     tf = import_tf()
     split = config.train_split
     source.check_split(split)
-    n_local = source.local_examples(split, process_index, process_count)
-    if n_local < local_batch:
+    n = source.num_examples[split]
+    if n < global_batch:
         raise ValueError(
-            f"split {split!r} has {n_local} examples on this process, fewer than the per-process "
-            f"batch {local_batch}; lower --config.global_batch_size"
+            f"split {split!r} has {n} examples, fewer than global_batch_size {global_batch}; lower it"
         )
-    base = source.make(split, process_index, process_count)
+    base = source.make(split, 0, 1)
     if config.cache_train:
         base = base.cache()
-    consumed = start_step * local_batch
-    start_epoch, offset = divmod(consumed, n_local)
-    buffer = min(n_local, config.shuffle_buffer)
+    start_epoch, offset = divmod(start_step * global_batch, n)
+    buffer = min(n, config.shuffle_buffer)
     seed = int(config.seed)
 
     def epoch(e):
         ds = base.shuffle(buffer, seed=seed * 100_003 + e, reshuffle_each_iteration=False)
         ds = ds.enumerate().map(lambda i, ex: (e, i, ex))
-        return ds.skip(tf.where(tf.equal(e, start_epoch), tf.constant(offset, tf.int64), tf.constant(0, tf.int64)))
+        first = tf.where(tf.equal(e, start_epoch), tf.constant(offset, tf.int64), tf.constant(0, tf.int64))
+        return ds.skip(first)
 
     augment = transforms.train_transform(config)
 
     def prepare(e, i, ex):
-        ex_seed = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + e, i * process_count + process_index])
+        ex_seed = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + e, i])
         return {"image": augment(ex["image"], ex_seed), "label": ex["label"]}
 
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch)
-    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
+    ds = ds.shard(process_count, process_index).map(prepare, num_parallel_calls=AUTOTUNE)
+    local_batch = global_batch // process_count
     ds = ds.batch(local_batch, drop_remainder=True).prefetch(2).with_options(_options(tf, config))
     return ds.as_numpy_iterator()
 

@@ -88,7 +88,7 @@ def create_input(config, local_batch: int) -> Input:
         source.class_names,
         source.num_examples[config.train_split],
         source.num_examples[config.eval_split],
-        lambda start: pipeline.train_batches(config, source, local_batch, start, pi, pc),
+        lambda start: pipeline.train_batches(config, source, config.global_batch_size, start, pi, pc),
         lambda: pipeline.eval_batches(config, source, config.eval_split, local_batch, pi, pc),
         pipeline.num_eval_batches(source, config.eval_split, local_batch, pc),
     )
