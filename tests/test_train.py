@@ -4,7 +4,6 @@ import signal
 import time
 
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from conftest import read_metrics, run_main, train_losses
@@ -39,17 +38,10 @@ def test_pmap_same_numbers_as_pjit(one_device_run, tmp_path):
 
 def final_params(workdir):
     """The latest checkpoint's params on this process's one device, whatever mesh saved them."""
-    import jax
+    from jaxvit.train.checkpoint import latest_steps, restore_on_one_device
 
-    mngr = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
-    step = mngr.latest_step()
-    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    with ocp.StandardCheckpointer() as ckptr:
-        meta = ckptr.metadata(workdir / "checkpoints" / str(step) / "state").item_metadata
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), meta)
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
-    mngr.close()
-    return step, state["params"]
+    step = latest_steps(workdir / "checkpoints")[-1]
+    return step, restore_on_one_device(str(workdir / "checkpoints" / str(step) / "state"))["params"]
 
 
 RESUME_ARGS = ["--config.total_steps=40", "--config.ckpt_every=4", "--config.log_every=4"]

@@ -143,14 +143,23 @@ def read_model_checkpoint(directory: str) -> tuple[dict[str, dict], dict]:
     """Returns (trees, meta) from a model checkpoint or a train workdir / its checkpoints dir."""
     weights, _, is_model = _locate(directory)
     meta = read_model_meta(directory)
-    with ocp.StandardCheckpointer() as ckptr:
-        state = ckptr.restore(weights)
+    state = restore_on_one_device(weights)
     if is_model:
         return state, meta
     trees = {"params": state["params"]}
     if state.get("batch_stats"):
         trees["batch_stats"] = state["batch_stats"]
     return trees, meta
+
+
+def restore_on_one_device(path: str) -> dict:
+    """Restores an orbax pytree onto this process's first device, whatever mesh wrote it
+    (orbax otherwise insists on the saving topology)."""
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    with ocp.StandardCheckpointer() as ckptr:
+        tree = ckptr.metadata(path).item_metadata
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), tree)
+        return ckptr.restore(path, target)
 
 
 def latest_steps(ckpt_dir: str) -> list[int]:
