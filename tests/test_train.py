@@ -222,3 +222,11 @@ def test_two_processes_same_as_one(one_device_run, tmp_path):
     _, b = final_params(one_device_run)
     for x, y in zip(jax_leaves(a), jax_leaves(b)):
         np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_checkpoint_from_eight_devices_resumes_on_one(tmp_path):
+    run_main(tmp_path, "--config.total_steps=4", devices=8)
+    proc = run_main(tmp_path, "--config.total_steps=6", devices=1)
+    assert "final eval" in proc.stdout
+    steps = [m["step"] for m in read_metrics(tmp_path) if "train_loss" in m]
+    assert steps == [1, 2, 3, 4, 5, 6]  # resumed at 4 on the other mesh, not restarted
