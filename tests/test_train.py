@@ -230,3 +230,15 @@ def test_checkpoint_from_eight_devices_resumes_on_one(tmp_path):
     assert "final eval" in proc.stdout
     steps = [m["step"] for m in read_metrics(tmp_path) if "train_loss" in m]
     assert steps == [1, 2, 3, 4, 5, 6]  # resumed at 4 on the other mesh, not restarted
+
+
+def test_train_and_eval_steps_compile_once(tmp_path, monkeypatch):
+    """Logging, eval and checkpoint steps must not retrace the jitted steps."""
+    monkeypatch.setenv("JAX_LOG_COMPILES", "1")
+    monkeypatch.setenv("JAX_ENABLE_COMPILATION_CACHE", "false")  # count real compiles
+    proc = run_main(tmp_path, "--config.total_steps=7", "--config.log_every=2", "--config.eval_every=3",
+                    "--config.ckpt_every=3")
+    log = proc.stdout + proc.stderr
+    assert log.count("Finished XLA compilation of jit(train_step)") == 1
+    assert log.count("Finished XLA compilation of jit(eval_step)") == 1
+    assert len([m for m in read_metrics(tmp_path) if "eval_top1" in m]) == 3  # steps 3, 6, 7
