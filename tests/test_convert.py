@@ -26,7 +26,7 @@ NOISE = 0.02  # moves every tensor off its init, so a mis-mapped one shows in th
 
 # Every registered name of these families is in PARITY_NAMES (checked below); append a
 # family here together with its names.
-PARITY_FAMILIES = ("vit", "swin")
+PARITY_FAMILIES = ("vit", "swin", "mvitv2")
 PARITY_NAMES = [
     "vit_tiny_patch16_224",
     "vit_small_patch16_224",
@@ -44,6 +44,10 @@ PARITY_NAMES = [
     "swin_base_patch4_window7_224",
     "swin_base_patch4_window12_384",
     "swin_large_patch4_window7_224",
+    "mvitv2_tiny",
+    "mvitv2_small",
+    "mvitv2_base",
+    "mvitv2_small_cls",
 ]
 # Every name at its default size and at 96px; one patch-size change on a tiny model.
 PARITY_CASES = [(n, {}) for n in PARITY_NAMES] + [(n, {"img_size": 96}) for n in PARITY_NAMES]

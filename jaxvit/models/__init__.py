@@ -4,3 +4,4 @@ from jaxvit.models import vit  # noqa: F401
 from jaxvit.models import swin  # noqa: F401
 from jaxvit.models import mixer  # noqa: F401
 from jaxvit.models import tnt  # noqa: F401
+from jaxvit.models import mvitv2  # noqa: F401
