@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 torch = pytest.importorskip("torch", reason="conversion tests need torch: pip install -e '.[torch]'")
 timm = pytest.importorskip("timm", reason="conversion tests need timm: pip install -e '.[torch]'")
@@ -26,7 +28,7 @@ NOISE = 0.02  # moves every tensor off its init, so a mis-mapped one shows in th
 
 # Every registered name of these families is in PARITY_NAMES (checked below); append a
 # family here together with its names.
-PARITY_FAMILIES = ("vit", "swin", "mvitv2")
+PARITY_FAMILIES = ("vit", "mixer", "tnt", "swin", "mvitv2", "inception")
 PARITY_NAMES = [
     "vit_tiny_patch16_224",
     "vit_small_patch16_224",
@@ -39,6 +41,15 @@ PARITY_NAMES = [
     "deit_tiny_distilled_patch16_224",
     "deit_small_distilled_patch16_224",
     "deit_base_distilled_patch16_224",
+    "mixer_s16_224",
+    "mixer_s32_224",
+    "mixer_b16_224",
+    "mixer_b32_224",
+    "mixer_l16_224",
+    "mixer_l32_224",
+    "tnt_s_patch16_224",
+    "tnt_s_legacy_patch16_224",
+    "tnt_b_patch16_224",
     "swin_tiny_patch4_window7_224",
     "swin_small_patch4_window7_224",
     "swin_base_patch4_window7_224",
@@ -48,10 +59,18 @@ PARITY_NAMES = [
     "mvitv2_small",
     "mvitv2_base",
     "mvitv2_small_cls",
+    "inception_v4",  # fixed 299px in timm: default size only
 ]
-# Every name at its default size and at 96px; one patch-size change on a tiny model.
-PARITY_CASES = [(n, {}) for n in PARITY_NAMES] + [(n, {"img_size": 96}) for n in PARITY_NAMES]
+# Every name at its default size. At 96px: every ViT/DeiT name, and the smallest name of
+# each other family (the size-dependent parts -- windows, pooled grids, relative
+# positions, pixel embeddings -- are per family, not per size preset; this keeps the
+# suite inside its time budget on a 2-core machine). One patch-size change on a tiny model.
+OTHER_SIZE = [n for n in PARITY_NAMES if n.startswith(("vit_", "deit_"))] + [
+    "mixer_s32_224", "tnt_s_patch16_224", "swin_tiny_patch4_window7_224", "mvitv2_tiny",
+]
+PARITY_CASES = [(n, {}) for n in PARITY_NAMES] + [(n, {"img_size": 96}) for n in OTHER_SIZE]
 PARITY_CASES.append(("vit_tiny_patch16_224", {"img_size": 64, "patch_size": 8}))
+PARITY_CASES.append(("tnt_s_patch16_224", {"img_size": 32, "patch_size": 4, "first_stride": 1}))
 
 torch.set_num_threads(2)
 
@@ -93,12 +112,21 @@ def perturbed_timm(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
     return model
 
 
-def logits(tmodel: torch.nn.Module | None, jmodel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(timm, jaxvit) logits for an NCHW batch; jaxvit runs eagerly (no compile) on NHWC."""
+# Families whose forward is hundreds of small distinct ops: one jit compile beats eager
+# op-by-op compiles. ViT and Mixer repeat a few shapes, so eager is cheaper for them.
+JIT_FAMILIES = ("tnt", "swin", "mvitv2", "inception")
+
+
+def logits(tmodel: torch.nn.Module | None, jmodel, x: np.ndarray, name: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """(timm, jaxvit) logits for an NCHW batch; jaxvit runs on NHWC."""
     with torch.no_grad():
         yt = tmodel(torch.from_numpy(x)).numpy() if tmodel is not None else None
     jmodel.eval()
-    return yt, np.asarray(jmodel(x.transpose(0, 2, 3, 1)))
+    x = x.transpose(0, 2, 3, 1)
+    if name and jaxvit.registry.get_entry(name).family in JIT_FAMILIES:
+        graph, state = nnx.split(jmodel)
+        return yt, np.asarray(jax.jit(lambda s, x: nnx.merge(graph, s)(x))(state, x))
+    return yt, np.asarray(jmodel(x))
 
 
 def max_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -120,7 +148,7 @@ def test_logits_match_timm(name, kwargs):
     jmodel, meta = convert_state_dict(name, tmodel.state_dict(), log=quiet, **kwargs)
     assert meta["kwargs"].items() >= kwargs.items()
     size = kwargs.get("img_size", tmodel.pretrained_cfg["input_size"][-1])  # 384 for *_384 names
-    yt, yj = logits(tmodel, jmodel, images(size))
+    yt, yj = logits(tmodel, jmodel, images(size), name)
     diff = max_diff(yt, yj)
     print(f"{name} {kwargs}: max |logits diff| {diff:.2e} (|logits| up to {np.abs(yt).max():.2f})")
     assert diff <= TOL
