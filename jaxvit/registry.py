@@ -53,6 +53,16 @@ def register_model(
     return wrap
 
 
+def build(cls: type, defaults: dict, kwargs: dict) -> Any:
+    """``cls(**{**defaults, **kwargs})`` with rngs from ``seed``: the body of every model fn."""
+    from flax import nnx
+
+    args = {**defaults, **kwargs}
+    seed = args.pop("seed", 0)
+    rngs = args.pop("rngs", None) or nnx.Rngs(params=seed, dropout=seed + 1)
+    return cls(**args, rngs=rngs)
+
+
 def split_name(name: str) -> tuple[str, str]:
     """Resolves aliases and returns (architecture, pretrained tag)."""
     name = _ALIASES.get(name, name)

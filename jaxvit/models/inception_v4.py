@@ -26,9 +26,14 @@ from flax import nnx
 from jaxvit.layers import dropout
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.conv_bn import (
-    AvgPool2d, ConvNormAct, MaxPool2d, pair, torch_default_bias, torch_default_kernel,
+    AvgPool2d,
+    ConvNormAct,
+    MaxPool2d,
+    pair,
+    torch_default_bias,
+    torch_default_kernel,
 )
-from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, register_model
+from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
 
 ConvFactory = Callable[..., ConvNormAct]
 MIN_SIZE = 75  # the smallest input whose ReductionB output is still 1x1
@@ -276,10 +281,7 @@ class InceptionV4(nnx.Module):
 
 
 def _create(defaults: dict, kwargs: dict) -> InceptionV4:
-    args = {**defaults, **kwargs}
-    seed = args.pop("seed", 0)
-    rngs = args.pop("rngs", None) or nnx.Rngs(params=seed, dropout=seed + 1)
-    return InceptionV4(**args, rngs=rngs)
+    return build(InceptionV4, defaults, kwargs)
 
 
 @register_model(

@@ -15,10 +15,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxvit.layers import DropPath, Mlp, PatchEmbed, dropout, layer_norm, linear, to_2tuple
-from jaxvit.layers import init
+from jaxvit.layers import DropPath, Mlp, PatchEmbed, dropout, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.common import Dtype
-from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, register_model
+from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
 
 # timm's _init_weights for Mixer (the non-flax branch): xavier-uniform Linear
 # weights, N(0, 1e-6) biases inside the MLPs, a zero classifier.
@@ -154,10 +153,7 @@ class MlpMixer(nnx.Module):
 
 
 def _create(defaults: dict, kwargs: dict) -> MlpMixer:
-    args = {**defaults, **kwargs}
-    seed = args.pop("seed", 0)
-    rngs = args.pop("rngs", None) or nnx.Rngs(params=seed, dropout=seed + 1)
-    return MlpMixer(**args, rngs=rngs)
+    return build(MlpMixer, defaults, kwargs)
 
 
 # timm's Mixer default cfg: inception mean/std (0.5), crop 0.875, bicubic.

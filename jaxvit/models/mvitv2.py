@@ -27,10 +27,9 @@ import numpy as np
 from flax import nnx
 from flax.linen import avg_pool, max_pool
 
-from jaxvit.layers import DropPath, Mlp, PatchEmbed, attention, dropout, layer_norm, linear, to_2tuple
-from jaxvit.layers import init
+from jaxvit.layers import DropPath, Mlp, PatchEmbed, attention, dropout, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.common import Dtype
-from jaxvit.registry import register_model
+from jaxvit.registry import build, register_model
 
 # torch's default Conv2d weight init (kaiming_uniform, a=sqrt(5)) is U(+-1/sqrt(fan_in)).
 _conv_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -543,10 +542,7 @@ class MultiScaleVit(nnx.Module):
 
 
 def _create(defaults: dict, kwargs: dict) -> MultiScaleVit:
-    args = {**defaults, **kwargs}
-    seed = args.pop("seed", 0)
-    rngs = args.pop("rngs", None) or nnx.Rngs(params=seed, dropout=seed + 1)
-    return MultiScaleVit(**args, rngs=rngs)
+    return build(MultiScaleVit, defaults, kwargs)
 
 
 _CFG = dict(fixed_input_size=True)

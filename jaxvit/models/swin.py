@@ -18,8 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, dropout, layer_norm, linear, to_2tuple
-from jaxvit.layers import init
+from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, dropout, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.window import (
     clamp_window,
@@ -29,7 +28,7 @@ from jaxvit.layers.window import (
     window_partition,
     window_reverse,
 )
-from jaxvit.registry import register_model
+from jaxvit.registry import build, register_model
 
 LN_EPS = 1e-5  # torch nn.LayerNorm's default, which timm's Swin uses
 
@@ -332,10 +331,7 @@ class SwinTransformer(nnx.Module):
 
 
 def _create(defaults: dict, kwargs: dict) -> SwinTransformer:
-    args = {**defaults, **kwargs}
-    seed = args.pop("seed", 0)
-    rngs = args.pop("rngs", None) or nnx.Rngs(params=seed, dropout=seed + 1)
-    return SwinTransformer(**args, rngs=rngs)
+    return build(SwinTransformer, defaults, kwargs)
 
 
 _SIZES = {

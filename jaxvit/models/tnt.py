@@ -23,10 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxvit.layers import DropPath, Mlp, attention, dropout, layer_norm, linear, to_2tuple
-from jaxvit.layers import init
+from jaxvit.layers import DropPath, Mlp, attention, dropout, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.common import Dtype
-from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, register_model
+from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
 
 # torch's nn.LayerNorm default, which TNT uses (not the 1e-6 of ViT).
 _LN_EPS = 1e-5
@@ -316,10 +315,7 @@ def _check_pool(global_pool: str) -> None:
 
 
 def _create(defaults: dict, kwargs: dict) -> TNT:
-    args = {**defaults, **kwargs}
-    seed = args.pop("seed", 0)
-    rngs = args.pop("rngs", None) or nnx.Rngs(params=seed, dropout=seed + 1)
-    return TNT(**args, rngs=rngs)
+    return build(TNT, defaults, kwargs)
 
 
 _TNT_CFG = dict(mean=IMAGENET_INCEPTION_MEAN, std=IMAGENET_INCEPTION_STD)

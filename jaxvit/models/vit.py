@@ -15,10 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, dropout, layer_norm, linear
-from jaxvit.layers import init
+from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, dropout, init, layer_norm, linear
 from jaxvit.layers.common import Dtype
-from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, register_model
+from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
 
 
 class Block(nnx.Module):
@@ -169,10 +168,7 @@ class VisionTransformer(nnx.Module):
 
 
 def _create(defaults: dict, kwargs: dict) -> VisionTransformer:
-    args = {**defaults, **kwargs}
-    seed = args.pop("seed", 0)
-    rngs = args.pop("rngs", None) or nnx.Rngs(params=seed, dropout=seed + 1)
-    return VisionTransformer(**args, rngs=rngs)
+    return build(VisionTransformer, defaults, kwargs)
 
 
 _VIT_CFG = dict(mean=IMAGENET_INCEPTION_MEAN, std=IMAGENET_INCEPTION_STD)

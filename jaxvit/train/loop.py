@@ -42,7 +42,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"config.{key}={config[key]!r} is not one of {allowed}")
     jaxvit.registry.get_entry(config.model)  # unknown model names fail here, with close matches
     if config.aug.interpolation not in ("bilinear", "bicubic"):
-        raise ValueError(f"config.aug.interpolation must be 'bilinear' or 'bicubic'")
+        raise ValueError("config.aug.interpolation must be 'bilinear' or 'bicubic'")
 
 
 # --- input ---------------------------------------------------------------------------
