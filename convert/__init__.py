@@ -23,6 +23,7 @@ from jaxvit.train.checkpoint import assign, collections_of, save_model_checkpoin
 
 # The constructor keywords conversion may change; all are recorded in the checkpoint's meta.
 SIZE_KWARGS = ("num_classes", "img_size", "patch_size")
+CLASSIFIER_WEIGHTS = ("head.weight", "head.fc.weight", "last_linear.weight")
 
 
 def _compact(size: Any) -> Any:
@@ -65,7 +66,8 @@ def convert_state_dict(
     checkpoint keeps its classifier. Returns (model, meta for the checkpoint).
     """
     sd = {k: to_numpy(v) for k, v in state_dict.items()}
-    head = sd.get("head.weight")
+    # the classifier's name differs by family (timm's default_cfg 'classifier')
+    head = next((sd[k] for k in CLASSIFIER_WEIGHTS if k in sd), None)
     if num_classes is None and head is not None and head.ndim == 2:
         num_classes = int(head.shape[0])
         log(f"num_classes={num_classes}, from the checkpoint's head (pass --num-classes for a new head)")

@@ -325,3 +325,16 @@ def test_random_init_cli_and_api_error(tmp_path):
 def test_core_does_not_import_torch():
     code = "import sys, jaxvit, jaxvit.train.checkpoint; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120).returncode == 0
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("swin_tiny_patch4_window7_224", dict(img_size=32, embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=4)),
+    ("vit_tiny_patch16_224", dict(img_size=32, depth=1)),
+])
+def test_class_count_read_from_any_classifier_name(name, kwargs):
+    """A fine-tuned checkpoint keeps its classes whatever the family calls its classifier."""
+    tmodel = perturbed_timm(name, num_classes=7, **kwargs)
+    jmodel, meta = convert_state_dict(name, tmodel.state_dict(), log=quiet, **kwargs)
+    assert meta["kwargs"]["num_classes"] == 7 and "reinitialized" not in meta
+    yt, yj = logits(tmodel, jmodel, images(32), name)
+    assert max_diff(yt, yj) <= TOL
