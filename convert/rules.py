@@ -149,6 +149,32 @@ def plan(model: nnx.Module) -> list[Entry]:
     return entries
 
 
+def tied_aliases(model: nnx.Module) -> dict[str, str]:
+    """{extra path: path plan() uses} for every module the model references more than once.
+
+    Weight tying (Perceiver's ``weight_tie_layers``) shares one module object: NNX holds
+    one copy under the first path, while torch's state_dict writes the tensors under every path.
+    """
+    canonical = {id(n): _dotted(p) for p, n in nnx.iter_graph(model) if isinstance(n, nnx.Module)}
+    out: dict[str, str] = {}
+    for path, node in nnx.iter_graph(model):
+        if not isinstance(node, nnx.Module):
+            continue
+        for name, child in nnx.iter_children(node):
+            where = _dotted((*path, name))
+            if isinstance(child, nnx.Module) and canonical.get(id(child), where) != where:
+                out[where] = canonical[id(child)]
+    return out
+
+
+def _untied_key(key: str, aliases: Mapping[str, str]) -> str | None:
+    """The key plan() has for ``key`` when ``key`` lies under a tied alias, else None."""
+    for alias, canonical in aliases.items():
+        if key.startswith(alias + "."):
+            return canonical + key[len(alias):]
+    return None
+
+
 def _model_name(model: nnx.Module) -> str:
     return getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
 
@@ -186,6 +212,14 @@ def to_jaxvit(
             mismatched.append(f"{e.torch_key}: checkpoint {tuple(value.shape)} vs model {e.torch_shape}")
             continue
         out[e.collection][e.path] = e.to_jax(value)
+    aliases = tied_aliases(model)
+    for k in [k for k in state_dict if k not in used and aliases]:
+        canonical = _untied_key(k, aliases)
+        if canonical is None or canonical not in used:
+            continue
+        used.add(k)  # a tied layer's copy: torch writes it under every path
+        if not np.array_equal(np.asarray(state_dict[k]), np.asarray(state_dict[canonical])):
+            mismatched.append(f"{k}: tied to {canonical} in the model, but the checkpoint's values differ")
     unexpected = sorted(k for k in state_dict if k not in used and k not in keep and not _is_ignored(k))
     if missing or mismatched or unexpected:
         raise ConversionError(_mismatch_report(_model_name(model), missing, mismatched, unexpected))
@@ -224,4 +258,7 @@ def to_timm(model: nnx.Module) -> dict[str, Array]:
         rule = _rule_type(type(node), EXPORT_EXTRAS) if isinstance(node, nnx.Module) else None
         for name, make in (EXPORT_EXTRAS[rule].items() if rule else ()):
             out[_dotted((*path, name))] = make()
+    for alias, canonical in tied_aliases(model).items():
+        for key in [k for k in out if k.startswith(canonical + ".")]:
+            out[alias + key[len(canonical):]] = out[key].copy()
     return out

@@ -6,3 +6,4 @@ from jaxvit.models import mixer  # noqa: F401
 from jaxvit.models import tnt  # noqa: F401
 from jaxvit.models import inception_v4  # noqa: F401
 from jaxvit.models import mvitv2  # noqa: F401
+from jaxvit.models import perceiver  # noqa: F401
