@@ -23,7 +23,9 @@ from jaxvit.train.checkpoint import assign, collections_of, save_model_checkpoin
 
 # The constructor keywords conversion may change; all are recorded in the checkpoint's meta.
 SIZE_KWARGS = ("num_classes", "img_size", "patch_size")
-CLASSIFIER_WEIGHTS = ("head.weight", "head.fc.weight", "last_linear.weight")
+CLASSIFIER_WEIGHTS = (
+    "head.weight", "head.fc.weight", "last_linear.weight", "to_logits.2.weight", "to_logits.weight",
+)
 
 
 def _compact(size: Any) -> Any:

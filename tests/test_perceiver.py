@@ -91,7 +91,7 @@ def test_logits_match_perceiver_pytorch(case):
     if kw["weight_tie_layers"]:
         tied = "layers.2." if case.startswith("perceiver_tied") else "layers.1."
         assert any(k.startswith(tied) for k in sd)  # torch writes the tied copy too
-    model, _ = convert_state_dict(name, sd, num_classes=10, log=lambda _: None, **kw)
+    model, _ = convert_state_dict(name, sd, log=lambda _: None, **kw)  # class count read from to_logits
     assert param_count(model) == torch_param_count(ref)
     if kw["weight_tie_layers"]:
         assert model.layers[1] is model.layers[-1]
