@@ -40,7 +40,7 @@ def run_main(workdir: Path, *overrides: str, devices: int = 1, check: bool = Tru
            f"--workdir={workdir}", *(TINY if tiny else []), *overrides]
     if popen.pop("background", False):
         return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, env=env, cwd=popen.get("cwd", ROOT), capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"main.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

@@ -224,6 +224,12 @@ def test_two_processes_same_as_one(one_device_run, tmp_path):
         np.testing.assert_allclose(x, y, atol=1e-5)
 
 
+def test_relative_workdir_as_in_the_readme(tmp_path):
+    proc = run_main("runs/rel", "--config.total_steps=2", "--config.ckpt_every=1", cwd=tmp_path)
+    assert "final eval" in proc.stdout
+    assert (tmp_path / "runs/rel/checkpoints/2").is_dir() and (tmp_path / "runs/rel/metrics.jsonl").exists()
+
+
 def test_checkpoint_from_eight_devices_resumes_on_one(tmp_path):
     run_main(tmp_path, "--config.total_steps=4", devices=8)
     proc = run_main(tmp_path, "--config.total_steps=6", devices=1)

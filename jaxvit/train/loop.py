@@ -243,6 +243,7 @@ def to_float(tree) -> dict[str, float]:
 # --- the run -------------------------------------------------------------------------
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (resuming from ``workdir`` if it holds checkpoints) and returns the final eval."""
+    workdir = os.path.abspath(os.path.expanduser(workdir))  # orbax needs absolute paths
     validate(config)
     local_batch = sharding.check_batch(config.global_batch_size)
     if config.global_batch_size % (config.grad_accum_steps * jax.device_count()):
