@@ -248,3 +248,9 @@ def test_train_and_eval_steps_compile_once(tmp_path, monkeypatch):
     assert log.count("Finished XLA compilation of jit(train_step)") == 1
     assert log.count("Finished XLA compilation of jit(eval_step)") == 1
     assert len([m for m in read_metrics(tmp_path) if "eval_top1" in m]) == 3  # steps 3, 6, 7
+
+
+def test_synthetic_dataset_trains_and_evaluates(tmp_path):
+    proc = run_main(tmp_path, "--config.dataset=synthetic", "--config.total_steps=2")
+    final = [m for m in read_metrics(tmp_path) if "eval_count" in m][-1]
+    assert "final eval" in proc.stdout and final["eval_count"] == 2 * 32  # two masked batches

@@ -67,10 +67,8 @@ def create_input(config, local_batch: int) -> Input:
         n_eval = 2
 
         def synthetic_eval():
-            for b in pipeline.synthetic_batches(config, local_batch, n_cls, seed=1):
-                for _ in range(n_eval):
-                    yield dict(b, mask=np.ones(local_batch, np.float32))
-                return
+            batch = next(pipeline.synthetic_batches(config, local_batch, n_cls, seed=1))
+            return iter([dict(batch, mask=np.ones(local_batch, np.float32))] * n_eval)
 
         return Input(
             n_cls, [str(i) for i in range(n_cls)], 10_000 * local_batch * pc, n_eval * local_batch * pc,
