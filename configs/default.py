@@ -71,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- parallelism, logging, checkpoints ----------------------------------------
     c.parallelism = "pjit"  # 'pjit' (jit over a Mesh) | 'pmap'
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1  # data-parallel axis size; -1: all devices not used by fsdp
+    c.mesh.fsdp = 1  # >1: params and optimizer state split over this many devices (pjit only)
     c.log_every = 20
     c.eval_every = 200  # 0: only at the end
     c.ckpt_every = 200  # 0: only at the end

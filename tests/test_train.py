@@ -44,7 +44,7 @@ def final_params(workdir):
     return step, restore_on_one_device(str(workdir / "checkpoints" / str(step) / "state"))["params"]
 
 
-RESUME_ARGS = ["--config.total_steps=40", "--config.ckpt_every=4", "--config.log_every=4"]
+RESUME_ARGS = ["--config.total_steps=40", "--config.ckpt_every=4", "--config.log_every=1"]
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +54,23 @@ def uninterrupted(tmp_path_factory):
     return wd
 
 
-def start_and_interrupt(workdir, sig):
-    """Starts a run and sends ``sig`` once its first checkpoint exists."""
+def logged_steps(workdir) -> list[int]:
+    try:
+        return [m["step"] for m in read_metrics(workdir) if "train_loss" in m]
+    except (FileNotFoundError, ValueError):  # not written yet, or a line being written
+        return []
+
+
+def start_and_interrupt(workdir, sig, after_step: int = 1):
+    """Starts a run and sends ``sig`` once it has logged step ``after_step`` (a step, not a
+    checkpoint boundary: the kill lands wherever the run happens to be)."""
     proc = run_main(workdir, *RESUME_ARGS, background=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if (workdir / "checkpoints").exists() and any((workdir / "checkpoints").glob("[0-9]*")):
+        if max(logged_steps(workdir), default=0) >= after_step:
             proc.send_signal(sig)
             break
-        time.sleep(0.02)
+        time.sleep(0.01)
     out = proc.communicate()[0].decode()
     return proc.returncode, out
 
@@ -81,11 +89,43 @@ def assert_same_final_params(a, b, compare_logged_losses=True):
             assert m["train_loss"] == pytest.approx(full_losses[m["step"]], abs=1e-6)
 
 
-def test_kill_after_checkpoint_then_rerun_matches_uninterrupted(uninterrupted, tmp_path):
-    code, _ = start_and_interrupt(tmp_path, signal.SIGKILL)
-    assert code == -signal.SIGKILL, "the run ended before it could be killed"
+def test_kill_at_a_random_step_then_rerun_matches_uninterrupted(uninterrupted, tmp_path):
+    import random
+
+    at = random.randint(2, 37)
+    code, out = start_and_interrupt(tmp_path, signal.SIGKILL, after_step=at)
+    assert code == -signal.SIGKILL, f"the run ended before it could be killed after step {at}"
+    killed_at = max(logged_steps(tmp_path))
     run_main(tmp_path, *RESUME_ARGS)  # same command: resumes from the latest checkpoint
-    assert_same_final_params(uninterrupted, tmp_path)
+    assert max(logged_steps(tmp_path)) == 40
+    try:
+        assert_same_final_params(uninterrupted, tmp_path)
+    except AssertionError as e:
+        raise AssertionError(f"killed after step {killed_at} (asked {at}): {e}") from None
+
+
+def test_half_written_checkpoint_is_never_resumed_from(uninterrupted, tmp_path):
+    """A save cut short leaves orbax's tmp dir, or (where rename is not atomic) a step dir
+    without its commit marker; resume must take the last complete checkpoint instead."""
+    import shutil
+
+    wd = tmp_path / "wd"
+    shutil.copytree(uninterrupted, wd)
+    ckpts = wd / "checkpoints"
+    assert sorted(int(p.name) for p in ckpts.iterdir()) == [32, 36, 40]
+    # step 40 cut short before its commit marker, and an orbax tmp dir with truncated files
+    (ckpts / "40" / "commit_success.txt").unlink()
+    tmp = ckpts / "44.orbax-checkpoint-tmp-1795397415"
+    shutil.copytree(ckpts / "36", tmp)
+    for f in (tmp / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 16:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    n_logged = len(logged_steps(wd))
+    proc = run_main(wd, *RESUME_ARGS)
+    assert "set aside as 40.incomplete-" in proc.stderr
+    assert logged_steps(wd)[n_logged:] == [37, 38, 39, 40]  # resumed from 36
+    assert any(p.name.startswith("40.incomplete-") for p in ckpts.iterdir())  # kept, not deleted
+    assert_same_final_params(uninterrupted, wd)
 
 
 def test_sigterm_saves_exits_zero_and_resumes(uninterrupted, tmp_path):

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from typing import Any
 
 import jax
@@ -162,11 +163,29 @@ def restore_on_one_device(path: str) -> dict:
         return ckptr.restore(path, target)
 
 
+COMMIT_FILE = "commit_success.txt"  # orbax writes it last, on every filesystem
+
+
+def _step_dirs(ckpt_dir: str) -> list[str]:
+    return [d for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(ckpt_dir) else []
+
+
 def latest_steps(ckpt_dir: str) -> list[int]:
-    """Completed checkpoint steps in ``ckpt_dir`` (orbax's tmp dirs are ignored)."""
-    if not os.path.isdir(ckpt_dir):
-        return []
-    return sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
+    """Completed checkpoint steps in ``ckpt_dir``: orbax's ``*.orbax-checkpoint-tmp-*`` dirs and
+    step dirs without its commit marker (a save cut short where rename is not atomic) are not."""
+    return sorted(int(d) for d in _step_dirs(ckpt_dir) if os.path.exists(os.path.join(ckpt_dir, d, COMMIT_FILE)))
+
+
+def set_aside_incomplete(ckpt_dir: str) -> list[str]:
+    """Renames step dirs lacking orbax's commit marker to ``<step>.incomplete-<time>`` (nothing is
+    deleted), so neither resume nor a later save at that step takes them; returns the new names."""
+    moved = []
+    for d in _step_dirs(ckpt_dir):
+        if not os.path.exists(os.path.join(ckpt_dir, d, COMMIT_FILE)):
+            new = f"{d}.incomplete-{int(time.time())}"
+            os.rename(os.path.join(ckpt_dir, d), os.path.join(ckpt_dir, new))
+            moved.append(new)
+    return moved
 
 
 def load_model_weights(model: nnx.Module, directory: str) -> dict:

@@ -158,6 +158,13 @@ def sync_batch_norm(model: nnx.Module, axis_name: str) -> None:
             module.axis_name = axis_name
 
 
+def create_mesh(config):
+    """The ('data', 'fsdp') mesh of ``config.mesh``; pmap has no 'fsdp' axis."""
+    if config.parallelism == "pmap" and config.mesh.fsdp > 1:
+        raise ValueError("config.mesh.fsdp > 1 needs --config.parallelism=pjit (pmap replicates params)")
+    return sharding.create_mesh(config.mesh.data, config.mesh.fsdp)
+
+
 # --- checkpoints ---------------------------------------------------------------------
 def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
@@ -192,21 +199,25 @@ def restore_checkpoint(mngr, abstract_state) -> tuple[Any, dict] | None:
 
 # --- parallel forms ------------------------------------------------------------------
 class PjitRunner:
-    """One jit over the Mesh: state replicated, batch split along 'data', state donated."""
+    """One jit over the Mesh: batch split over every device, state replicated along 'data' and
+    split along 'fsdp' (``state_sharding``; default replicated), state donated."""
 
-    def __init__(self, mesh, train_step, eval_step):
+    def __init__(self, mesh, train_step, eval_step, state_sharding=None):
         self.rep = sharding.replicated(mesh)
         self.data = sharding.batch_sharded(mesh)
+        self.state_sharding = self.rep if state_sharding is None else state_sharding
+        st = self.state_sharding
+        params_sh = st if st is self.rep else st["params"]
+        stats_sh = st if st is self.rep else st["batch_stats"]
         self.train = jax.jit(
-            train_step, in_shardings=(self.rep, self.data), out_shardings=(self.rep, self.rep),
-            donate_argnums=(0,),
+            train_step, in_shardings=(st, self.data), out_shardings=(st, self.rep), donate_argnums=(0,)
         )
         self.evaluate = jax.jit(
-            eval_step, in_shardings=(self.rep, self.rep, self.data), out_shardings=self.rep
+            eval_step, in_shardings=(params_sh, stats_sh, self.data), out_shardings=self.rep
         )
 
     def put_state(self, state):
-        return jax.device_put(state, self.rep)
+        return jax.device_put(state, self.state_sharding)
 
     def batch(self, local):
         return sharding.to_global(local, self.data)
@@ -243,6 +254,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (resuming from ``workdir`` if it holds checkpoints) and returns the final eval."""
     workdir = os.path.abspath(os.path.expanduser(workdir))  # orbax needs absolute paths
     validate(config)
+    mesh = create_mesh(config)
     local_batch = sharding.check_batch(config.global_batch_size)
     if config.global_batch_size % (config.grad_accum_steps * jax.device_count()):
         raise ValueError(
@@ -274,7 +286,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     del model
 
     # Steps, sharded.
-    mesh = sharding.create_mesh()
     args = (train_graph, rest, tx, schedule, inp.num_classes, config.label_smoothing, config.grad_accum_steps)
     if config.parallelism == "pmap":
         runner = PmapRunner(
@@ -282,7 +293,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             make_eval_step(eval_graph, rest, inp.num_classes, axis_name="data"),
         )
     else:
-        runner = PjitRunner(mesh, make_train_step(*args), make_eval_step(eval_graph, rest, inp.num_classes))
+        runner = PjitRunner(mesh, make_train_step(*args), make_eval_step(eval_graph, rest, inp.num_classes),
+                            state_sharding=sharding.state_shardings(mesh, state))
+        per_device, total = sharding.bytes_per_device(state, runner.state_sharding)
+        log.info("mesh %s: train state %.3f MiB, %.3f MiB per device",
+                 dict(mesh.shape), total / 2**20, per_device / 2**20)
 
     # Checkpoint: resume if there is one.
     if config.eval_only and not config.init_from and not ckpt_lib.latest_steps(
@@ -293,9 +308,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             "--config.init_from=DIR (a converted checkpoint)"
         )
     os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        for name in ckpt_lib.set_aside_incomplete(os.path.join(workdir, "checkpoints")):
+            log.warning("a checkpoint save was cut short; set aside as %s (not resumed from)", name)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("checkpoints set aside")
     mngr = checkpoint_manager(workdir, config)
-    rep = sharding.replicated(mesh)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=rep), state)
+    # restored straight onto this run's mesh, whatever mesh wrote the checkpoint
+    target = runner.state_sharding if isinstance(runner, PjitRunner) else sharding.replicated(mesh)
+    abstract = jax.tree.map(
+        lambda x, sh: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sh),
+        state, target if isinstance(target, dict) else jax.tree.map(lambda _: target, state),
+    )
     restored = restore_checkpoint(mngr, abstract)
     if restored is not None:
         state, meta = restored

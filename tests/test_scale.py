@@ -1,0 +1,105 @@
+"""Sharded parameters: a ('data', 'fsdp') mesh gives the numbers of plain data parallel, across
+processes and across meshes (a checkpoint from one mesh resumes on another)."""
+
+import numpy as np
+import pytest
+
+from conftest import read_metrics, run_main, train_losses
+
+# Constant LR: a run resumed with a larger total_steps follows the same schedule. SGD with
+# momentum: Adam would turn the float noise of exactly-zero gradients (attention's key bias)
+# into full-size steps, so sums reduced in another order would not compare at a tight tolerance.
+ARGS = ["--config.schedule=constant", "--config.warmup_epochs=0", "--config.optimizer=sgd", "--config.lr=0.05"]
+
+
+def params_of(workdir):
+    import jax
+
+    from jaxvit.train.checkpoint import latest_steps, restore_on_one_device
+
+    step = latest_steps(workdir / "checkpoints")[-1]
+    tree = restore_on_one_device(str(workdir / "checkpoints" / str(step) / "state"))
+    return step, jax.tree.leaves(tree["params"]), jax.tree.leaves(tree["opt_state"])
+
+
+@pytest.fixture(scope="module")
+def data_parallel(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("dp")
+    run_main(wd, *ARGS, "--config.total_steps=6", "--config.ckpt_every=2", devices=8)
+    return wd
+
+
+def test_fsdp_rule_splits_large_arrays_only():
+    from jaxvit.train.sharding import MIN_SHARD_SIZE, fsdp_spec
+
+    assert tuple(fsdp_spec((192, 576), 2)) == (None, "fsdp")  # the largest divisible dimension
+    assert tuple(fsdp_spec((7, 11, 64), 4)) == (None, None, "fsdp")
+    assert tuple(fsdp_spec((MIN_SHARD_SIZE - 1,), 2)) == ()  # small: replicated
+    assert tuple(fsdp_spec((1027, 3), 2)) == ()  # nothing divisible: replicated
+    assert tuple(fsdp_spec((4096,), 1)) == ()
+
+
+def test_mesh_errors_name_the_fix(tmp_path):
+    proc = run_main(tmp_path / "a", "--config.mesh.fsdp=3", devices=8, check=False)
+    assert proc.returncode != 0 and "fsdp=3 must be >= 1 and divide the 8 devices" in proc.stderr
+    proc = run_main(tmp_path / "b", "--config.mesh.fsdp=2", "--config.parallelism=pmap", devices=8, check=False)
+    assert proc.returncode != 0 and "needs --config.parallelism=pjit" in proc.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_fsdp_same_numbers_as_data_parallel(data_parallel, tmp_path):
+    proc = run_main(tmp_path, *ARGS, "--config.total_steps=6", "--config.mesh.fsdp=4", devices=8)
+    # the state is split: each device holds well under the whole
+    line = next(ln for ln in proc.stderr.splitlines() if "MiB per device" in ln)
+    total, per_device = (float(x) for x in line.split("train state ")[1].split(" MiB per")[0].split(" MiB, "))
+    assert per_device < 0.5 * total, line
+    np.testing.assert_allclose(train_losses(tmp_path), train_losses(data_parallel), rtol=1e-5)
+    _, p_a, o_a = params_of(tmp_path)
+    _, p_b, o_b = params_of(data_parallel)
+    for x, y in zip(p_a + o_a, p_b + o_b):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_moves_between_meshes(data_parallel, tmp_path):
+    """8 x data -> 4 x 2 (data, fsdp) -> 1 device: the losses of the run that never moved."""
+    import shutil
+
+    shutil.copytree(data_parallel, tmp_path, dirs_exist_ok=True)
+    for f in (tmp_path / "checkpoints").iterdir():  # keep step 4 of the 8-device run, resume there
+        if f.name != "4":
+            shutil.rmtree(f)
+    ref = {m["step"]: m["train_loss"] for m in read_metrics(data_parallel) if "train_loss" in m}
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["4"]
+    (tmp_path / "metrics.jsonl").unlink()
+    run_main(tmp_path, *ARGS, "--config.total_steps=5", "--config.mesh.data=4", "--config.mesh.fsdp=2", devices=8)
+    run_main(tmp_path, *ARGS, "--config.total_steps=6", devices=1)
+    moved = {m["step"]: m["train_loss"] for m in read_metrics(tmp_path) if "train_loss" in m}
+    assert sorted(moved) == [5, 6]
+    np.testing.assert_allclose([moved[5], moved[6]], [ref[5], ref[6]], rtol=1e-5)
+    _, p_a, _ = params_of(tmp_path)
+    _, p_b, _ = params_of(data_parallel)
+    for x, y in zip(p_a, p_b):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_two_processes_data_x_fsdp_same_as_one(data_parallel, tmp_path):
+    """Two real processes (localhost coordinator, 4 CPU devices each) on a 2 x 4 (data, fsdp) mesh."""
+    from test_train import free_port
+
+    addr = f"localhost:{free_port()}"
+    procs = [
+        run_main(tmp_path, *ARGS, "--config.total_steps=6", "--config.mesh.fsdp=4",
+                 f"--coordinator_address={addr}", "--num_processes=2", f"--process_id={i}",
+                 devices=4, background=True)
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0].decode() for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+    np.testing.assert_allclose(train_losses(tmp_path), train_losses(data_parallel), rtol=1e-5)
+    final = [m for m in read_metrics(tmp_path) if "eval_count" in m][-1]
+    assert final["eval_count"] == 360
+    _, p_a, o_a = params_of(tmp_path)
+    _, p_b, o_b = params_of(data_parallel)
+    for x, y in zip(p_a + o_a, p_b + o_b):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
