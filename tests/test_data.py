@@ -141,3 +141,36 @@ def test_synthetic_batches_need_no_tensorflow():
 
 
 del ml_collections
+
+
+def test_tiny_imagenet_official_layout(tmp_path):
+    """train/<wnid>/images/*.JPEG, val/images/* + val_annotations.txt, words.txt: as downloaded."""
+    import tensorflow as tf
+
+    from jaxvit.data.sources import imagefolder_source
+
+    rng = np.random.default_rng(0)
+    wnids = ["n01443537", "n01629819", "n01641577"]
+
+    def write(path, value):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img = np.full((64, 64, 3), value, np.uint8) + rng.integers(0, 3, (64, 64, 3), dtype=np.uint8)
+        path.write_bytes(tf.io.encode_jpeg(img).numpy())
+
+    for c, wnid in enumerate(wnids):
+        for k in range(4):
+            write(tmp_path / "train" / wnid / "images" / f"{wnid}_{k}.JPEG", 80 * c)
+        (tmp_path / "train" / wnid / f"{wnid}_boxes.txt").write_text("ignored\n")
+    lines = []
+    for k, c in enumerate([2, 0, 1, 2, 0]):
+        write(tmp_path / "val" / "images" / f"val_{k}.JPEG", 80 * c)
+        lines.append(f"val_{k}.JPEG\t{wnids[c]}\t0\t0\t63\t63")
+    (tmp_path / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "words.txt").write_text("n01443537\tgoldfish, Carassius auratus\nn01629819\tEuropean fire salamander\n")
+    src = imagefolder_source(str(tmp_path))
+    assert src.num_examples == {"train": 12, "val": 5}
+    assert src.class_names == ["goldfish", "European fire salamander", "n01641577"]
+    val = list(src.make("val", 0, 1).as_numpy_iterator())
+    assert [int(e["label"]) for e in val] == [2, 0, 1, 2, 0]
+    # the label is the image's annotated class (images were written with value 80 * class)
+    assert all(abs(float(e["image"].mean()) - 80 * int(e["label"]) - 1) < 3 for e in val)

@@ -78,22 +78,55 @@ def digits_source(test_fraction: float = 0.2) -> Source:
     return _in_memory("digits", splits, [str(i) for i in range(10)], lambda x: x)
 
 
+def _images_in(folder: str) -> list[str]:
+    """A class folder's images, or those of its images/ sub-folder (Tiny-ImageNet's train/)."""
+    if os.path.isdir(os.path.join(folder, "images")):
+        folder = os.path.join(folder, "images")
+    return [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.lower().endswith(IMAGE_EXTENSIONS)]
+
+
 def _list_class_dir(root: str) -> tuple[list[str], list[int], list[str]]:
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if not classes:
         raise FileNotFoundError(f"{root} has no class sub-folders (expected {root}/<class>/<image>)")
     files, labels = [], []
     for i, c in enumerate(classes):
-        for fname in sorted(os.listdir(os.path.join(root, c))):
-            if fname.lower().endswith(IMAGE_EXTENSIONS):
-                files.append(os.path.join(root, c, fname))
-                labels.append(i)
+        found = _images_in(os.path.join(root, c))
+        files += found
+        labels += [i] * len(found)
     return files, labels, classes
+
+
+def _annotated_val(val_dir: str, classes: list[str]) -> tuple[list[str], list[int]]:
+    """Tiny-ImageNet's official val/: images/ plus val_annotations.txt ('file<TAB>wnid<TAB>box')."""
+    index = {c: i for i, c in enumerate(classes)}
+    files, labels = [], []
+    with open(os.path.join(val_dir, "val_annotations.txt")) as f:
+        for line in f:
+            parts = line.split("\t")
+            if len(parts) < 2:
+                continue
+            if parts[1] not in index:
+                raise ValueError(f"{val_dir}/val_annotations.txt names class {parts[1]!r}, absent from train/")
+            files.append(os.path.join(val_dir, "images", parts[0]))
+            labels.append(index[parts[1]])
+    return files, labels
+
+
+def _readable_names(root: str, classes: list[str]) -> list[str]:
+    """Tiny-ImageNet's words.txt ('wnid<TAB>name, name'): the first name per class, if present."""
+    path = os.path.join(root, "words.txt")
+    if not os.path.exists(path):
+        return classes
+    words = dict(line.rstrip("\n").split("\t", 1) for line in open(path) if "\t" in line)
+    return [words[c].split(",")[0].strip() if c in words else c for c in classes]
 
 
 def imagefolder_source(root: str, val_fraction: float = 0.1, seed: int = 0) -> Source:
     """``root/train/<class>/*`` and optional ``root/val/<class>/*``.
 
+    Tiny-ImageNet's official layout works as downloaded: ``train/<wnid>/images/*`` and
+    ``val/images/*`` labelled by ``val/val_annotations.txt`` (class names from words.txt).
     Without val/, a deterministic ``val_fraction`` of each class is held out as 'val'.
     """
     train_dir = os.path.join(root, "train")
@@ -105,7 +138,10 @@ def imagefolder_source(root: str, val_fraction: float = 0.1, seed: int = 0) -> S
     files, labels, classes = _list_class_dir(train_dir)
     files, labels = np.array(files), np.array(labels, np.int32)
     val_dir = os.path.join(root, "val")
-    if os.path.isdir(val_dir):
+    if os.path.exists(os.path.join(val_dir, "val_annotations.txt")):
+        v_files, v_labels = _annotated_val(val_dir, classes)
+        splits = {"train": (files, labels), "val": (np.array(v_files), np.array(v_labels, np.int32))}
+    elif os.path.isdir(val_dir):
         v_files, v_labels, v_classes = _list_class_dir(val_dir)
         if v_classes != classes:
             raise ValueError(f"val/ classes differ from train/ classes in {root}")
@@ -123,7 +159,7 @@ def imagefolder_source(root: str, val_fraction: float = 0.1, seed: int = 0) -> S
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         return tf.ensure_shape(image, [None, None, 3])
 
-    return _in_memory(f"imagefolder:{root}", splits, classes, decode)
+    return _in_memory(f"imagefolder:{root}", splits, _readable_names(root, classes), decode)
 
 
 def tfds_source(name: str, data_dir: str | None) -> Source:
