@@ -29,10 +29,29 @@ def get_config() -> ml_collections.ConfigDict:
     c.aug.interpolation = "bicubic"  # 'bilinear' | 'bicubic'
     c.aug.hflip = 0.0  # digits are not mirror-symmetric
     c.aug.vflip = 0.0
+    c.aug.squish = False  # train: resize to img_size ignoring aspect, no random crop; eval: timm crop_mode='squish'
+    c.aug.crop_padding = 0  # >0: torchvision RandomCrop(img_size, padding=N) after the resize/crop
+    c.aug.rotation = 0.0  # >0: torchvision RandomRotation(N): angle uniform in [-N, N] degrees
+    c.aug.affine_degrees = 0.0  # torchvision RandomAffine(degrees, translate=(t, t), scale, shear) ...
+    c.aug.affine_translate = 0.0  # ... max shift as a fraction of the size
+    c.aug.affine_scale = (1.0, 1.0)  # ... scale range
+    c.aug.affine_shear = 0.0  # ... x-shear in [-N, N] degrees
+    c.aug.affine_interpolation = "nearest"  # rotation/affine resample (torchvision's default); 'bilinear' | 'bicubic'
+    c.aug.color_jitter = 0.0  # timm --color-jitter: brightness=contrast=saturation=N; off with auto_augment (timm)
+    c.aug.auto_augment = ""  # timm --aa: 'rand-m9-mstd0.5-inc1' (RandAugment) | 'v0' | 'original' | 'v0r' | 'originalr'
+    c.aug.aa_interpolation = ""  # auto-augment resample: '' = aug.interpolation, 'random' (timm's per-op choice), ...
+    c.aug.pick_ops = ()  # seed-001 policy: per image apply pick_min..pick_max distinct ops of e.g. ("hflip", "rotate")
+    c.aug.pick_min = 1
+    c.aug.pick_max = 4  # (capped at len(pick_ops))
+    c.aug.reprob = 0.0  # timm --reprob: RandomErasing probability (after normalization)
+    c.aug.remode = "pixel"  # timm --remode: 'pixel' | 'rand' | 'const'
+    c.aug.recount = 1  # timm --recount: up to N boxes per image
+    c.repeated_aug = 0  # timm --aug-repeats / DeiT --repeated-aug: each example N times per epoch (RASampler); 0/1 off
     c.shuffle_buffer = 50_000
     c.cache_train = True
     c.cache_eval = True
     c.data_threads = 0  # 0: tf.data default
+    c.prefetch_to_device = 2  # batches transferred ahead of the step (0: transfer at the step)
 
     # --- model --------------------------------------------------------------------
     c.model = "vit_tiny_patch16_224"

@@ -3,6 +3,10 @@
 The train stream is epochs of a seeded per-epoch shuffle; augmentation seeds
 come from (seed, epoch, index), so the stream's position is just the number of
 examples consumed and resuming at step ``s`` skips undecoded records.
+With ``repeated_aug = r`` each shuffled example comes r times in a row (indices
+i*r .. i*r+r-1, so r different augmentations): a training epoch of n examples
+then holds n/r distinct ones, r times each, like timm's RASampler, and a
+shuffle pass over the data spans r training epochs.
 """
 
 from __future__ import annotations
@@ -47,15 +51,26 @@ def train_batches(
     base = source.make(split, 0, 1)
     if config.cache_train:
         base = base.cache()
-    start_epoch, offset = divmod(start_step * global_batch, n)
+    repeats = max(1, int(config.get("repeated_aug", 0)))
+    start_epoch, offset = divmod(start_step * global_batch, n * repeats)
+    first_example, first_repeat = divmod(offset, repeats)
     buffer = min(n, config.shuffle_buffer)
     seed = int(config.seed)
 
+    def skip_in_start_epoch(ds, e, count):
+        return ds.skip(tf.where(tf.equal(e, start_epoch), tf.constant(count, tf.int64), tf.constant(0, tf.int64)))
+
     def epoch(e):
         ds = base.shuffle(buffer, seed=seed * 100_003 + e, reshuffle_each_iteration=False)
-        ds = ds.enumerate().map(lambda i, ex: (e, i, ex))
-        first = tf.where(tf.equal(e, start_epoch), tf.constant(offset, tf.int64), tf.constant(0, tf.int64))
-        return ds.skip(first)
+        ds = skip_in_start_epoch(ds.enumerate().map(lambda i, ex: (e, i, ex)), e, first_example)
+        if repeats == 1:
+            return ds
+        return skip_in_start_epoch(ds.flat_map(repeat), e, first_repeat)
+
+    def repeat(e, i, ex):
+        """Repeated augmentation (timm's RASampler): ``repeats`` consecutive copies, each its own index."""
+        copies = tf.data.Dataset.from_tensors((e, i, ex)).repeat(repeats).enumerate()
+        return copies.map(lambda r, c: (c[0], c[1] * repeats + r, c[2]))
 
     augment = transforms.train_transform(config)
 
