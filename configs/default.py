@@ -68,8 +68,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.grad_accum_steps = 1  # >1: the global batch in this many micro-batches, one update
     c.num_epochs = 40.0
     c.total_steps = 0  # >0 overrides num_epochs
-    c.optimizer = "adamw"  # 'adamw' | 'adam' | 'sgd'
-    c.lr = 1e-3
+    c.optimizer = "adamw"  # 'adamw' | 'adam' | 'sgd' | 'lamb' (timm's Lamb; timm's default eps there is 1e-6)
+    c.lr = ml_collections.FieldReference(1e-3, field_type=object)  # or seed 003's (head, high, low)
+    c.blr = 0.0  # seed 004 --blr: >0 sets lr = blr * global_batch_size / 256
     c.b1 = 0.9
     c.b2 = 0.999
     c.eps = 1e-8
@@ -79,7 +80,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.filter_bias_and_bn = True  # no decay on biases, norms, pos_embed, tokens (timm's default)
     c.grad_clip_norm = 0.0  # 0: off
     c.label_smoothing = 0.1
-    c.schedule = "cosine"  # 'cosine' | 'step' | 'constant'
+    c.schedule = "cosine"  # 'cosine' | 'step' | 'multistep' | 'constant'
+    c.schedule_unit = ""  # '': warmup, then decay over the rest; 'epoch' | 'step': timm's scheduler per epoch / update
     c.warmup_epochs = 3.0
     c.warmup_steps = 0  # >0 overrides warmup_epochs
     c.warmup_lr = 1e-6
@@ -87,6 +89,26 @@ def get_config() -> ml_collections.ConfigDict:
     c.decay_epochs = 30.0  # step schedule
     c.decay_steps = 0
     c.decay_rate = 0.1
+    c.decay_milestones = (90, 180, 270)  # multistep schedule: epochs (timm's --decay-milestones)
+
+    # --- param groups and transfer (jaxvit/train/optim.py) --------------------------
+    c.layer_decay = 0.0  # timm --layer-decay: lr of layer i scaled by layer_decay**(num_layers-1-i); 0: off
+    c.num_lowlrs = 0  # seed 003: with --config.lr='(head,high,low)' the first N layer groups take the low lr
+    c.new_layers = 0  # seed 003 --new-layers: re-initialize the last N layer groups (head = 1) of init_from
+    c.l2sp = False  # seed 003 --L2SP: rate*(w - w0) toward init_from (rate*w on new layers) instead of weight decay
+    c.l2sp_rates = ml_collections.FieldReference(0.01, field_type=object)  # --L2SP_rates: one, or (head, high, low)
+
+    # --- device-side regularization ---------------------------------------------------
+    c.mixup_alpha = 0.0  # timm --mixup: mixup alpha, on if > 0
+    c.cutmix_alpha = 0.0  # timm --cutmix: cutmix alpha, on if > 0
+    c.cutmix_minmax = ()  # timm --cutmix-minmax: (min, max) box ratio, turns cutmix on (alpha 1)
+    c.mixup_prob = 1.0  # timm --mixup-prob: probability of mixing a batch / pair / example
+    c.switch_prob = 0.5  # timm --mixup-switch-prob: cutmix instead of mixup, when both are on
+    c.mixup_mode = "batch"  # timm --mixup-mode: 'batch' | 'pair' | 'elem' (a lambda per batch / pair / example)
+    c.correct_lam = True  # cutmix: lambda from the box area after clipping at the border (timm's default)
+    c.model_ema = False  # timm --model-ema: EMA of params and batch_stats, evaluated as eval_ema_*
+    c.model_ema_decay = 0.9998  # timm --model-ema-decay
+    c.model_ema_warmup = False  # timm --model-ema-warmup: ModelEmaV3's decay warmup
 
     # --- parallelism, logging, checkpoints ----------------------------------------
     c.parallelism = "pjit"  # 'pjit' (jit over a Mesh) | 'pmap'

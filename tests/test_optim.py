@@ -2,18 +2,21 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
+from conftest import ROOT
 from flax import nnx
 
 import jaxvit
 from jaxvit.train import optim
+from jaxvit.train.config_util import load_config_file
 
 
 def cfg(**kw):
-    c = ml_collections.ConfigDict(dict(
+    """configs/default.py with these tests' schedule and optimizer settings, then ``kw``."""
+    c = load_config_file(str(ROOT / "configs" / "default.py"))
+    c.update(dict(
         lr=1e-3, min_lr=1e-5, warmup_lr=1e-6, warmup_epochs=0.0, warmup_steps=10, schedule="cosine",
         decay_epochs=0.0, decay_steps=30, decay_rate=0.1, optimizer="adamw", b1=0.9, b2=0.999,
         eps=1e-8, momentum=0.9, nesterov=False, weight_decay=0.05, filter_bias_and_bn=True,
@@ -118,3 +121,217 @@ def test_grad_accumulation_equals_large_batch():
     assert out[1][1] == pytest.approx(out[4][1], abs=1e-5)
     for a, b in zip(jax.tree.leaves(out[1][0]), jax.tree.leaves(out[4][0])):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+# --- timm's schedulers, optimizers and parameter groups ---------------------------------
+torch = pytest.importorskip("torch", reason="timm parity needs torch: pip install -e '.[torch]'")
+timm = pytest.importorskip("timm", reason="timm parity needs timm: pip install -e '.[torch]'")
+
+TINY_VIT = dict(num_classes=10, img_size=16, patch_size=4, depth=2, embed_dim=32, num_heads=2)
+
+
+def tiny_vit(seed: int = 0):
+    return jaxvit.create_model("vit_tiny_patch16_224", seed=seed, **TINY_VIT)
+
+
+def pure_params(model):
+    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+@pytest.mark.parametrize("unit", ["epoch", "step"])
+@pytest.mark.parametrize("sched", ["cosine", "step", "multistep"])
+def test_lr_at_every_update_equals_timm_scheduler(sched, unit):
+    """timm train.py's protocol: step_update(num_updates) after each update, step(epoch + 1) after
+    each epoch; three param groups with their own base lr (seed 003's lr=(head, high, low))."""
+    from timm.scheduler import create_scheduler_v2
+
+    spe, epochs, lrs = 4, 7, (0.1, 0.02, 0.005)
+    c = cfg(lr=lrs, schedule=sched, schedule_unit=unit, warmup_epochs=2.0, warmup_steps=0, warmup_lr=1e-4,
+            min_lr=1e-3, decay_epochs=2.0, decay_steps=0, decay_rate=0.5, decay_milestones=(3, 5))
+    ours = optim.create_schedules(c, spe, spe * epochs)
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in lrs])
+    theirs, _ = create_scheduler_v2(
+        opt, sched, num_epochs=epochs, decay_epochs=2, decay_milestones=[3, 5], decay_rate=0.5, min_lr=1e-3,
+        warmup_lr=1e-4, warmup_epochs=2, step_on_epochs=unit == "epoch", updates_per_epoch=spe,
+    )
+    seen = set()
+    for update in range(spe * epochs):
+        want = [g["lr"] for g in opt.param_groups]
+        got = [float(fn(update)) for fn in ours]
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=f"update {update}")
+        seen.add(want[0])
+        theirs.step_update(update + 1)
+        if (update + 1) % spe == 0:
+            theirs.step((update + 1) // spe)
+    assert len(seen) >= 4  # warmup and decay both happened
+
+
+@pytest.fixture(scope="module")
+def timm_vit_state():
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT).state_dict()
+
+
+@pytest.mark.parametrize("name,layer_decay", [
+    ("adamw", None), ("adam", None), ("sgd", None), ("lamb", None),
+    ("adamw", 0.75), ("lamb", 0.6), ("sgd", 0.5),
+])
+def test_updates_equal_timm_optimizer(name, layer_decay, timm_vit_state):
+    """timm.optim.create_optimizer_v2 (its param groups: no decay on 1-d / no_weight_decay(), layer
+    decay from group_matcher()) and a per-update cosine schedule, against ours on the same grads."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    from convert import convert_state_dict
+    from convert.rules import plan
+    from jaxvit.train.checkpoint import flatten, unflatten_like
+
+    tm = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT)
+    tm.load_state_dict(timm_vit_state)
+    jm, _ = convert_state_dict("vit_tiny_patch16_224", timm_vit_state, log=lambda _: None, **TINY_VIT)
+    extra = {} if name == "sgd" else dict(eps=1e-8, betas=(0.9, 0.999))
+    opt = create_optimizer_v2(tm, name, lr=0.01, weight_decay=0.05, momentum=0.9, layer_decay=layer_decay,
+                              **extra)
+    sched, _ = create_scheduler_v2(opt, "cosine", num_epochs=4, warmup_epochs=1, warmup_lr=1e-3, min_lr=1e-4,
+                                   step_on_epochs=False, updates_per_epoch=1)
+    c = cfg(optimizer=name, lr=0.01, weight_decay=0.05, momentum=0.9, nesterov=True,
+            layer_decay=layer_decay or 0.0, schedule_unit="step", warmup_steps=1, warmup_lr=1e-3, min_lr=1e-4)
+    params = pure_params(jm)
+    groups = optim.param_groups(jm, params)
+    tx = optim.create_optimizer(c, optim.create_schedules(c, 1, 4), params, groups=groups)
+    opt_state = tx.init(params)
+    entries = [e for e in plan(jm) if e.collection == "params"]
+    tparams = dict(tm.named_parameters())
+    assert sorted(e.torch_key for e in entries) == sorted(tparams)
+    rng = np.random.default_rng(0)
+    for update in range(3):
+        grads = {e.torch_key: rng.standard_normal(e.torch_shape).astype(np.float32) for e in entries}
+        for k, g in grads.items():
+            tparams[k].grad = torch.from_numpy(g)
+        opt.step()
+        sched.step_update(update + 1)
+        jgrads = unflatten_like({e.path: e.to_jax(grads[e.torch_key]) for e in entries}, params)
+        updates, opt_state = tx.update(jgrads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+    flat = flatten(params)
+    for e in entries:
+        ours = e.to_torch(np.asarray(flat[e.path]))
+        np.testing.assert_allclose(ours, tparams[e.torch_key].detach().numpy(), atol=1e-6, rtol=0,
+                                   err_msg=e.torch_key)
+
+
+def test_layer_ids_equal_timm_group_with_matcher():
+    """Our grouping of each family's group_matcher() equals timm's function on the same names."""
+    from timm.models._manipulate import group_with_matcher
+
+    builders = {
+        "vit_tiny_patch16_224": dict(TINY_VIT),
+        "swin_tiny_patch4_window7_224": dict(img_size=32, window_size=2, embed_dim=16, depths=(1, 2),
+                                             num_heads=(1, 2), num_classes=10),
+        "mixer_s16_224": dict(img_size=32, num_blocks=2, embed_dim=16, num_classes=10),
+    }
+    for name, kw in builders.items():
+        model = nnx.eval_shape(lambda: jaxvit.create_model(name, **kw))  # noqa: B023
+        names = optim.leaf_names(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+        for coarse in (False, True):
+            matcher = model.group_matcher(coarse=coarse)
+            want = group_with_matcher(((n, None) for n in names), matcher, reverse=True)
+            assert optim.layer_ids(names, matcher) == want, (name, coarse)
+    ids = optim.model_layer_ids(tiny_vit(), names := optim.leaf_names(pure_params(tiny_vit())))
+    assert ids["cls_token"] == ids["patch_embed.proj.kernel"] == 0
+    assert ids["blocks.1.mlp.fc2.kernel"] == ids["norm.scale"] == 2 and ids["head.kernel"] == 3
+    assert optim.layer_ids(names) == ids  # the generic fallback groups a ViT as its group_matcher does
+
+
+def tree_const(tree, value):
+    return jax.tree.map(lambda x: jnp.full_like(x, value), tree)
+
+
+def test_three_lrs_split_head_high_low():
+    """lr=(head, high, low), num_lowlrs=1: the stem takes the low lr, the blocks (with the final
+    norm) the high one, the head its own."""
+    m = tiny_vit()
+    params = pure_params(m)
+    c = cfg(optimizer="sgd", momentum=0.0, weight_decay=0.0, lr=(0.3, 0.2, 0.1), num_lowlrs=1,
+            schedule="constant", warmup_steps=0)
+    groups = optim.param_groups(m, params)
+    tx = optim.create_optimizer(c, optim.create_schedules(c, 10, 100), params, groups=groups)
+    upd, _ = tx.update(tree_const(params, 1.0), tx.init(params), params)
+    lr_of = {k: -float(np.unique(v)[0]) for k, v in flatten_tree(upd).items()}
+    assert lr_of["head.kernel"] == lr_of["head.bias"] == pytest.approx(0.3)
+    for k in ("blocks.0.attn.qkv.kernel", "blocks.1.mlp.fc1.bias", "norm.scale"):
+        assert lr_of[k] == pytest.approx(0.2), k
+    for k in ("patch_embed.proj.kernel", "cls_token", "pos_embed"):
+        assert lr_of[k] == pytest.approx(0.1), k
+    with pytest.raises(ValueError, match="num_lowlrs"):
+        optim.check_config(cfg(lr=(0.3, 0.2, 0.1)))
+    with pytest.raises(ValueError, match="one learning rate or 3"):
+        optim.base_lrs(cfg(lr=(0.3, 0.2)))
+
+
+def flatten_tree(tree):
+    from jaxvit.train.checkpoint import flatten
+
+    return flatten(tree)
+
+
+def test_l2sp_gradient_is_rate_times_distance_to_the_pretrained_weights():
+    """L2-SP in place of weight decay: with zero data gradient and lr 1, the update is minus the
+    penalty's gradient, alpha * (w - w0) for pretrained params, beta * w for new ones (the head),
+    per part, and nothing on biases / norms / tokens."""
+    m = tiny_vit()
+    w0 = pure_params(m)
+    new = {"head.kernel", "head.bias"}
+    rates = (0.5, 0.1, 0.01)  # head (new: beta), high, low
+    c = cfg(optimizer="sgd", momentum=0.0, weight_decay=0.05, lr=1.0, schedule="constant", warmup_steps=0,
+            l2sp=True, l2sp_rates=rates, num_lowlrs=1)
+    groups = optim.param_groups(m, w0, new)
+    tx = optim.create_optimizer(c, optim.create_schedules(c, 10, 100), w0, groups=groups)
+    state = tx.init(w0)
+    leaves, treedef = jax.tree.flatten(w0)
+    keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
+    w = jax.tree.unflatten(treedef, [x + jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+    upd, _ = jax.jit(tx.update)(tree_const(w, 0.0), state, w)
+    flat_u, flat_w, flat_w0 = map(flatten_tree, (upd, w, w0))
+    qkv, proj = "blocks.0.attn.qkv.kernel", "patch_embed.proj.kernel"
+    want = {
+        "head.kernel": 0.5 * flat_w["head.kernel"],
+        qkv: 0.1 * (flat_w[qkv] - flat_w0[qkv]),
+        proj: 0.01 * (flat_w[proj] - flat_w0[proj]),
+        "head.bias": 0.0, "blocks.0.attn.qkv.bias": 0.0, "pos_embed": 0.0, "norm.scale": 0.0,
+    }
+    for k, v in want.items():
+        np.testing.assert_allclose(-flat_u[k], np.broadcast_to(v, flat_u[k].shape), rtol=1e-6, atol=1e-7,
+                                   err_msg=k)
+    rate_tree = jax.tree.map(lambda p: rates[p], groups.part(1))
+    rate_tree = jax.tree.map(lambda r, d: r if d else 0.0, rate_tree, groups.decay)
+    grad = jax.grad(optim.l2sp_penalty)(w, w0, rate_tree, groups.new)
+    for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(upd)):
+        np.testing.assert_allclose(a, -b, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="num_lowlrs"):
+        optim.check_config(cfg(l2sp=True, init_from="pretrained", l2sp_rates=rates))
+
+
+def test_blr_scales_with_the_global_batch():
+    assert optim.base_lrs(cfg(blr=1e-3, global_batch_size=512)) == (pytest.approx(2e-3),)
+    with pytest.raises(ValueError, match="blr"):
+        optim.base_lrs(cfg(blr=1e-3, lr=(0.1, 0.1, 0.1)))
+
+
+def test_new_layers_reinitialized_after_init_from(tmp_path):
+    """new_layers=2: the head and the last block (with the final norm) are the fresh init, the rest
+    the pretrained weights; create_model names them as new (for L2-SP)."""
+    from jaxvit.train import loop
+    from jaxvit.train.checkpoint import collections_of, save_model_checkpoint
+
+    pretrained = tiny_vit(seed=7)
+    save_model_checkpoint(str(tmp_path / "ckpt"), collections_of(pretrained),
+                          {"model": "vit_tiny_patch16_224", "kwargs": TINY_VIT})
+    c = cfg(model="vit_tiny_patch16_224", model_args="depth=2,embed_dim=32,num_heads=2", img_size=16,
+            patch_size=4, init_from=str(tmp_path / "ckpt"), new_layers=2, seed=0)
+    model, new = loop.create_model(c, 10)
+    got, fresh, old = (flatten_tree(pure_params(x)) for x in (model, tiny_vit(seed=0), pretrained))
+    assert new == {k for k in got if k.startswith(("head.", "blocks.1.", "norm."))}
+    for k, v in got.items():
+        np.testing.assert_array_equal(v, fresh[k] if k in new else old[k], err_msg=k)
+        assert not np.array_equal(fresh[k], old[k]) or k.endswith(("bias", "scale")), k

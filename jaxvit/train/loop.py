@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import collections
 import dataclasses
 import logging
 import os
@@ -20,9 +21,10 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 import jaxvit
-from jaxvit.data import pipeline
+from jaxvit.data import mix, pipeline
 from jaxvit.train import checkpoint as ckpt_lib
 from jaxvit.train import optim, sharding
+from jaxvit.train.ema import ModelEma, copy_tree
 from jaxvit.train.metrics import MetricWriter
 from jaxvit.train.step import make_eval_step, make_train_step
 
@@ -31,6 +33,8 @@ log = logging.getLogger("jaxvit")
 CHOICES = dict(
     optimizer=optim.OPTIMIZERS,
     schedule=optim.SCHEDULES,
+    schedule_unit=optim.SCHEDULE_UNITS,
+    mixup_mode=mix.MODES,
     parallelism=("pjit", "pmap"),
     dtype=("float32", "bfloat16", "float16"),
 )
@@ -43,6 +47,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     jaxvit.registry.get_entry(config.model)  # unknown model names fail here, with close matches
     if config.aug.interpolation not in ("bilinear", "bicubic"):
         raise ValueError("config.aug.interpolation must be 'bilinear' or 'bicubic'")
+    optim.check_config(config)
+    mix.check_config(config)
+    ModelEma.from_config(config)
+    if config.dataset != "synthetic":  # a bad augmentation string fails here, before anything is written
+        from jaxvit.data import transforms
+
+        transforms.train_transform(config)
 
 
 # --- input ---------------------------------------------------------------------------
@@ -94,13 +105,11 @@ def create_input(config, local_batch: int) -> Input:
 
 # --- model ---------------------------------------------------------------------------
 def model_kwargs(config, num_classes: int) -> dict:
-    kw = dict(
-        num_classes=num_classes,
-        img_size=config.img_size,
-        drop_rate=config.drop_rate,
-        attn_drop_rate=config.attn_drop_rate,
-        drop_path_rate=config.drop_path_rate,
-    )
+    kw = dict(num_classes=num_classes, img_size=config.img_size)
+    # only the rates a recipe sets: not every family has every one (MLP-Mixer has no attention)
+    for rate in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+        if config[rate]:
+            kw[rate] = config[rate]
     if config.patch_size:
         kw["patch_size"] = config.patch_size
     kw.update(parse_model_args(config.model_args))
@@ -122,24 +131,40 @@ def parse_model_args(text: str) -> dict:
         ) from None
 
 
-def create_model(config, num_classes: int) -> nnx.Module:
+def create_model(config, num_classes: int) -> tuple[nnx.Module, set[str]]:
+    """The model, and the names of its params that init_from did not supply (``new_layers``: the last
+    N layer groups, re-initialized as seed 003 does; a head with another class count)."""
     kw = model_kwargs(config, num_classes)
     model = jaxvit.create_model(config.model, dtype=config.dtype, seed=config.seed, **kw)
-    if config.init_from:
-        init_from_checkpoint(model, config.init_from)
-    return model
+    if not config.init_from:
+        return model, set()
+    fresh = ckpt_lib.flatten(ckpt_lib.collections_of(model))
+    new = init_from_checkpoint(model, config.init_from)
+    if config.new_layers:  # params and BatchNorm statistics of the last N layer groups back to init
+        names = optim.new_layer_names(optim.model_layer_ids(model, [k.split(".", 1)[1] for k in fresh]),
+                                      config.new_layers)
+        again = {k: v for k, v in fresh.items() if k.split(".", 1)[1] in names}
+        current = ckpt_lib.collections_of(model)
+        ckpt_lib.assign(model, ckpt_lib.unflatten_like({**ckpt_lib.flatten(current), **again}, current),
+                        source="new_layers")
+        log.info("new_layers=%d: %d tensors re-initialized", config.new_layers, len(again))
+        new |= set(again)
+    return model, {k.split(".", 1)[1] for k in new if k.startswith("params.")}
 
 
-def init_from_checkpoint(model: nnx.Module, directory: str) -> None:
-    """Loads pretrained weights for fine-tuning; a head with another class count is re-initialized."""
+def init_from_checkpoint(model: nnx.Module, directory: str) -> set[str]:
+    """Loads pretrained weights for fine-tuning; a head with another class count is re-initialized
+    (its flat names are returned)."""
     trees, _ = ckpt_lib.read_model_checkpoint(directory)
     current = ckpt_lib.collections_of(model)
     flat_new, flat_cur = ckpt_lib.flatten(trees), ckpt_lib.flatten(current)
+    reinitialized = set()
     for name in [k for k in flat_new if k.startswith(("params.head.", "params.head_dist."))]:
         if name in flat_cur and np.shape(flat_new[name]) != np.shape(flat_cur[name]):
             log.warning("init_from: %s %s -> %s re-initialized (class count differs)",
                         name, np.shape(flat_new[name]), np.shape(flat_cur[name]))
             flat_new[name] = flat_cur[name]
+            reinitialized.add(name)
     key = "params.pos_embed"
     if key in flat_new and np.shape(flat_new[key]) != np.shape(flat_cur[key]):
         grid = model.patch_embed.grid_size
@@ -148,6 +173,7 @@ def init_from_checkpoint(model: nnx.Module, directory: str) -> None:
             np.asarray(flat_new[key]), grid, num_prefix_tokens=model.num_prefix_tokens
         )
     ckpt_lib.assign(model, ckpt_lib.unflatten_like(flat_new, current), source=f"init_from {directory}")
+    return reinitialized
 
 
 def sync_batch_norm(model: nnx.Module, axis_name: str) -> None:
@@ -245,6 +271,18 @@ class PmapRunner:
         return jax.tree.map(lambda x: x[0], state)
 
 
+def prefetch_to_device(local_batches: Iterator, put, size: int) -> Iterator:
+    """Keeps ``size`` batches already transferred (``put``: local numpy -> device arrays), so the
+    host-to-device copy of the next batch overlaps the current step (transfers are async)."""
+    queue: collections.deque = collections.deque()
+    for local in local_batches:
+        queue.append(put(local))
+        if len(queue) > size:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()
+
+
 def to_float(tree) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in jax.device_get(tree).items()}
 
@@ -266,16 +304,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     total_steps = config.total_steps or int(round(config.num_epochs * steps_per_epoch))
 
     # Model and optimizer.
-    model = create_model(config, inp.num_classes)
+    model, new_names = create_model(config, inp.num_classes)
     if config.parallelism == "pmap":
         sync_batch_norm(model, "data")
     eval_model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
     eval_graph, _, _, _ = nnx.split(eval_model, nnx.Param, nnx.BatchStat, ...)
     train_graph, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
     params, batch_stats, rest = map(nnx.to_pure_dict, (params, batch_stats, rest))
-    schedule = optim.create_learning_rate_fn(config, steps_per_epoch, total_steps)
-    no_wd = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    tx = optim.create_optimizer(config, schedule, params, no_wd)
+    schedules = optim.create_schedules(config, steps_per_epoch, total_steps)
+    groups = optim.param_groups(model, params, new_names)
+    tx = optim.create_optimizer(config, schedules, params, groups=groups)
     state = dict(
         step=jnp.asarray(0, jnp.int32),
         params=params,
@@ -283,17 +321,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         opt_state=tx.init(params),
         rng=jax.random.PRNGKey(config.seed),
     )
+    model_ema = ModelEma.from_config(config)
+    if model_ema is not None:  # timm ModelEmaV3: params and buffers, evaluated as eval_ema_*
+        state.update(ema_params=copy_tree(params), ema_batch_stats=copy_tree(batch_stats))
     del model
 
     # Steps, sharded.
-    args = (train_graph, rest, tx, schedule, inp.num_classes, config.label_smoothing, config.grad_accum_steps)
+    args = (train_graph, rest, tx, schedules[0], inp.num_classes, config.label_smoothing,
+            config.grad_accum_steps)
+    extras = dict(mixup=mix.Mixup.from_config(config, inp.num_classes), model_ema=model_ema)
     if config.parallelism == "pmap":
         runner = PmapRunner(
-            mesh, make_train_step(*args, axis_name="data"),
+            mesh, make_train_step(*args, axis_name="data", **extras),
             make_eval_step(eval_graph, rest, inp.num_classes, axis_name="data"),
         )
     else:
-        runner = PjitRunner(mesh, make_train_step(*args), make_eval_step(eval_graph, rest, inp.num_classes),
+        runner = PjitRunner(mesh, make_train_step(*args, **extras),
+                            make_eval_step(eval_graph, rest, inp.num_classes),
                             state_sharding=sharding.state_shardings(mesh, state))
         per_device, total = sharding.bytes_per_device(state, runner.state_sharding)
         log.info("mesh %s: train state %.3f MiB, %.3f MiB per device",
@@ -351,7 +395,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         save_checkpoint(mngr, runner.host_state(state), step, meta)
 
     # The loop: host syncs only at log, checkpoint and eval steps.
-    batches: Iterator = inp.train(start_step)
+    batches: Iterator = prefetch_to_device(inp.train(start_step), runner.batch, config.prefetch_to_device)
     progress = None
     if config.progress_bar and jax.process_index() == 0:
         from tqdm import tqdm
@@ -361,7 +405,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     pending, t_log, last_log_step = [], time.time(), start_step
     try:
         for step in range(start_step + 1, total_steps + 1):
-            state, metrics = runner.train(state, runner.batch(next(batches)))
+            state, metrics = runner.train(state, next(batches))
             pending.append(metrics)
             if progress is not None:
                 progress.update(1)
@@ -400,17 +444,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
 
 
 def evaluate(runner, inp: Input, writer: MetricWriter, state, step: int) -> dict[str, float]:
-    """One pass over the eval split: loss, top-1, top-5 over every example exactly once."""
-    sums = None
-    for local in inp.eval():
-        out = runner.evaluate(state["params"], state["batch_stats"], runner.batch(local))
-        sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-    sums = to_float(sums)
-    n = max(sums["count"], 1.0)
-    result = dict(
-        eval_loss=sums["loss"] / n, eval_top1=sums["top1"] / n, eval_top5=sums["top5"] / n,
-        eval_count=sums["count"],
-    )
+    """One pass over the eval split: loss, top-1, top-5 over every example exactly once; with
+    model_ema, the EMA weights too (``eval_ema_*``)."""
+    result = {}
+    variants = (("eval", "params", "batch_stats"), ("eval_ema", "ema_params", "ema_batch_stats"))
+    for prefix, params, stats in variants:
+        if params not in state:
+            continue
+        sums = None
+        for local in inp.eval():
+            out = runner.evaluate(state[params], state[stats], runner.batch(local))
+            sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+        sums = to_float(sums)
+        n = max(sums["count"], 1.0)
+        result.update({f"{prefix}_{k}": sums[k] / n for k in ("loss", "top1", "top5")})
+        result[f"{prefix}_count"] = sums["count"]
     writer.write(step, result)
     return result
 

@@ -4,6 +4,10 @@
 params, optimizer state and batch (the model's graph is closed over). It is
 jitted once over a Mesh with NamedShardings (pjit style), or wrapped in
 ``jax.pmap`` with an explicit gradient ``pmean``; both give the same numbers.
+
+With ``mixup`` the global batch is mixed first (soft targets, timm's
+SoftTargetCrossEntropy); with ``model_ema`` the state's ``ema_params`` and
+``ema_batch_stats`` follow the model after every update.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from jaxvit.train.optim import cross_entropy
+from jaxvit.data.mix import MIX_STREAM, Mixup, mix_global_batch
+from jaxvit.train.ema import ModelEma
+from jaxvit.train.optim import cross_entropy, soft_target_cross_entropy
 
-State = dict[str, Any]  # {'step', 'params', 'batch_stats', 'opt_state', 'rng'}
+State = dict[str, Any]  # {'step', 'params', 'batch_stats', 'opt_state', 'rng'} (+ 'ema_params', ...)
 
 
 def make_train_step(
@@ -29,6 +35,9 @@ def make_train_step(
     label_smoothing: float,
     grad_accum_steps: int = 1,
     axis_name: str | None = None,
+    *,
+    mixup: Mixup | None = None,
+    model_ema: ModelEma | None = None,
 ) -> Callable[[State, dict], tuple[State, dict]]:
     """The per-step update. With ``axis_name`` (pmap), gradients and metrics are averaged over it.
 
@@ -41,8 +50,13 @@ def make_train_step(
         model = nnx.merge(graphdef, params, batch_stats, rest)
         nnx.reseed(model, dropout=key)
         logits = model(batch["image"])
-        loss = cross_entropy(logits, batch["label"], num_classes, label_smoothing).mean()
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+        labels = batch["label"]
+        if labels.ndim == 2:  # mixed: soft targets; accuracy against their argmax
+            loss = soft_target_cross_entropy(logits, labels).mean()
+            labels = jnp.argmax(labels, -1)
+        else:
+            loss = cross_entropy(logits, labels, num_classes, label_smoothing).mean()
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
         # BatchNorm's running statistics, updated by this forward (over the global batch)
         return loss, (accuracy, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
 
@@ -65,6 +79,8 @@ def make_train_step(
 
     def train_step(state: State, batch: dict) -> tuple[State, dict]:
         key = jax.random.fold_in(state["rng"], state["step"])
+        if mixup is not None:  # the same key on every device: one mix of the global batch
+            batch = mix_global_batch(mixup, jax.random.fold_in(key, MIX_STREAM), batch, axis_name)
         if axis_name is not None:
             key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
         fn = grad_fn if grad_accum_steps == 1 else accumulated
@@ -79,6 +95,9 @@ def make_train_step(
         new_state = dict(
             state, step=state["step"] + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
         )
+        if model_ema is not None:  # timm: model_ema.update(model, step=num_updates)
+            for name, now in (("ema_params", params), ("ema_batch_stats", batch_stats)):
+                new_state[name] = model_ema.update(state[name], now, new_state["step"])
         return new_state, metrics
 
     return train_step
