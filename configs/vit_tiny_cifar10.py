@@ -2,9 +2,10 @@
 
 Source: shared/seeds/004_58be01dcd4f55008.txt ("vit: 95.66" at 32px, "vit: 96.94" at 64px):
 adamw, lr 1e-3, 10 warmup epochs, 200 epochs, batch 256, weight decay 0.05,
-smoothing 0.1, RandomResizedCrop scale (0.8, 1), CIFAR mean/std.
-Not yet here (issue 7): RandAugment, repeated augmentation (--ra=3), random
-erasing (--reprob 0.1); until then this recipe trains with crop + flip only.
+smoothing 0.1, --ra=3 (repeated augmentation), --reprob 0.1, RandomResizedCrop scale
+(0.8, 1), CIFAR mean/std; the seed's "strong augmentation" listing: bicubic, horizontal
+flip, RandAugment n=2 m=9 mstd=0.5 with the *Increasing ops (rand-m9-mstd0.5-inc1),
+erasing in pixel mode. The scheduler is stepped per epoch (DeiT/MAE-style eval_cls.py).
 
 python main.py --config=configs/vit_tiny_cifar10.py --workdir=runs/vit_c10_32
 python main.py --config=configs/vit_tiny_cifar10.py:64 --workdir=runs/vit_c10_64
@@ -27,6 +28,11 @@ def get_config(arg: str = "32"):
     c.std = (0.2470, 0.2435, 0.2616)
     c.aug.scale = (0.8, 1.0)
     c.aug.hflip = 0.5
+    c.aug.interpolation = "bicubic"
+    c.aug.auto_augment = "rand-m9-mstd0.5-inc1"
+    c.aug.reprob = 0.1
+    c.aug.remode = "pixel"
+    c.repeated_aug = 3
     c.model = "vit_tiny_patch16_224"
     c.global_batch_size = 256
     c.num_epochs = 200.0
@@ -35,6 +41,7 @@ def get_config(arg: str = "32"):
     c.weight_decay = 0.05
     c.label_smoothing = 0.1
     c.warmup_epochs = 10.0
+    c.schedule_unit = "epoch"
     c.eval_every = 1000
     c.ckpt_every = 1000
     return c

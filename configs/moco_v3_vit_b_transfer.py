@@ -1,0 +1,77 @@
+"""MoCo v3 ViT-B/16 fine-tuned end to end on CIFAR-10, CIFAR-100, Flowers or Pets (DeiT recipe).
+
+Source: shared/seeds/002_b09b7cb011dfa531.txt: DeiT main.py on 8 GPUs, --batch-size 128
+(global 1024 = 8 x 128), --epochs 100, --lr 3e-4, --warmup-epochs 3, --no-repeated-aug and
+per dataset (reported top-1):
+  cifar10   wd 0.1, reprob 0.0,  drop-path 0.1, mixup 0.8, cutmix 1   (98.9%)
+  cifar100  wd 0.1, reprob 0.0,  drop-path 0.1, mixup 0.5, cutmix 1   (90.5%)
+  flowers   wd 0.3, reprob 0.25, drop-path 0.1, mixup 0,   cutmix 0   (97.7%)
+  pets      wd 0.1, reprob 0,    drop-path 0,   mixup 0.8, cutmix 0   (93.2%)
+The rest is DeiT main.py's defaults: lr scaled by global batch / 512 (3e-4 -> 6e-4), adamw,
+cosine per epoch, warmup_lr 1e-6, min_lr 1e-5, smoothing 0.1, RandAugment
+rand-m9-mstd0.5-inc1, bicubic, remode pixel, mixup prob 1 / switch 0.5 / batch mode,
+model EMA 0.99996, eval resize 224/0.875 + center crop, ImageNet mean/std.
+
+First convert the MoCo v3 checkpoint (its linear-probe/"vit-b-300ep.pth.tar" file):
+  python -m convert --checkpoint vit-b-300ep.pth.tar --model vit_base_patch16_224 \
+      --out runs/convert/mocov3_vit_b
+  python main.py --config=configs/moco_v3_vit_b_transfer.py:cifar10 --workdir=runs/moco_c10
+Datasets by tfds name (cifar10, cifar100, oxford_flowers102, oxford_iiit_pet), prepared with
+`tfds build NAME`. Smoke test: --config.dataset=digits --config.init_from= (tests/test_configs.py)
+"""
+
+from configs import default
+
+DATASETS = {
+    # tfds name, eval split, weight decay, reprob, drop path, mixup, cutmix
+    "cifar10": ("cifar10", "test", 0.1, 0.0, 0.1, 0.8, 1.0),
+    "cifar100": ("cifar100", "test", 0.1, 0.0, 0.1, 0.5, 1.0),
+    "flowers": ("oxford_flowers102", "test", 0.3, 0.25, 0.1, 0.0, 0.0),
+    "pets": ("oxford_iiit_pet", "test", 0.1, 0.0, 0.0, 0.8, 0.0),
+}
+
+
+def get_config(arg: str = "cifar10"):
+    if arg not in DATASETS:
+        raise ValueError(f"configs/moco_v3_vit_b_transfer.py:{arg}: choose one of {sorted(DATASETS)}")
+    dataset, eval_split, wd, reprob, drop_path, mixup, cutmix = DATASETS[arg]
+    c = default.get_config()
+    c.dataset = dataset
+    c.eval_split = eval_split
+    c.img_size = 224
+    c.patch_size = 0
+    c.mean = (0.485, 0.456, 0.406)
+    c.std = (0.229, 0.224, 0.225)
+    c.crop_pct = 0.875
+    c.aug.scale = (0.08, 1.0)
+    c.aug.interpolation = "bicubic"
+    c.aug.hflip = 0.5
+    c.aug.auto_augment = "rand-m9-mstd0.5-inc1"
+    c.aug.reprob = reprob
+    c.aug.remode = "pixel"
+    c.repeated_aug = 0
+    c.model = "vit_base_patch16_224"
+    c.init_from = "runs/convert/mocov3_vit_b"
+    c.drop_path_rate = drop_path
+    c.dtype = "bfloat16"
+    c.global_batch_size = 1024  # 8 x 128
+    c.num_epochs = 100.0
+    c.optimizer = "adamw"
+    c.lr = 3e-4 * 1024 / 512  # DeiT: args.lr * global batch / 512
+    c.weight_decay = wd
+    c.label_smoothing = 0.1
+    c.schedule = "cosine"
+    c.schedule_unit = "epoch"
+    c.warmup_epochs = 3.0
+    c.warmup_lr = 1e-6
+    c.min_lr = 1e-5
+    c.mixup_alpha = mixup
+    c.cutmix_alpha = cutmix
+    c.mixup_prob = 1.0
+    c.switch_prob = 0.5
+    c.mixup_mode = "batch"
+    c.model_ema = True
+    c.model_ema_decay = 0.99996
+    c.eval_every = 500
+    c.ckpt_every = 500
+    return c
