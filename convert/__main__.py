@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--img-size", type=int, help="resamples pos_embed when the grid changes")
     p.add_argument("--patch-size", type=int, help="resamples the patch-embedding kernel when it changes")
     p.add_argument("--seed", type=int, default=0, help="init of re-initialized heads (and --random-init)")
+    p.add_argument("--model-args", default="",
+                   help="more constructor keywords of a reduced model, e.g. 'depth=4,embed_dim=192,num_heads=3'")
     return p.parse_args(argv)
 
 
@@ -38,7 +40,10 @@ def run(args: argparse.Namespace) -> str:
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ConversionError(f"--out {out} already exists; choose a new directory")
     get_entry(args.model)  # an unknown name fails before a large file is read
-    size = dict(num_classes=args.num_classes, img_size=args.img_size, patch_size=args.patch_size)
+    from jaxvit.train.loop import parse_model_args
+
+    size = dict(num_classes=args.num_classes, img_size=args.img_size, patch_size=args.patch_size,
+                **parse_model_args(args.model_args))
     if args.random_init:
         sd = timm_state_dict(args.model, seed=args.seed, **size)
         source = f"timm.create_model({args.model!r}, pretrained=False) seed {args.seed}"

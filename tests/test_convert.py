@@ -338,3 +338,13 @@ def test_class_count_read_from_any_classifier_name(name, kwargs):
     assert meta["kwargs"]["num_classes"] == 7 and "reinitialized" not in meta
     yt, yj = logits(tmodel, jmodel, images(32), name)
     assert max_diff(yt, yj) <= TOL
+
+
+def test_cli_converts_a_reduced_model_with_model_args(tmp_path):
+    out = tmp_path / "small"
+    code = convert_main(["--model", "vit_tiny_patch16_224", "--random-init", "--out", str(out),
+                         "--model-args", "depth=2,embed_dim=64,num_heads=2", "--img-size", "32",
+                         "--patch-size", "4", "--num-classes", "10"])
+    assert code == 0
+    model = jaxvit.create_model("vit_tiny_patch16_224", checkpoint=str(out))
+    assert len(model.blocks) == 2 and model.head.kernel.value.shape == (64, 10)
