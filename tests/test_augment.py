@@ -347,3 +347,32 @@ def test_squish_and_padded_crop():
         assert len(match) == 1
         offsets.add(match[0])
     assert len(offsets) > 15  # offsets spread over the 5 x 5 positions
+
+
+def test_random_resized_crop_box_matches_timm():
+    """The box sampler of timm's RandomResizedCrop: the same fallback box exactly, and the same
+    distribution of areas and aspects (10 tries, first that fits) over many draws."""
+    import random
+
+    from timm.data.transforms import RandomResizedCropAndInterpolation as RRC
+
+    def ours(h, w, seed, scale, ratio):
+        return [int(v) for v in transforms.rrc_box(tf, tf.constant([h, w]), tf.constant([seed, 3], tf.int64),
+                                                   scale, ratio)]
+
+    # no draw can fit a 4 x 100 image: central crop with the aspect clamped to 4/3, as timm
+    wide = Image.new("RGB", (100, 4))
+    i, j, h, w = RRC.get_params(wide, (0.5, 1.0), (3 / 4, 4 / 3))
+    assert ours(4, 100, 0, (0.5, 1.0), (3 / 4, 4 / 3)) == [i, j, h, w] == [0, 47, 4, 5]
+    # a square image, timm's default scale and ratio: area and aspect statistics agree
+    random.seed(0)
+    img = Image.new("RGB", (40, 40))
+    theirs = np.array([RRC.get_params(img, (0.08, 1.0), (3 / 4, 4 / 3)) for _ in range(3000)], float)
+    mine = np.array([ours(40, 40, s, (0.08, 1.0), (3 / 4, 4 / 3)) for s in range(1500)], float)
+    for boxes in (theirs, mine):
+        assert (boxes[:, 0] + boxes[:, 2] <= 40).all() and (boxes[:, 1] + boxes[:, 3] <= 40).all()
+    area = lambda b: b[:, 2] * b[:, 3] / 1600  # noqa: E731
+    aspect = lambda b: np.log(b[:, 3] / b[:, 2])  # noqa: E731
+    assert abs(area(mine).mean() - area(theirs).mean()) < 0.02
+    assert abs(aspect(mine).mean() - aspect(theirs).mean()) < 0.03
+    assert abs((area(mine) > 0.9).mean() - (area(theirs) > 0.9).mean()) < 0.03  # no pile-up at full size

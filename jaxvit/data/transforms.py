@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from jaxvit.data.tf_util import import_tf
 
 
@@ -16,25 +18,42 @@ def _resize(tf, image, size, method):
     return tf.image.resize(image, size, method=method, antialias=True)
 
 
-def random_resized_crop(tf, image, seed, size, scale, ratio, method):
-    """timm's RandomResizedCrop: area fraction in ``scale``, aspect in ``ratio`` (log-uniform)."""
-    shape = tf.shape(image)
+RRC_ATTEMPTS = 10  # timm/torchvision: tries before the central-crop fallback
+
+
+def rrc_box(tf, shape, seed, scale, ratio):
+    """timm's RandomResizedCrop box (top, left, height, width) for an image of ``shape`` (h, w).
+
+    Up to 10 draws of (area fraction in ``scale``, log-uniform aspect in ``ratio``); the first
+    whose rounded width and height fit is taken, at a uniform position; if none fits, the
+    central crop of the whole image with its aspect clamped into ``ratio``.
+    """
     h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    area = tf.random.stateless_uniform([], s1, scale[0], scale[1]) * h * w
-    log_ratio = tf.random.stateless_uniform(
-        [], s2, tf.math.log(float(ratio[0])), tf.math.log(float(ratio[1]))
-    )
-    aspect = tf.exp(log_ratio)
-    cw = tf.minimum(tf.round(tf.sqrt(area * aspect)), w)
-    ch = tf.minimum(tf.round(tf.sqrt(area / aspect)), h)
-    s3, s4 = tf.unstack(tf.random.experimental.stateless_split(s1, 2))
-    top = tf.floor(tf.random.stateless_uniform([], s3) * (h - ch + 1))
-    left = tf.floor(tf.random.stateless_uniform([], s4) * (w - cw + 1))
-    crop = tf.image.crop_to_bounding_box(
-        image, tf.cast(top, tf.int32), tf.cast(left, tf.int32), tf.cast(ch, tf.int32), tf.cast(cw, tf.int32)
-    )
-    return _resize(tf, crop, size, method)
+    s_area, s_ratio, s_top, s_left = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    n = RRC_ATTEMPTS
+    area = tf.random.stateless_uniform([n], s_area, scale[0], scale[1]) * h * w
+    log_lo, log_hi = np.log(float(ratio[0])), np.log(float(ratio[1]))
+    aspect = tf.exp(tf.random.stateless_uniform([n], s_ratio, log_lo, log_hi))
+    cw = tf.round(tf.sqrt(area * aspect))
+    ch = tf.round(tf.sqrt(area / aspect))
+    fits = (cw <= w) & (ch <= h)
+    first = tf.argmax(tf.cast(fits, tf.int32))
+    in_ratio = w / h
+    lo, hi = float(min(ratio)), float(max(ratio))
+    fb_w = tf.where(in_ratio > hi, tf.round(h * hi), w)
+    fb_h = tf.where(in_ratio < lo, tf.round(w / lo), h)
+    found = tf.reduce_any(fits)
+    cw = tf.where(found, tf.gather(cw, first), fb_w)
+    ch = tf.where(found, tf.gather(ch, first), fb_h)
+    top = tf.where(found, tf.floor(tf.random.stateless_uniform([], s_top) * (h - ch + 1)), tf.floor((h - ch) / 2))
+    left = tf.where(found, tf.floor(tf.random.stateless_uniform([], s_left) * (w - cw + 1)), tf.floor((w - cw) / 2))
+    return [tf.cast(v, tf.int32) for v in (top, left, ch, cw)]
+
+
+def random_resized_crop(tf, image, seed, size, scale, ratio, method):
+    """timm's RandomResizedCrop: the box of ``rrc_box``, resized to ``size``."""
+    top, left, ch, cw = rrc_box(tf, tf.shape(image), seed, scale, ratio)
+    return _resize(tf, tf.image.crop_to_bounding_box(image, top, left, ch, cw), size, method)
 
 
 def center_crop(tf, image, size, crop_pct, method):
