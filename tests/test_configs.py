@@ -105,13 +105,3 @@ def test_config_trains_on_digits(stem, tmp_path: Path):
     assert result["eval_count"] == 360
     if load(stem, arg).get("model_ema"):
         assert "eval_ema_top1" in result
-
-
-def test_mvitv2_finetune_starts_from_the_pretraining_run(tmp_path: Path):
-    """Seed 004's two stages chained: weak-aug fine-tuning from the strong-aug run's workdir."""
-    from jaxvit.train import loop
-
-    loop.run(smoke(load("mvitv2_tiny_cifar10", "pretrain")), str(tmp_path / "pre"))
-    result = loop.run(smoke(load("mvitv2_tiny_cifar10", "finetune"), init_from=str(tmp_path / "pre")),
-                      str(tmp_path / "ft"))
-    assert result["eval_count"] == 360

@@ -33,7 +33,7 @@ def test_recipe_compare_prints_both_accuracies_and_appends_two_rows(tmp_path, ci
     for impl, (_, top1, ema_top1, minutes) in rows.items():
         assert 0.0 <= float(top1) <= 1.0, (impl, top1)
         assert 0.0 <= float(ema_top1) <= 1.0, (impl, ema_top1)  # EMA is on by default
-        assert float(minutes) > 0
+        assert float(minutes) >= 0  # a 1-epoch toy run may round to 0.00
     assert "train=400 val=100" in proc.stdout  # --limit reached both sides' settings
 
     with open(out_csv) as f:
