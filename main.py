@@ -61,9 +61,6 @@ def precheck(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     precheck(sys.argv)
-    from jaxvit.platform import enable_fast_cpu_kernels
-
-    enable_fast_cpu_kernels()  # before JAX starts its backends
     logging.set_verbosity(logging.WARNING)  # orbax/absl chatter; jaxvit's own lines stay at INFO
     std_logging.getLogger("jaxvit").setLevel(std_logging.INFO)
     app.run(main)

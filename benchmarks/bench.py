@@ -17,10 +17,6 @@ from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from jaxvit.platform import enable_fast_cpu_kernels  # noqa: E402
-
-enable_fast_cpu_kernels()  # as main.py does; JAXVIT_XNNPACK=0 times XLA:CPU's own kernels
-
 import jax
 import jax.numpy as jnp
 import numpy as np
