@@ -347,4 +347,4 @@ def test_cli_converts_a_reduced_model_with_model_args(tmp_path):
                          "--patch-size", "4", "--num-classes", "10"])
     assert code == 0
     model = jaxvit.create_model("vit_tiny_patch16_224", checkpoint=str(out))
-    assert len(model.blocks) == 2 and model.head.kernel.value.shape == (64, 10)
+    assert len(model.blocks) == 2 and model.head.kernel[...].shape == (64, 10)
