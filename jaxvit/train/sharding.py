@@ -17,7 +17,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 AXES = ("data", "fsdp")
-BATCH_AXES = ("data", "fsdp")
 MIN_SHARD_SIZE = 1024  # smaller arrays stay replicated: splitting them costs more than it saves
 
 
@@ -51,9 +50,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over every device of the mesh."""
-    axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
-    return NamedSharding(mesh, P(axes))
+    """Leading (batch) axis split over every device of the mesh (all of its axes)."""
+    return NamedSharding(mesh, P(tuple(mesh.axis_names)))
 
 
 def fsdp_spec(shape: tuple[int, ...], fsdp: int) -> P:
