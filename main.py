@@ -38,9 +38,13 @@ def init_distributed() -> None:
 def main(argv):
     del argv
     init_distributed()
+    from jaxvit.errors import UserError, report
     from jaxvit.train import loop
 
-    result = loop.run(FLAGS.config, FLAGS.workdir)
+    try:
+        result = loop.run(FLAGS.config, FLAGS.workdir)
+    except UserError as e:  # the user's mistake: one line, exit 2; anything else keeps its traceback
+        sys.exit(report(e))
     if "preempted_step" in result:
         print(f"preempted: checkpoint saved at step {int(result['preempted_step'])}; "
               "run the same command to resume", flush=True)
@@ -56,7 +60,9 @@ def precheck(argv: list[str]) -> None:
     try:
         check_overrides(load_config_file(spec), argv)
     except (KeyError, FileNotFoundError) as e:
-        sys.exit(f"error: {e.args[0]}")
+        from jaxvit.errors import report
+
+        sys.exit(report(e))
 
 
 if __name__ == "__main__":
