@@ -12,6 +12,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from jaxvit.errors import ConfigError
+
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 IMAGENET_INCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -75,7 +77,7 @@ def get_entry(name: str) -> ModelEntry:
     if arch not in _MODELS:
         close = difflib.get_close_matches(arch, list(_MODELS) + list(_ALIASES), n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
+        raise ConfigError(
             f"unknown model {name!r}{hint} (jaxvit.list_models() lists all {len(_MODELS)} names)"
         )
     return _MODELS[arch]

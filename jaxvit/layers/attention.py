@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxvit.layers.common import Dtype, dropout, linear
+from jaxvit.errors import ConfigError
 
 
 def attention(
@@ -49,7 +50,7 @@ class Attention(nnx.Module):
         rngs: nnx.Rngs,
     ):
         if dim % num_heads:
-            raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
+            raise ConfigError(f"dim {dim} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.qkv = linear(dim, dim * 3, bias=qkv_bias, dtype=dtype, rngs=rngs)
         self.attn_drop = dropout(attn_drop, rngs)

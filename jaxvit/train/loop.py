@@ -22,6 +22,7 @@ from flax import nnx
 
 import jaxvit
 from jaxvit.data import mix, pipeline
+from jaxvit.errors import CheckpointNotFoundError, ConfigError
 from jaxvit.train import checkpoint as ckpt_lib
 from jaxvit.train import optim, sharding
 from jaxvit.train.ema import ModelEma, copy_tree
@@ -43,10 +44,10 @@ CHOICES = dict(
 def validate(config: ml_collections.ConfigDict) -> None:
     for key, allowed in CHOICES.items():
         if config[key] not in allowed:
-            raise ValueError(f"config.{key}={config[key]!r} is not one of {allowed}")
+            raise ConfigError(f"config.{key}={config[key]!r} is not one of {allowed}")
     jaxvit.registry.get_entry(config.model)  # unknown model names fail here, with close matches
     if config.aug.interpolation not in ("bilinear", "bicubic"):
-        raise ValueError("config.aug.interpolation must be 'bilinear' or 'bicubic'")
+        raise ConfigError("config.aug.interpolation must be 'bilinear' or 'bicubic'")
     optim.check_config(config)
     mix.check_config(config)
     ModelEma.from_config(config)
@@ -126,7 +127,7 @@ def parse_model_args(text: str) -> dict:
             raise SyntaxError("positional value")
         return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
     except (SyntaxError, ValueError) as e:
-        raise ValueError(
+        raise ConfigError(
             f"config.model_args {text!r} is not a list of key=literal (e.g. 'depth=2,embed_dim=32'): {e}"
         ) from None
 
@@ -135,7 +136,10 @@ def create_model(config, num_classes: int) -> tuple[nnx.Module, set[str]]:
     """The model, and the names of its params that init_from did not supply (``new_layers``: the last
     N layer groups, re-initialized as seed 003 does; a head with another class count)."""
     kw = model_kwargs(config, num_classes)
-    model = jaxvit.create_model(config.model, dtype=config.dtype, seed=config.seed, **kw)
+    try:
+        model = jaxvit.create_model(config.model, dtype=config.dtype, seed=config.seed, **kw)
+    except (TypeError, ValueError) as e:  # keywords the family rejects: the config's to fix
+        raise ConfigError(f"config.model={config.model!r} cannot be built with {kw}: {e}") from e
     if not config.init_from:
         return model, set()
     fresh = ckpt_lib.flatten(ckpt_lib.collections_of(model))
@@ -187,7 +191,7 @@ def sync_batch_norm(model: nnx.Module, axis_name: str) -> None:
 def create_mesh(config):
     """The ('data', 'fsdp') mesh of ``config.mesh``; pmap has no 'fsdp' axis."""
     if config.parallelism == "pmap" and config.mesh.fsdp > 1:
-        raise ValueError("config.mesh.fsdp > 1 needs --config.parallelism=pjit (pmap replicates params)")
+        raise ConfigError("config.mesh.fsdp > 1 needs --config.parallelism=pjit (pmap replicates params)")
     return sharding.create_mesh(config.mesh.data, config.mesh.fsdp)
 
 
@@ -295,7 +299,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     mesh = create_mesh(config)
     local_batch = sharding.check_batch(config.global_batch_size)
     if config.global_batch_size % (config.grad_accum_steps * jax.device_count()):
-        raise ValueError(
+        raise ConfigError(
             f"global_batch_size {config.global_batch_size} must split into grad_accum_steps="
             f"{config.grad_accum_steps} micro-batches over {jax.device_count()} devices"
         )
@@ -347,7 +351,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     if config.eval_only and not config.init_from and not ckpt_lib.latest_steps(
         os.path.join(workdir, "checkpoints")
     ):
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"eval_only: no checkpoint in {workdir}/checkpoints; pass a trained workdir or "
             "--config.init_from=DIR (a converted checkpoint)"
         )
