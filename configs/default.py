@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.attn_drop_rate = 0.0
     c.drop_path_rate = 0.0
     c.dtype = "float32"  # compute dtype ('bfloat16' on GPU/TPU); params stay float32
+    c.attention = "auto"  # 'auto' (cuDNN fused on GPU in bf16/fp16, else XLA) | 'xla' | 'cudnn' | 'xla_padded'
     c.init_from = ""  # a jaxvit checkpoint dir (python -m convert output, or a workdir)
 
     # --- optimization -------------------------------------------------------------

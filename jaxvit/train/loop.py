@@ -38,6 +38,7 @@ CHOICES = dict(
     mixup_mode=mix.MODES,
     parallelism=("pjit", "pmap"),
     dtype=("float32", "bfloat16", "float16"),
+    attention=jaxvit.layers.attention_impl.IMPLEMENTATIONS,
 )
 
 
@@ -296,6 +297,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (resuming from ``workdir`` if it holds checkpoints) and returns the final eval."""
     workdir = os.path.abspath(os.path.expanduser(workdir))  # orbax needs absolute paths
     validate(config)
+    jaxvit.layers.attention_impl.set_implementation(config.attention)  # read when the step is traced
     mesh = create_mesh(config)
     local_batch = sharding.check_batch(config.global_batch_size)
     if config.global_batch_size % (config.grad_accum_steps * jax.device_count()):
