@@ -93,8 +93,9 @@ def check_batch_fits(source: Source, split: str, global_batch: int) -> None:
 
 
 def num_eval_batches(source: Source, split: str, local_batch: int, process_count: int) -> int:
-    """The same count on every host: enough batches for the largest shard."""
-    largest = math.ceil(source.size(split) / process_count)
+    """The same count on every host: enough batches for the largest shard. Asked of the source, not
+    computed: tfds's even_splits of 'train+test' splits each part, so shards may differ by more than 1."""
+    largest = max(source.local_examples(split, i, process_count) for i in range(process_count))
     return max(1, math.ceil(largest / local_batch))
 
 

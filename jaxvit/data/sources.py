@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxvit.data import splits as split_expr
 from jaxvit.data.tf_util import import_tf
-from jaxvit.errors import ConfigError, DataError, DataNotFoundError
+from jaxvit.errors import ConfigError, DataNotFoundError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 BUILTIN = ("digits", "imagefolder", "synthetic")
