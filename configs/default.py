@@ -25,7 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.layout.val_per_class = 20  # files:caltech256: the next images per class are 'val', the rest 'test'
     c.layout.pick = "numbered"  # files:caltech256: 'numbered' (by image number, seed 003) | 'seeded' (config.seed)
     c.layout.clutter = True  # files:caltech256: 257.clutter is a class (seed 003's 257 classes)
-    c.layout.aircraft_level = "variant"  # files:aircraft: 'variant' (100) | 'family' (70) | 'manufacturer' (30)
+    c.layout.aircraft_level = "variant"  # files:aircraft: 'variant' (100) | 'family' (70) | 'manufacturer' (41)
     c.layout.dtd_fold = 1  # files:dtd: labels/{train,val,test}N.txt, N in 1..10
     c.num_classes = -1  # -1: from the dataset
     c.img_size = 16

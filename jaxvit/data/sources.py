@@ -232,10 +232,10 @@ def get_source(config) -> Source:
         return digits_source()
     if name == "imagefolder":
         if not config.data_dir:
-            raise ValueError("dataset 'imagefolder' needs --config.data_dir=ROOT (with ROOT/train/<class>/...)")
+            raise ConfigError("dataset 'imagefolder' needs --config.data_dir=ROOT (with ROOT/train/<class>/...)")
         return imagefolder_source(os.path.expanduser(config.data_dir), config.val_fraction, config.seed)
     if name == "synthetic":
-        raise ValueError("the synthetic dataset has no tf.data source; use jaxvit.data.pipeline")
+        raise ConfigError("the synthetic dataset has no tf.data source; use jaxvit.data.pipeline")
     if name.startswith("files:"):
         from jaxvit.data.layouts import layout_source
 
