@@ -332,5 +332,6 @@ def test_tfds_split_expressions_on_a_prepared_dataset(tiny_tfds):
     assert [len(s) for s in shards] == [src.local_examples("train+test", i, 3) for i in range(3)] == [6, 4, 4]
     assert sorted(sum(shards, [])) == sorted(r[0] for r in whole)
     assert pipeline.num_eval_batches(src, "train+test", 5, 3) == 2
-    with pytest.raises(DataError, match=r"no split 'validation'.*it has \['test', 'train'\]"):
-        src.check_split("validation")
+    for bad in ("validation", "train[:150%]", "train[5]", "train+validation"):
+        with pytest.raises(DataError, match=r"no split .*it has \['test', 'train'\]"):
+            src.check_split(bad)
