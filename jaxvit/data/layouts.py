@@ -181,7 +181,8 @@ def pets(root: str, opts: dict, seed: int) -> tuple[Splits, list[str]]:
 
 def caltech256(root: str, opts: dict, seed: int) -> tuple[Splits, list[str]]:
     base = _first_existing("caltech256", [os.path.join(root, "256_ObjectCategories"), root])
-    folders = sorted(d for d in os.listdir(base) if re.match(r"^\d{3}\.", d) and os.path.isdir(os.path.join(base, d)))
+    folders = sorted(d for d in os.listdir(base)
+                     if re.match(r"^\d{3}\.", d) and os.path.isdir(os.path.join(base, d)))
     if not folders:
         raise _not_found("caltech256", os.path.join(base, "001.ak47"))
     if not opts["clutter"]:
@@ -196,10 +197,12 @@ def caltech256(root: str, opts: dict, seed: int) -> tuple[Splits, list[str]]:
         if len(images) < n_train + n_val:
             raise DataError(
                 f"{d} has {len(images)} images, fewer than layout.train_per_class + layout.val_per_class = "
-                f"{n_train + n_val}; lower --config.layout.train_per_class / val_per_class, or unpack the full archive"
+                f"{n_train + n_val}; lower --config.layout.train_per_class / val_per_class, "
+                "or unpack the full archive"
             )
         if opts["pick"] == "seeded":  # keyed by the folder number: dropping clutter changes no other class
-            images = [images[i] for i in np.random.default_rng([seed, int(folder[:3])]).permutation(len(images))]
+            order = np.random.default_rng([seed, int(folder[:3])]).permutation(len(images))
+            images = [images[i] for i in order]
         for split, chosen in (("train", images[:n_train]), ("val", images[n_train:n_train + n_val]),
                               ("test", images[n_train + n_val:])):
             parts[split][0].extend(os.path.join(d, f) for f in chosen)
@@ -241,7 +244,8 @@ def aircraft(root: str, opts: dict, seed: int) -> tuple[Splits, list[str]]:
 
 def cars(root: str, opts: dict, seed: int) -> tuple[Splits, list[str]]:
     devkit = os.path.join(root, "devkit")
-    names = [str(n) for n in _loadmat("cars", os.path.join(devkit, "cars_meta.mat"), ("class_names",))["class_names"]]
+    meta = _loadmat("cars", os.path.join(devkit, "cars_meta.mat"), ("class_names",))
+    names = [str(n) for n in meta["class_names"]]
     test_annos = _first_existing("cars", [os.path.join(d, "cars_test_annos_withlabels.mat")
                                           for d in (devkit, root, os.path.join(root, "cars_test"))])
     splits = {}
@@ -263,7 +267,8 @@ def dtd(root: str, opts: dict, seed: int) -> tuple[Splits, list[str]]:
     fold = int(opts["dtd_fold"])
     if not 1 <= fold <= 10:
         raise ConfigError(f"config.layout.dtd_fold={fold} is not one of DTD's folds 1..10")
-    base = os.path.dirname(_first_existing("dtd", [os.path.join(root, "dtd", "labels"), os.path.join(root, "labels")]))
+    labels_dir = _first_existing("dtd", [os.path.join(root, "dtd", "labels"), os.path.join(root, "labels")])
+    base = os.path.dirname(labels_dir)
     images = _need("dtd", os.path.join(base, "images"))
     classes = sorted(d for d in os.listdir(images) if os.path.isdir(os.path.join(images, d)))
     index = {c: i for i, c in enumerate(classes)}

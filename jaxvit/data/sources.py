@@ -54,7 +54,8 @@ def _in_memory(name: str, splits: dict[str, tuple[Any, np.ndarray]], class_names
 
     def select(split):
         """The items and labels of a split expression, concatenated in its order."""
-        parts = [(splits[s][0][lo:hi], splits[s][1][lo:hi]) for s, lo, hi in split_expr.resolve(name, split, sizes)]
+        ranges = split_expr.resolve(name, split, sizes)
+        parts = [(splits[s][0][lo:hi], splits[s][1][lo:hi]) for s, lo, hi in ranges]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def make(split, index, count):

@@ -48,7 +48,8 @@ def resolve(dataset: str, expr: str, sizes: dict[str, int]) -> list[tuple[str, i
                 continue
             v = int(value)
             if abs(v) > (100 if pct else n):
-                raise unknown_split(dataset, expr, sizes, f"{part!r} reaches past the {n} examples of {name!r}")
+                why = f"{part!r} reaches past the {n} examples of {name!r}"
+                raise unknown_split(dataset, expr, sizes, why)
             if pct:
                 v = int(round(v * n / 100.0))
             bounds.append(n + v if v < 0 else v)
