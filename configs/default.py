@@ -12,11 +12,21 @@ def get_config() -> ml_collections.ConfigDict:
     c.seed = 0
 
     # --- data ---------------------------------------------------------------------
-    c.dataset = "digits"  # 'digits' | 'imagefolder' | 'synthetic' | any tfds name ('cifar10', ...)
-    c.data_dir = ""  # imagefolder root, or tfds data_dir ('' = tfds default)
-    c.train_split = "train"
-    c.eval_split = "test"  # imagefolder: 'val'
+    # 'digits' | 'imagefolder' | 'synthetic' | any tfds name ('cifar10', ...) | an official download
+    # read as it unpacks (jaxvit/data/layouts.py): 'files:flowers102', 'files:pets', 'files:caltech256',
+    # 'files:aircraft', 'files:cars', 'files:dtd'
+    c.dataset = "digits"
+    c.data_dir = ""  # imagefolder or files:* root, or tfds data_dir ('' = tfds default)
+    c.train_split = "train"  # any split expression as tfds writes it: 'train+val', 'train[:90%]'
+    c.eval_split = "test"  # imagefolder: 'val'; e.g. 'train[90%:]' to hold out the end of train
     c.val_fraction = 0.1  # imagefolder without val/: held-out fraction per class
+    c.layout = ml_collections.ConfigDict()  # options of the files:* layouts
+    c.layout.train_per_class = 30  # files:caltech256: 'train' images per class (Caltech-256-30)
+    c.layout.val_per_class = 20  # files:caltech256: the next images per class are 'val', the rest 'test'
+    c.layout.pick = "numbered"  # files:caltech256: 'numbered' (by image number, seed 003) | 'seeded' (config.seed)
+    c.layout.clutter = True  # files:caltech256: 257.clutter is a class (seed 003's 257 classes)
+    c.layout.aircraft_level = "variant"  # files:aircraft: 'variant' (100) | 'family' (70) | 'manufacturer' (41)
+    c.layout.dtd_fold = 1  # files:dtd: labels/{train,val,test}N.txt, N in 1..10
     c.num_classes = -1  # -1: from the dataset
     c.img_size = 16
     c.mean = (0.5, 0.5, 0.5)

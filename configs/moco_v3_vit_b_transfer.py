@@ -16,28 +16,36 @@ First convert the MoCo v3 checkpoint (its linear-probe/"vit-b-300ep.pth.tar" fil
   python -m convert --checkpoint vit-b-300ep.pth.tar --model vit_base_patch16_224 \
       --out runs/convert/mocov3_vit_b
   python main.py --config=configs/moco_v3_vit_b_transfer.py:cifar10 --workdir=runs/moco_c10
-Datasets by tfds name (cifar10, cifar100, oxford_flowers102, oxford_iiit_pet), prepared with
-`tfds build NAME`. Smoke test: --config.dataset=digits --config.init_from= (tests/test_configs.py)
+Flowers and Pets are read as seed 002 has them downloaded (its oxford_flowers_dataset.py and
+oxford_pets_dataset.py): --config.data_dir=ROOT with ROOT/jpg/, ROOT/imagelabels.mat, ROOT/setid.mat
+(dataset files:flowers102; train = trnid + valid, 2,040 images, as that loader does; test = tstid)
+or ROOT/images/, ROOT/annotations/{trainval,test}.txt (files:pets; 3,680 / 3,669). The same images
+and splits also come from tfds (variants flowers_tfds: oxford_flowers102 train+validation / test,
+pets_tfds: oxford_iiit_pet train / test), prepared with `tfds build NAME`; CIFAR-10/100 are tfds
+only (the seed's torchvision download). Smoke test: --config.dataset=digits --config.init_from=
+(tests/test_configs.py)
 """
 
 from configs import default
 
 DATASETS = {
-    # tfds name, eval split, weight decay, reprob, drop path, mixup, cutmix
-    "cifar10": ("cifar10", "test", 0.1, 0.0, 0.1, 0.8, 1.0),
-    "cifar100": ("cifar100", "test", 0.1, 0.0, 0.1, 0.5, 1.0),
-    "flowers": ("oxford_flowers102", "test", 0.3, 0.25, 0.1, 0.0, 0.0),
-    "pets": ("oxford_iiit_pet", "test", 0.1, 0.0, 0.0, 0.8, 0.0),
+    # dataset, data_dir, train split, eval split, weight decay, reprob, drop path, mixup, cutmix
+    "cifar10": ("cifar10", "", "train", "test", 0.1, 0.0, 0.1, 0.8, 1.0),
+    "cifar100": ("cifar100", "", "train", "test", 0.1, 0.0, 0.1, 0.5, 1.0),
+    "flowers": ("files:flowers102", "data/flowers", "train+val", "test", 0.3, 0.25, 0.1, 0.0, 0.0),
+    "pets": ("files:pets", "data/pets", "train", "test", 0.1, 0.0, 0.0, 0.8, 0.0),
+    "flowers_tfds": ("oxford_flowers102", "", "train+validation", "test", 0.3, 0.25, 0.1, 0.0, 0.0),
+    "pets_tfds": ("oxford_iiit_pet", "", "train", "test", 0.1, 0.0, 0.0, 0.8, 0.0),
 }
 
 
 def get_config(arg: str = "cifar10"):
     if arg not in DATASETS:
         raise ValueError(f"configs/moco_v3_vit_b_transfer.py:{arg}: choose one of {sorted(DATASETS)}")
-    dataset, eval_split, wd, reprob, drop_path, mixup, cutmix = DATASETS[arg]
+    dataset, data_dir, train_split, eval_split, wd, reprob, drop_path, mixup, cutmix = DATASETS[arg]
     c = default.get_config()
-    c.dataset = dataset
-    c.eval_split = eval_split
+    c.dataset, c.data_dir = dataset, data_dir
+    c.train_split, c.eval_split = train_split, eval_split
     c.img_size = 224
     c.patch_size = 0
     c.mean = (0.485, 0.456, 0.406)

@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from jaxvit.data import splits as split_expr
 from jaxvit.data.tf_util import import_tf
+from jaxvit.errors import ConfigError, DataNotFoundError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 BUILTIN = ("digits", "imagefolder", "synthetic")
@@ -31,11 +33,13 @@ class Source:
     # local shard size of a split
     local_examples: Callable[[str, int, int], int] = field(repr=False)
 
+    def size(self, split: str) -> int:
+        """Global example count of a split or split expression ('train[:90%]', 'train+val')."""
+        return self.local_examples(split, 0, 1)
+
     def check_split(self, split: str) -> None:
-        if split not in self.num_examples:
-            raise ValueError(
-                f"dataset {self.name!r} has no split {split!r}; it has {sorted(self.num_examples)}"
-            )
+        """Raises DataError, naming the splits there are, if ``split`` cannot be read."""
+        self.size(split)
 
 
 def _shard_bounds(n: int, index: int, count: int) -> tuple[int, int]:
@@ -46,20 +50,26 @@ def _shard_bounds(n: int, index: int, count: int) -> tuple[int, int]:
 def _in_memory(name: str, splits: dict[str, tuple[Any, np.ndarray]], class_names, decode) -> Source:
     """A source over per-split (items, labels) arrays; ``decode`` maps an item to an image."""
 
+    sizes = {s: len(v[1]) for s, v in splits.items()}
+
+    def select(split):
+        """The items and labels of a split expression, concatenated in its order."""
+        ranges = split_expr.resolve(name, split, sizes)
+        parts = [(splits[s][0][lo:hi], splits[s][1][lo:hi]) for s, lo, hi in ranges]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
     def make(split, index, count):
         tf = import_tf()
-        items, labels = splits[split]
+        items, labels = select(split)
         lo, hi = _shard_bounds(len(labels), index, count)
         ds = tf.data.Dataset.from_tensor_slices({"item": items[lo:hi], "label": labels[lo:hi]})
         return ds.map(lambda e: {"image": decode(e["item"]), "label": tf.cast(e["label"], tf.int32)})
 
     def local(split, index, count):
-        lo, hi = _shard_bounds(len(splits[split][1]), index, count)
+        lo, hi = _shard_bounds(split_expr.size(name, split, sizes), index, count)
         return hi - lo
 
-    return Source(
-        name, len(class_names), list(class_names), {s: len(v[1]) for s, v in splits.items()}, make, local
-    )
+    return Source(name, len(class_names), list(class_names), sizes, make, local)
 
 
 def digits_source(test_fraction: float = 0.2) -> Source:
@@ -163,21 +173,30 @@ def imagefolder_source(root: str, val_fraction: float = 0.1, seed: int = 0) -> S
 
 
 def tfds_source(name: str, data_dir: str | None) -> Source:
-    """Any prepared tfds dataset with 'image' and 'label' features; never downloads."""
+    """Any prepared tfds dataset with 'image' and 'label' features; never downloads.
+
+    A split is any tfds split expression ('train', 'train[:90%]', 'train+validation'):
+    its size comes from tfds's split info and each process reads its
+    ``tfds.even_splits`` part.
+    """
     import_tf()
     import tensorflow_datasets as tfds
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # tfds raises DatasetNotFoundError subclasses of several kinds
-        close = difflib.get_close_matches(name, tfds.list_builders() + list(BUILTIN), n=5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"unknown dataset {name!r}: not one of {BUILTIN} nor a tfds dataset.{hint}"
+        from jaxvit.data.layouts import LAYOUTS
+
+        known = tfds.list_builders() + list(BUILTIN) + [f"files:{k}" for k in LAYOUTS]
+        close = difflib.get_close_matches(name, known, n=5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"unknown dataset {name!r}: not one of {BUILTIN}, an official layout "
+            f"('files:NAME', NAME in {sorted(LAYOUTS)}) nor a tfds dataset{hint}"
         ) from e
     where = data_dir or "~/tensorflow_datasets"
     if not builder.is_prepared():
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"tfds dataset {name!r} is not prepared under {where}. jaxvit never downloads at train "
             f"time: on a machine with internet run `tfds build {name} --data_dir {where}` "
             f"(or python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', "
@@ -188,28 +207,38 @@ def tfds_source(name: str, data_dir: str | None) -> Source:
     label = info.features["label"]
     counts = {s: info.splits[s].num_examples for s in info.splits}
 
+    def part(split, index, count):
+        sub = tfds.even_splits(split, n=count, drop_remainder=False)[index]
+        try:
+            return sub, info.splits[sub].num_examples
+        except (ValueError, KeyError, AssertionError) as e:  # unknown name, bad slice, bad syntax
+            raise split_expr.unknown_split(name, split, counts, str(e).splitlines()[0]) from e
+
     def make(split, index, count):
         tf = import_tf()
-        sub = tfds.even_splits(split, n=count, drop_remainder=False)[index]
-        ds = builder.as_dataset(split=sub, shuffle_files=False)
+        ds = builder.as_dataset(split=part(split, index, count)[0], shuffle_files=False)
         return ds.map(lambda e: {"image": e["image"], "label": tf.cast(e["label"], tf.int32)})
 
     def local(split, index, count):
-        sub = tfds.even_splits(split, n=count, drop_remainder=False)[index]
-        return info.splits[sub].num_examples
+        return part(split, index, count)[1]
 
     return Source(name, label.num_classes, list(label.names), counts, make, local)
 
 
 def get_source(config) -> Source:
-    """The source ``config.dataset`` names ('digits', 'imagefolder', or a tfds name)."""
+    """The source ``config.dataset`` names: 'digits', 'imagefolder', 'files:NAME' (an official
+    layout under ``config.data_dir``, jaxvit/data/layouts.py) or a tfds name ('tfds:' optional)."""
     name = config.dataset
     if name == "digits":
         return digits_source()
     if name == "imagefolder":
         if not config.data_dir:
-            raise ValueError("dataset 'imagefolder' needs --config.data_dir=ROOT (with ROOT/train/<class>/...)")
+            raise ConfigError("dataset 'imagefolder' needs --config.data_dir=ROOT (with ROOT/train/<class>/...)")
         return imagefolder_source(os.path.expanduser(config.data_dir), config.val_fraction, config.seed)
     if name == "synthetic":
-        raise ValueError("the synthetic dataset has no tf.data source; use jaxvit.data.pipeline")
+        raise ConfigError("the synthetic dataset has no tf.data source; use jaxvit.data.pipeline")
+    if name.startswith("files:"):
+        from jaxvit.data.layouts import layout_source
+
+        return layout_source(name.removeprefix("files:"), config)
     return tfds_source(name.removeprefix("tfds:"), config.data_dir or None)

@@ -93,12 +93,13 @@ def create_input(config, local_batch: int) -> Input:
     source = get_source(config)
     source.check_split(config.train_split)
     source.check_split(config.eval_split)
+    pipeline.check_batch_fits(source, config.train_split, config.global_batch_size)
     n_cls = config.num_classes if config.num_classes > 0 else source.num_classes
     return Input(
         n_cls,
         source.class_names,
-        source.num_examples[config.train_split],
-        source.num_examples[config.eval_split],
+        source.size(config.train_split),
+        source.size(config.eval_split),
         lambda start: pipeline.train_batches(config, source, config.global_batch_size, start, pi, pc),
         lambda: pipeline.eval_batches(config, source, config.eval_split, local_batch, pi, pc),
         pipeline.num_eval_batches(source, config.eval_split, local_batch, pc),
