@@ -17,7 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train_split = "train"
     c.eval_split = "test"  # imagefolder: 'val'
     c.val_fraction = 0.1  # imagefolder without val/: held-out fraction per class
-    c.skip_bad_images = False  # imagefolder: files that cannot be decoded stop the run, listed; True: left out, counted
+    c.skip_bad_images = False  # imagefolder: undecodable files stop the run, listed; True: leave them out (logged)
     c.num_classes = -1  # -1: from the dataset
     c.img_size = 16
     c.mean = (0.5, 0.5, 0.5)
