@@ -7,6 +7,9 @@ broken ones are good files cut short, the usual damage of an interrupted copy.
 import importlib.util
 import io
 import logging
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -222,3 +225,11 @@ def test_training_log_holds_no_environment_nor_autograph_warning(tmp_path):
     autograph_lines = [line[:200] for line in log.splitlines()
                        if "AutoGraph" in line or "could not transform" in line]
     assert not autograph_lines
+
+
+def test_check_benchmark_runs_and_cleans_up():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_image_check.py"), "--files", "60",
+                           "--threads", "2"], capture_output=True, text=True, timeout=300, cwd=ROOT, check=True)
+    assert "check, cold, 2 threads" in proc.stdout and ", 0 bad" in proc.stdout
+    folder = proc.stdout.split(" under ")[1].splitlines()[0]
+    assert not os.path.exists(folder)
