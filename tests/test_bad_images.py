@@ -219,7 +219,7 @@ def test_training_log_holds_no_environment_nor_autograph_warning(tmp_path):
                     "--config.aug.auto_augment=rand-m9-mstd0.5-inc1", "--config.aug.reprob=0.25")
     log = proc.stdout + proc.stderr
     assert "final eval" in proc.stdout
-    assert "skipped 2 of 48 image files" in log and "ignored 1 entries" in log
+    assert "skipped 2 of 48 image files" in log and "ignored 1 entry" in log
     printed_environment = "environ(" in log  # a bool: a failure must not print the environment either
     assert not printed_environment
     autograph_lines = [line[:200] for line in log.splitlines()
