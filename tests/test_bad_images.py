@@ -112,7 +112,7 @@ def test_unreadable_and_misnamed_files_are_bad(tmp_path):
     png_named_jpg.write_bytes(encode("png", np.zeros((4, 4, 3), np.uint8)))
     bad = find_bad_images([str(text), str(link), str(png_named_jpg)])
     assert bad == {
-        str(text): "not a PNG, JPEG, GIF or BMP file (starts with b'<html>40')",
+        str(text): "not a PNG, JPEG, GIF or BMP file: starts with b'<html>40'",
         str(link): "unreadable: No such file or directory",
     }
 
@@ -127,7 +127,7 @@ def test_bad_images_stop_the_run_naming_files_and_fix(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr[-3000:]
     assert f"2 of 48 image files under {root} cannot be decoded" in errors[0]
-    assert f"{png} (PNG without its IEND end chunk (100 bytes): cut short)" in errors[0]
+    assert f"{png} (PNG cut short: no IEND end chunk, 100 bytes)" in errors[0]
     assert str(jpg) in errors[0] and "--config.skip_bad_images=True" in errors[0]
     assert "Traceback" not in proc.stderr
     assert not workdir.exists()

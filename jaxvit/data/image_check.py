@@ -38,9 +38,9 @@ _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # markers without a length field
 
 def _png(head: bytes, tail: bytes, size: int) -> str | None:
     if size < 57 or head[12:16] != b"IHDR":  # signature + IHDR + smallest IDAT + IEND
-        return f"PNG without its IHDR header chunk ({size} bytes)"
+        return f"PNG without its IHDR header chunk, {size} bytes"
     if _PNG_IEND not in tail:
-        return f"PNG without its IEND end chunk ({size} bytes): cut short"
+        return f"PNG cut short: no IEND end chunk, {size} bytes"
     return None
 
 
@@ -48,7 +48,7 @@ def _jpeg(head: bytes, tail: bytes, size: int) -> str | None:
     pos = 2  # after SOI; walk the segments up to the first scan (SOS) as far as HEAD reaches
     while pos + 4 <= len(head):
         if head[pos] != 0xFF:
-            return f"JPEG without a marker at byte {pos} ({size} bytes): corrupt"
+            return f"corrupt JPEG: no marker at byte {pos} of {size}"
         marker = head[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -57,38 +57,38 @@ def _jpeg(head: bytes, tail: bytes, size: int) -> str | None:
         elif marker == 0xDA:  # start of scan: entropy-coded data follows
             break
         elif marker == 0xD9:
-            return f"JPEG that ends before its image data ({size} bytes)"
+            return f"JPEG that ends before its image data, {size} bytes"
         else:
             pos += 2 + int.from_bytes(head[pos + 2 : pos + 4], "big")
             if pos > size:
-                return f"JPEG whose segment runs past the end of the file ({size} bytes): cut short"
+                return f"JPEG cut short: a segment runs past the end, {size} bytes"
     if pos + 4 > size:
-        return f"JPEG without image data ({size} bytes): cut short"
+        return f"JPEG cut short: no image data, {size} bytes"
     if b"\xff\xd9" not in tail:
-        return f"JPEG without its end-of-image marker ({size} bytes): cut short"
+        return f"JPEG cut short: no end-of-image marker, {size} bytes"
     return None
 
 
 def _gif(head: bytes, tail: bytes, size: int) -> str | None:
     if size < 14 or not tail.rstrip(b"\x00").endswith(b";"):
-        return f"GIF without its trailer ({size} bytes): cut short"
+        return f"GIF cut short: no trailer, {size} bytes"
     return None
 
 
 def _bmp(head: bytes, tail: bytes, size: int) -> str | None:
     if size < 30:
-        return f"BMP without a full header ({size} bytes)"
+        return f"BMP cut short: no full header, {size} bytes"
     declared = int.from_bytes(head[2:6], "little")
     offset = int.from_bytes(head[10:14], "little")
     if declared > size or offset >= size:
-        return f"BMP that declares {max(declared, offset)} bytes but has {size}: cut short"
+        return f"BMP cut short: declares {max(declared, offset)} bytes, has {size}"
     width = int.from_bytes(head[18:22], "little", signed=True)
     height = int.from_bytes(head[22:26], "little", signed=True)
     bits = int.from_bytes(head[28:30], "little")
     # TensorFlow's decoder wants exactly header + rows (each padded to 4 bytes): no more, no less
     needed = offset + (bits * abs(width) + 31) // 32 * 4 * abs(height)
     if needed != size:
-        return f"BMP whose header and pixels make {needed} bytes but the file has {size}"
+        return f"BMP whose header and pixels make {needed} bytes, the file {size}"
     return None
 
 
@@ -102,7 +102,7 @@ def _structure(head: bytes, tail: bytes, size: int) -> str | None:
         return _gif(head, tail, size)
     if head.startswith(b"BM"):
         return _bmp(head, tail, size)
-    return f"not a PNG, JPEG, GIF or BMP file (starts with {head[:8]!r})"
+    return f"not a PNG, JPEG, GIF or BMP file: starts with {head[:8]!r}"
 
 
 def structural_problem(path: str) -> tuple[str | None, bool]:

@@ -170,9 +170,10 @@ def imagefolder_source(
             raise ValueError(f"val/ classes differ from train/ classes in {root}")
         val = v_files, v_labels
     if ignored:
-        n, kinds = sum(ignored.values()), ", ".join(f"{k}: {n}" for k, n in ignored.most_common())
+        total = sum(ignored.values())
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in ignored.most_common())
         log.info("image folder %s: ignored %d %s that are not images by extension (%s)",
-                 root, n, "entry" if n == 1 else "entries", kinds)
+                 root, total, "entry" if total == 1 else "entries", kinds)
 
     bad = find_bad_images(files + (val[0] if val else []))
     if bad:
