@@ -174,7 +174,7 @@ def test_non_image_files_are_counted_and_ignored(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="jaxvit"):
         source = imagefolder_source(str(root))
     assert source.num_examples["train"] + source.num_examples["val"] == 12
-    assert "ignored 4 entries that are not images by extension" in caplog.text
+    assert "ignored 4 non-image entries (by extension: " in caplog.text
     assert ".txt: 1" in caplog.text and "folder: 1" in caplog.text
 
 
@@ -219,7 +219,7 @@ def test_training_log_holds_no_environment_nor_autograph_warning(tmp_path):
                     "--config.aug.auto_augment=rand-m9-mstd0.5-inc1", "--config.aug.reprob=0.25")
     log = proc.stdout + proc.stderr
     assert "final eval" in proc.stdout
-    assert "skipped 2 of 48 image files" in log and "ignored 1 entry" in log
+    assert "skipped 2 of 48 image files" in log and "ignored 1 non-image entry (by extension: .txt: 1)" in log
     printed_environment = "environ(" in log  # a bool: a failure must not print the environment either
     assert not printed_environment
     autograph_lines = [line[:200] for line in log.splitlines()

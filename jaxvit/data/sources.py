@@ -172,7 +172,7 @@ def imagefolder_source(
     if ignored:
         total = sum(ignored.values())
         kinds = ", ".join(f"{kind}: {count}" for kind, count in ignored.most_common())
-        log.info("image folder %s: ignored %d %s that are not images by extension (%s)",
+        log.info("image folder %s: ignored %d non-image %s (by extension: %s)",
                  root, total, "entry" if total == 1 else "entries", kinds)
 
     bad = find_bad_images(files + (val[0] if val else []))
