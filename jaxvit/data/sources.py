@@ -7,7 +7,9 @@ every host derives the same step and eval-batch counts.
 
 from __future__ import annotations
 
+import collections
 import difflib
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -15,11 +17,14 @@ from typing import Any, Callable
 import numpy as np
 
 from jaxvit.data import splits as split_expr
+from jaxvit.data.image_check import decode, find_bad_images
 from jaxvit.data.tf_util import import_tf
-from jaxvit.errors import ConfigError, DataNotFoundError
+from jaxvit.errors import ConfigError, DataError, DataNotFoundError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 BUILTIN = ("digits", "imagefolder", "synthetic")
+
+log = logging.getLogger("jaxvit")
 
 
 @dataclass
@@ -88,20 +93,32 @@ def digits_source(test_fraction: float = 0.2) -> Source:
     return _in_memory("digits", splits, [str(i) for i in range(10)], lambda x: x)
 
 
-def _images_in(folder: str) -> list[str]:
-    """A class folder's images, or those of its images/ sub-folder (Tiny-ImageNet's train/)."""
+def _images_in(folder: str, ignored: collections.Counter) -> list[str]:
+    """A class folder's images, or those of its images/ sub-folder (Tiny-ImageNet's train/).
+
+    Entries that are not images by extension (and sub-folders) are counted in ``ignored``.
+    """
     if os.path.isdir(os.path.join(folder, "images")):
         folder = os.path.join(folder, "images")
-    return [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    files = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        ext = os.path.splitext(entry.name)[1].lower()
+        if entry.is_dir():
+            ignored["folder"] += 1
+        elif ext in IMAGE_EXTENSIONS:
+            files.append(entry.path)  # broken links too: the image check reports them
+        else:
+            ignored[ext or "no extension"] += 1
+    return files
 
 
-def _list_class_dir(root: str) -> tuple[list[str], list[int], list[str]]:
+def _list_class_dir(root: str, ignored: collections.Counter) -> tuple[list[str], list[int], list[str]]:
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if not classes:
-        raise FileNotFoundError(f"{root} has no class sub-folders (expected {root}/<class>/<image>)")
+        raise DataNotFoundError(f"{root} has no class sub-folders (expected {root}/<class>/<image>)")
     files, labels = [], []
     for i, c in enumerate(classes):
-        found = _images_in(os.path.join(root, c))
+        found = _images_in(os.path.join(root, c), ignored)
         files += found
         labels += [i] * len(found)
     return files, labels, classes
@@ -117,7 +134,7 @@ def _annotated_val(val_dir: str, classes: list[str]) -> tuple[list[str], list[in
             if len(parts) < 2:
                 continue
             if parts[1] not in index:
-                raise ValueError(f"{val_dir}/val_annotations.txt names class {parts[1]!r}, absent from train/")
+                raise DataError(f"{val_dir}/val_annotations.txt names class {parts[1]!r}, absent from train/")
             files.append(os.path.join(val_dir, "images", parts[0]))
             labels.append(index[parts[1]])
     return files, labels
@@ -132,30 +149,53 @@ def _readable_names(root: str, classes: list[str]) -> list[str]:
     return [words[c].split(",")[0].strip() if c in words else c for c in classes]
 
 
-def imagefolder_source(root: str, val_fraction: float = 0.1, seed: int = 0) -> Source:
+def imagefolder_source(
+    root: str, val_fraction: float = 0.1, seed: int = 0, skip_bad_images: bool = False
+) -> Source:
     """``root/train/<class>/*`` and optional ``root/val/<class>/*``.
 
     Tiny-ImageNet's official layout works as downloaded: ``train/<wnid>/images/*`` and
     ``val/images/*`` labelled by ``val/val_annotations.txt`` (class names from words.txt).
     Without val/, a deterministic ``val_fraction`` of each class is held out as 'val'.
+    Files that are not images by extension are ignored (counted in the log). Every image
+    is checked before training (jaxvit/data/image_check.py): undecodable ones stop here
+    with a DataError naming them, or with ``skip_bad_images`` are left out, as if absent.
     """
     train_dir = os.path.join(root, "train")
     if not os.path.isdir(train_dir):
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"image folder {root!r} has no train/ sub-folder: expected {root}/train/<class>/<image> "
             "(and optionally val/); set --config.data_dir to that root"
         )
-    files, labels, classes = _list_class_dir(train_dir)
-    files, labels = np.array(files), np.array(labels, np.int32)
+    ignored = collections.Counter()
+    files, labels, classes = _list_class_dir(train_dir, ignored)
     val_dir = os.path.join(root, "val")
+    val = None
     if os.path.exists(os.path.join(val_dir, "val_annotations.txt")):
-        v_files, v_labels = _annotated_val(val_dir, classes)
-        splits = {"train": (files, labels), "val": (np.array(v_files), np.array(v_labels, np.int32))}
+        val = _annotated_val(val_dir, classes)
     elif os.path.isdir(val_dir):
-        v_files, v_labels, v_classes = _list_class_dir(val_dir)
+        v_files, v_labels, v_classes = _list_class_dir(val_dir, ignored)
         if v_classes != classes:
-            raise ValueError(f"val/ classes differ from train/ classes in {root}")
-        splits = {"train": (files, labels), "val": (np.array(v_files), np.array(v_labels, np.int32))}
+            raise DataError(
+                f"val/ classes differ from train/ classes in {root}; give val/ the same class folders as train/"
+            )
+        val = v_files, v_labels
+    if ignored:
+        total = sum(ignored.values())
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in ignored.most_common())
+        log.info("image folder %s: ignored %d non-image %s (by extension: %s)",
+                 root, total, "entry" if total == 1 else "entries", kinds)
+
+    bad = find_bad_images(files + (val[0] if val else []))
+    if bad:
+        _report_bad_images(root, bad, len(files) + (len(val[0]) if val else 0), skip_bad_images)
+        files, labels = _without(bad, files, labels)
+        if val is not None:
+            val = _without(bad, *val)
+
+    files, labels = np.array(files), np.array(labels, np.int32)
+    if val is not None:
+        splits = {"train": (files, labels), "val": (np.array(val[0]), np.array(val[1], np.int32))}
     else:
         rng = np.random.default_rng(seed)
         is_val = np.zeros(len(files), bool)
@@ -164,12 +204,31 @@ def imagefolder_source(root: str, val_fraction: float = 0.1, seed: int = 0) -> S
             is_val[rng.permutation(idx)[: max(1, int(round(len(idx) * val_fraction)))]] = True
         splits = {"train": (files[~is_val], labels[~is_val]), "val": (files[is_val], labels[is_val])}
 
-    def decode(path):
-        tf = import_tf()
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return tf.ensure_shape(image, [None, None, 3])
+    tf = import_tf()  # here, not in decode: tf.data traces decode, and AutoGraph would trace import_tf
 
-    return _in_memory(f"imagefolder:{root}", splits, _readable_names(root, classes), decode)
+    def decode_file(path):
+        return decode(tf, tf.io.read_file(path))
+
+    return _in_memory(f"imagefolder:{root}", splits, _readable_names(root, classes), decode_file)
+
+
+def _without(bad: dict[str, str], files: list[str], labels: list[int]) -> tuple[list[str], list[int]]:
+    keep = [i for i, f in enumerate(files) if f not in bad]
+    return [files[i] for i in keep], [labels[i] for i in keep]
+
+
+def _report_bad_images(root: str, bad: dict[str, str], total: int, skip: bool, shown: int = 5) -> None:
+    """Stops with the count, the first few files and the fix; or, when skipping, logs them."""
+    first = ", ".join(f"{path} ({why})" for path, why in list(bad.items())[:shown])
+    more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
+    if skip:
+        log.warning("image folder %s: skipped %d of %d image files that cannot be decoded "
+                    "(skip_bad_images=True): %s%s", root, len(bad), total, first, more)
+        return
+    raise DataError(
+        f"{len(bad)} of {total} image files under {root} cannot be decoded; first: {first}{more}; "
+        "delete or replace them, or pass --config.skip_bad_images=True to train and evaluate without them"
+    )
 
 
 def tfds_source(name: str, data_dir: str | None) -> Source:
@@ -234,7 +293,10 @@ def get_source(config) -> Source:
     if name == "imagefolder":
         if not config.data_dir:
             raise ConfigError("dataset 'imagefolder' needs --config.data_dir=ROOT (with ROOT/train/<class>/...)")
-        return imagefolder_source(os.path.expanduser(config.data_dir), config.val_fraction, config.seed)
+        return imagefolder_source(
+            os.path.expanduser(config.data_dir), config.val_fraction, config.seed,
+            skip_bad_images=config.get("skip_bad_images", False),
+        )
     if name == "synthetic":
         raise ConfigError("the synthetic dataset has no tf.data source; use jaxvit.data.pipeline")
     if name.startswith("files:"):
