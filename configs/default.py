@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.layout.clutter = True  # files:caltech256: 257.clutter is a class (seed 003's 257 classes)
     c.layout.aircraft_level = "variant"  # files:aircraft: 'variant' (100) | 'family' (70) | 'manufacturer' (41)
     c.layout.dtd_fold = 1  # files:dtd: labels/{train,val,test}N.txt, N in 1..10
-    c.skip_bad_images = False  # imagefolder: undecodable files stop the run, listed; True: leave them out (logged)
+    c.skip_bad_images = False  # imagefolder, files:*: undecodable files stop the run, listed; True: leave them out (logged)
     c.num_classes = -1  # -1: from the dataset
     c.img_size = 16
     c.mean = (0.5, 0.5, 0.5)

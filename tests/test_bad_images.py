@@ -233,3 +233,21 @@ def test_check_benchmark_runs_and_cleans_up():
     assert "check, cold, 2 threads" in proc.stdout and ", 0 bad" in proc.stdout
     folder = proc.stdout.split(" under ")[1].splitlines()[0]
     assert not os.path.exists(folder)
+
+
+def test_official_layouts_check_their_images_too(tmp_path):
+    """files:* layouts go through the same check: a Pets image cut short is named, or skipped."""
+    from test_layouts import config, make_pets
+
+    from jaxvit.data.layouts import layout_source
+    from jaxvit.errors import DataError
+
+    root = make_pets(tmp_path / "pets")
+    cut = root / "images" / "breed_03_103.jpg"
+    cut.write_bytes(cut.read_bytes()[:120])
+    with pytest.raises(DataError, match="1 of 74 image files .*breed_03_103.jpg.*skip_bad_images"):
+        layout_source("pets", config("files:pets", root))
+    c = config("files:pets", root)
+    c.skip_bad_images = True
+    src = layout_source("pets", c)
+    assert src.num_examples == {"train": 36, "test": 37}

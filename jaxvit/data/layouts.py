@@ -38,7 +38,8 @@ from typing import Callable
 
 import numpy as np
 
-from jaxvit.data.sources import Source, _in_memory
+from jaxvit.data import image_check
+from jaxvit.data.sources import Source, _in_memory, report_bad_images
 from jaxvit.data.tf_util import import_tf
 from jaxvit.errors import ConfigError, DataError, DataNotFoundError
 
@@ -298,6 +299,18 @@ LAYOUTS: dict[str, Callable[[str, dict, int], tuple[Splits, list[str]]]] = {
 }
 
 
+def _checked(root: str, splits: Splits, skip: bool) -> Splits:
+    """Every listed image checked before the first step, as for image folders (image_check.py):
+    undecodable ones stop the run, named, or with ``skip_bad_images`` are left out."""
+    listed = list(dict.fromkeys(str(f) for files, _ in splits.values() for f in files))
+    bad = image_check.find_bad_images(listed)
+    if not bad:
+        return splits
+    report_bad_images(root, bad, len(listed), skip)
+    keep = {s: np.array([str(f) not in bad for f in files], bool) for s, (files, _) in splits.items()}
+    return {s: (files[keep[s]], labels[keep[s]]) for s, (files, labels) in splits.items()}
+
+
 def layout_source(name: str, config) -> Source:
     """The official layout ``name`` under ``config.data_dir`` (options in ``config.layout``)."""
     if name not in LAYOUTS:
@@ -312,10 +325,10 @@ def layout_source(name: str, config) -> Source:
     opts = {**DEFAULTS, **dict(config.get("layout", {}))}
     splits, class_names = LAYOUTS[name](root, opts, int(config.seed))
 
+    splits = _checked(root, splits, bool(config.get("skip_bad_images", False)))
     tf = import_tf()  # here, not in decode: decode is traced by tf.data
 
     def decode(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return tf.ensure_shape(image, [None, None, 3])
+        return image_check.decode(tf, tf.io.read_file(path))
 
     return _in_memory(f"files:{name}", splits, class_names, decode)

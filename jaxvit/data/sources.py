@@ -188,7 +188,7 @@ def imagefolder_source(
 
     bad = find_bad_images(files + (val[0] if val else []))
     if bad:
-        _report_bad_images(root, bad, len(files) + (len(val[0]) if val else 0), skip_bad_images)
+        report_bad_images(root, bad, len(files) + (len(val[0]) if val else 0), skip_bad_images)
         files, labels = _without(bad, files, labels)
         if val is not None:
             val = _without(bad, *val)
@@ -217,12 +217,12 @@ def _without(bad: dict[str, str], files: list[str], labels: list[int]) -> tuple[
     return [files[i] for i in keep], [labels[i] for i in keep]
 
 
-def _report_bad_images(root: str, bad: dict[str, str], total: int, skip: bool, shown: int = 5) -> None:
+def report_bad_images(root: str, bad: dict[str, str], total: int, skip: bool, shown: int = 5) -> None:
     """Stops with the count, the first few files and the fix; or, when skipping, logs them."""
     first = ", ".join(f"{path} ({why})" for path, why in list(bad.items())[:shown])
     more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
     if skip:
-        log.warning("image folder %s: skipped %d of %d image files that cannot be decoded "
+        log.warning("%s: skipped %d of %d image files that cannot be decoded "
                     "(skip_bad_images=True): %s%s", root, len(bad), total, first, more)
         return
     raise DataError(
