@@ -366,7 +366,7 @@ def _unpickle(layout: str, path: str, keys: tuple[str, ...]) -> dict:
         obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
     missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
     if missing:
-        have = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        have = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
         raise DataError(f"{path} has no {missing} (it has {have}); it is not the file 'files:{layout}' "
                         f"expects: {EXPECTS[layout]}")
     return obj
