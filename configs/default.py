@@ -14,7 +14,8 @@ def get_config() -> ml_collections.ConfigDict:
     # --- data ---------------------------------------------------------------------
     # 'digits' | 'imagefolder' | 'synthetic' | any tfds name ('cifar10', ...) | an official download
     # read as it unpacks (jaxvit/data/layouts.py): 'files:flowers102', 'files:pets', 'files:caltech256',
-    # 'files:aircraft', 'files:cars', 'files:dtd'
+    # 'files:aircraft', 'files:cars', 'files:dtd', and as torchvision's CIFAR10 / CIFAR100 / STL10
+    # download them: 'files:cifar10', 'files:cifar100', 'files:stl10' (data_dir: torchvision's root)
     c.dataset = "digits"
     c.data_dir = ""  # imagefolder or files:* root, or tfds data_dir ('' = tfds default)
     c.train_split = "train"  # any split expression as tfds writes it: 'train+val', 'train[:90%]'
@@ -27,6 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.layout.clutter = True  # files:caltech256: 257.clutter is a class (seed 003's 257 classes)
     c.layout.aircraft_level = "variant"  # files:aircraft: 'variant' (100) | 'family' (70) | 'manufacturer' (41)
     c.layout.dtd_fold = 1  # files:dtd: labels/{train,val,test}N.txt, N in 1..10
+    c.layout.cifar100_labels = "fine"  # files:cifar100: 'fine' (100 classes) | 'coarse' (20 superclasses)
+    c.layout.stl10_fold = -1  # files:stl10: 0..9 keeps that fold's 1,000 train images (fold_indices.txt)
     c.skip_bad_images = False  # imagefolder, files:*: undecodable files stop the run, listed; True: leave them out (logged)
     c.num_classes = -1  # -1: from the dataset
     c.img_size = 16

@@ -21,8 +21,12 @@ oxford_pets_dataset.py): --config.data_dir=ROOT with ROOT/jpg/, ROOT/imagelabels
 (dataset files:flowers102; train = trnid + valid, 2,040 images, as that loader does; test = tstid)
 or ROOT/images/, ROOT/annotations/{trainval,test}.txt (files:pets; 3,680 / 3,669). The same images
 and splits also come from tfds (variants flowers_tfds: oxford_flowers102 train+validation / test,
-pets_tfds: oxford_iiit_pet train / test), prepared with `tfds build NAME`; CIFAR-10/100 are tfds
-only (the seed's torchvision download). Smoke test: --config.dataset=digits --config.init_from=
+pets_tfds: oxford_iiit_pet train / test), prepared with `tfds build NAME`. CIFAR-10/100: the seed's
+datasets.py has torchvision download them (datasets.CIFAR10 / CIFAR100(args.data_path,
+download=True)), so cifar10 / cifar100 read that download as it unpacks (files:cifar10 under
+data/cifar10, files:cifar100 under data/cifar100: the folder that holds cifar-10-batches-py/ or
+cifar-100-python/, or that folder; elsewhere --config.data_dir=DIR); cifar10_tfds / cifar100_tfds
+read tfds's cifar10 / cifar100 instead. Smoke test: --config.dataset=digits --config.init_from=
 (tests/test_configs.py)
 """
 
@@ -30,12 +34,14 @@ from configs import default
 
 DATASETS = {
     # dataset, data_dir, train split, eval split, weight decay, reprob, drop path, mixup, cutmix
-    "cifar10": ("cifar10", "", "train", "test", 0.1, 0.0, 0.1, 0.8, 1.0),
-    "cifar100": ("cifar100", "", "train", "test", 0.1, 0.0, 0.1, 0.5, 1.0),
+    "cifar10": ("files:cifar10", "data/cifar10", "train", "test", 0.1, 0.0, 0.1, 0.8, 1.0),
+    "cifar100": ("files:cifar100", "data/cifar100", "train", "test", 0.1, 0.0, 0.1, 0.5, 1.0),
     "flowers": ("files:flowers102", "data/flowers", "train+val", "test", 0.3, 0.25, 0.1, 0.0, 0.0),
     "pets": ("files:pets", "data/pets", "train", "test", 0.1, 0.0, 0.0, 0.8, 0.0),
     "flowers_tfds": ("oxford_flowers102", "", "train+validation", "test", 0.3, 0.25, 0.1, 0.0, 0.0),
     "pets_tfds": ("oxford_iiit_pet", "", "train", "test", 0.1, 0.0, 0.0, 0.8, 0.0),
+    "cifar10_tfds": ("cifar10", "", "train", "test", 0.1, 0.0, 0.1, 0.8, 1.0),
+    "cifar100_tfds": ("cifar100", "", "train", "test", 0.1, 0.0, 0.1, 0.5, 1.0),
 }
 
 

@@ -6,12 +6,20 @@ the class), so a test reads back through tf.data which file got which label.
 """
 
 import importlib.util
+import io
 import os
+import pickle
+import struct
 
 import ml_collections
 import numpy as np
 import pytest
 import scipy.io
+
+try:  # torch (under torchvision) must load before TensorFlow, or the process segfaults
+    import torchvision.datasets as tv_datasets
+except ImportError:  # the CIFAR / STL-10 comparisons with torchvision skip
+    tv_datasets = None
 
 from jaxvit.data import pipeline, splits
 from jaxvit.data.sources import get_source, tfds_source
@@ -335,3 +343,210 @@ def test_tfds_split_expressions_on_a_prepared_dataset(tiny_tfds):
     for bad in ("validation", "train[:150%]", "train[5]", "train+validation"):
         with pytest.raises(DataError, match=r"no split .*it has \['test', 'train'\]"):
             src.check_split(bad)
+
+
+# --- the array layouts torchvision downloads: CIFAR-10, CIFAR-100, STL-10 -----------------------
+class _Py2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 str (SHORT_BINSTRING / BINSTRING), as the official CIFAR pickles
+    (cPickle, protocol 2) hold their keys, names and the arrays' raw data."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def _save_py2_str(self, obj):
+        n = len(obj)
+        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_py2_str
+
+
+def write_py2_pickle(path, obj: dict) -> None:
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(obj)
+    # numpy >= 2 names numpy._core; the official files (numpy 1, Python 2) say numpy.core
+    path.write_bytes(buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n"))
+
+
+def _pixels(n: int, seed: int, side: int = 32) -> np.ndarray:
+    """Random HWC images: a transposed or mirrored read cannot match them by chance."""
+    return np.random.default_rng(seed).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+
+
+def make_cifar10(root, n_train=20, n_test=10):
+    """cifar-10-batches-py/ as unpacked; n_train images over data_batch_1..5. Returns HWC images."""
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    names = [f"class{c}".encode() for c in range(10)]
+    write_py2_pickle(base / "batches.meta", {b"num_cases_per_batch": n_train // 5, b"label_names": names,
+                                             b"num_vis": 3072})
+    images = {"train": _pixels(n_train, 0), "test": _pixels(n_test, 1)}
+    labels = {"train": [(3 * i + 1) % 10 for i in range(n_train)],
+              "test": [(7 * i) % 10 for i in range(n_test)]}
+    files = [("train", f"data_batch_{b + 1}", b, 5) for b in range(5)] + [("test", "test_batch", 0, 1)]
+    for split, file, b, parts in files:
+        n = len(labels[split]) // parts
+        x = images[split][b * n:(b + 1) * n]
+        write_py2_pickle(base / file, {
+            b"batch_label": f"{split} batch {b + 1} of {parts}".encode(),
+            b"labels": labels[split][b * n:(b + 1) * n],
+            b"data": x.transpose(0, 3, 1, 2).reshape(n, 3072),  # rows are C x H x W
+            b"filenames": [f"img_{split}_{b * n + i}.png".encode() for i in range(n)],
+        })
+    return images, labels
+
+
+def make_cifar100(root, n_train=20, n_test=10):
+    base = root / "cifar-100-python"
+    base.mkdir(parents=True)
+    write_py2_pickle(base / "meta", {b"fine_label_names": [f"fine{c}".encode() for c in range(100)],
+                                     b"coarse_label_names": [f"coarse{c}".encode() for c in range(20)]})
+    images = {"train": _pixels(n_train, 2), "test": _pixels(n_test, 3)}
+    fine = {"train": [(37 * i + 99) % 100 for i in range(n_train)],
+            "test": [(11 * i) % 100 for i in range(n_test)]}
+    for split in ("train", "test"):
+        n = len(fine[split])
+        write_py2_pickle(base / split, {
+            b"filenames": [f"{i}.png".encode() for i in range(n)], b"batch_label": f"{split} batch".encode(),
+            b"fine_labels": fine[split], b"coarse_labels": [f % 20 for f in fine[split]],
+            b"data": images[split].transpose(0, 3, 1, 2).reshape(n, 3072),
+        })
+    return images, fine
+
+
+def make_stl10(root, n_train=20, n_test=10):
+    """stl10_binary/ as unpacked: per image 3 channels, each written column by column (Matlab's
+    order), labels 1..10 as uint8; an empty unlabeled_X.bin (torchvision checks it is there)."""
+    base = root / "stl10_binary"
+    base.mkdir(parents=True)
+    images = {"train": _pixels(n_train, 4, 96), "test": _pixels(n_test, 5, 96)}
+    labels = {"train": [(3 * i) % 10 for i in range(n_train)], "test": [9 - i % 10 for i in range(n_test)]}
+    for split in ("train", "test"):
+        (base / f"{split}_X.bin").write_bytes(images[split].transpose(0, 3, 2, 1).tobytes())  # N, C, W, H
+        (base / f"{split}_y.bin").write_bytes((np.array(labels[split], np.uint8) + 1).tobytes())
+    (base / "unlabeled_X.bin").write_bytes(b"")
+    (base / "class_names.txt").write_text("\n".join(f"stl{c}" for c in range(10)) + "\n")
+    (base / "fold_indices.txt").write_text(
+        "\n".join(" ".join(str((f + 3 * i) % n_train) for i in range(4)) for f in range(10)) + "\n")
+    return images, labels
+
+
+def torchvision_reader(name: str):
+    """torchvision's own dataset class, its md5 checks of the real archive's files dropped."""
+    if tv_datasets is None:
+        pytest.skip("torchvision is not installed")
+    cls = getattr(tv_datasets, name)
+    attrs = {"train_list": [[f, None] for f, _ in cls.train_list],
+             "test_list": [[f, None] for f, _ in cls.test_list]}
+    if hasattr(cls, "meta"):
+        attrs["meta"] = {**cls.meta, "md5": None}
+    return type(name, (cls,), attrs)
+
+
+def read_arrays(src, split):
+    rows = list(src.make(split, 0, 1).as_numpy_iterator())
+    return np.stack([e["image"] for e in rows]), [int(e["label"]) for e in rows]
+
+
+def assert_same_as_torchvision(src, split, tv_dataset):
+    images, labels = read_arrays(src, split)
+    tv_images = np.stack([np.asarray(img) for img, _ in tv_dataset])
+    assert images.dtype == np.uint8 and images.shape == tv_images.shape
+    np.testing.assert_array_equal(images, tv_images)
+    assert labels == [int(y) for _, y in tv_dataset]
+    assert src.class_names == list(tv_dataset.classes)
+
+
+def test_cifar10_pixel_identical_to_torchvision_from_either_root(tmp_path):
+    images, labels = make_cifar10(tmp_path)
+    for where in (tmp_path, tmp_path / "cifar-10-batches-py"):
+        src = get_source(config("files:cifar10", where))
+        assert src.num_classes == 10 and src.num_examples == {"train": 20, "test": 10}
+    for split in ("train", "test"):
+        got, got_labels = read_arrays(src, split)
+        np.testing.assert_array_equal(got, images[split])
+        assert got_labels == labels[split]
+    cifar10 = torchvision_reader("CIFAR10")
+    assert_same_as_torchvision(src, "train", cifar10(str(tmp_path), train=True, download=False))
+    assert_same_as_torchvision(src, "test", cifar10(str(tmp_path), train=False, download=False))
+    assert src.size("train[:50%]+test") == 20
+
+
+def test_cifar100_fine_and_coarse_identical_to_torchvision(tmp_path):
+    images, fine = make_cifar100(tmp_path)
+    src = get_source(config("files:cifar100", tmp_path))
+    assert src.num_classes == 100 and src.class_names[99] == "fine99"
+    assert src.num_examples == {"train": 20, "test": 10}
+    assert_same_as_torchvision(src, "train", torchvision_reader("CIFAR100")(str(tmp_path), download=False))
+    assert read_arrays(src, "test")[1] == fine["test"]
+    coarse = get_source(config("files:cifar100", tmp_path / "cifar-100-python", cifar100_labels="coarse"))
+    assert coarse.num_classes == 20 and coarse.class_names[:2] == ["coarse0", "coarse1"]
+    assert read_arrays(coarse, "train")[1] == [f % 20 for f in fine["train"]]
+    with pytest.raises(ConfigError, match="cifar100_labels='medium'"):
+        get_source(config("files:cifar100", tmp_path, cifar100_labels="medium"))
+
+
+def test_stl10_orientation_labels_and_folds_identical_to_torchvision(tmp_path):
+    images, labels = make_stl10(tmp_path)
+    src = get_source(config("files:stl10", tmp_path))
+    assert src.num_classes == 10 and src.class_names[3] == "stl3"
+    assert src.num_examples == {"train": 20, "test": 10}
+    got, got_labels = read_arrays(src, "test")
+    np.testing.assert_array_equal(got, images["test"])  # not transposed: H before W
+    assert got_labels == labels["test"]
+    stl10 = torchvision_reader("STL10")
+    assert_same_as_torchvision(src, "train", stl10(str(tmp_path), split="train", download=False))
+    assert_same_as_torchvision(src, "test", stl10(str(tmp_path), split="test", download=False))
+    fold = get_source(config("files:stl10", tmp_path / "stl10_binary", stl10_fold=2))
+    assert fold.num_examples == {"train": 4, "test": 10}
+    assert_same_as_torchvision(fold, "train", stl10(str(tmp_path), split="train", folds=2, download=False))
+
+
+def test_array_layouts_bad_files_name_the_path(tmp_path):
+    make_cifar10(tmp_path / "c10")
+    base = tmp_path / "c10" / "cifar-10-batches-py"
+    errors = []
+
+    def expect(exc, pattern, dataset="files:cifar10", root=tmp_path / "c10", **layout):
+        with pytest.raises(exc, match=pattern) as e:
+            get_source(config(dataset, root, **layout))
+        errors.append(str(e.value))
+
+    (base / "data_batch_3").rename(base / "kept")
+    expect(DataNotFoundError, r"batches-py/data_batch_3 not found.*CIFAR10\(ROOT.*--config\.data_dir")
+    (base / "kept").rename(base / "data_batch_3")
+    (tmp_path / "empty").mkdir()
+    expect(DataNotFoundError, r"empty/cifar-10-batches-py/batches\.meta not found", root=tmp_path / "empty")
+
+    whole = (base / "test_batch").read_bytes()
+    (base / "test_batch").write_bytes(whole[: len(whole) // 2])
+    expect(DataError, r"test_batch is not a readable pickle.*truncated or damaged: download it again")
+
+    marker = tmp_path / "pwned"
+    (base / "test_batch").write_bytes(pickle.dumps({"data": RunsCode(str(marker)), "labels": []}, protocol=2))
+    expect(DataError, r"test_batch asks to load posix\.mkdir.*not unpickled \(it could run code\)")
+    assert not marker.exists()
+
+    write_py2_pickle(base / "test_batch", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 10]})
+    expect(DataError, r"test_batch \(labels\): label 10 is outside 0\.\.9")
+    write_py2_pickle(base / "test_batch", {b"data": np.zeros((2, 1024), np.uint8), b"labels": [3, 1]})
+    expect(DataError, r"test_batch: 'data' is uint8 \(2, 1024\).*not N x 3072")
+
+    make_stl10(tmp_path / "stl")
+    stl = tmp_path / "stl" / "stl10_binary"
+    with open(stl / "test_X.bin", "ab") as f:
+        f.write(b"\0" * 5)
+    expect(DataError, r"test_X\.bin has 276485 bytes, not a multiple of one 96x96x3", "files:stl10", stl)
+    (stl / "test_X.bin").write_bytes((stl / "test_X.bin").read_bytes()[:-5])
+    (stl / "train_y.bin").write_bytes(bytes([0]) + (stl / "train_y.bin").read_bytes()[1:])
+    expect(DataError, r"train_y\.bin: label 0 is outside 1\.\.10", "files:stl10", stl)
+    assert all("\n" not in e and ("download" in e or "--config.data_dir" in e) for e in errors), errors
+
+
+class RunsCode:
+    """A pickle that calls os.mkdir when loaded: what the restricted unpickler must refuse."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)

@@ -27,12 +27,28 @@ Splits take tfds's split expressions ('train+val', 'train[:90%]'; jaxvit/data/sp
                     download) in the root, devkit/ or cars_test/. train 8,144, test 8,041.
   files:dtd         Describable Textures: dtd/images/<class>/*.jpg, dtd/labels/{train,val,test}N.txt
                     with N = layout.dtd_fold (1..10); root is dtd/ or its parent.
+
+Three more are stored as arrays, as torchvision's CIFAR10 / CIFAR100 / STL10 download and unpack
+them; they are read whole into memory (160-360 MB) and need no per-image decode. Root: the
+unpacked folder or its parent (torchvision's root).
+
+  files:cifar10     cifar-10-batches-py/: data_batch_1..5 (train, 50,000), test_batch (10,000),
+                    batches.meta (label_names); pickled dicts, 'data' (N, 3072) uint8 = N x CHW.
+  files:cifar100    cifar-100-python/: train (50,000), test (10,000), meta; 100 fine labels, or
+                    the 20 superclasses with layout.cifar100_labels='coarse'.
+  files:stl10       stl10_binary/: {train,test}_X.bin (N x 3 x 96 x 96 uint8, each channel stored
+                    column by column), {train,test}_y.bin (1-based uint8), class_names.txt;
+                    train 5,000, test 8,000. layout.stl10_fold=0..9 keeps the 1,000 train images
+                    of that line of fold_indices.txt (-1: all). unlabeled_X.bin is not read.
+Their pickles go through an unpickler that only builds numpy arrays (pickle.load on a file can
+run code).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import pickle
 import re
 from typing import Callable
 
@@ -59,10 +75,18 @@ EXPECTS = {
     "ROOT/devkit/cars_train_annos.mat, and cars_test_annos_withlabels.mat in ROOT or ROOT/devkit)",
     "dtd": "DTD as unpacked from https://www.robots.ox.ac.uk/~vgg/data/dtd/ "
     "(ROOT/dtd/images/<class>/*.jpg, ROOT/dtd/labels/train1.txt, val1.txt, test1.txt)",
+    "cifar10": "CIFAR-10 as torchvision.datasets.CIFAR10(ROOT, download=True) unpacks "
+    "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (ROOT/cifar-10-batches-py/data_batch_1..5, "
+    "test_batch, batches.meta)",
+    "cifar100": "CIFAR-100 as torchvision.datasets.CIFAR100(ROOT, download=True) unpacks "
+    "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz (ROOT/cifar-100-python/train, test, meta)",
+    "stl10": "STL-10 as torchvision.datasets.STL10(ROOT, download=True) unpacks "
+    "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz (ROOT/stl10_binary/train_X.bin, "
+    "train_y.bin, test_X.bin, test_y.bin, class_names.txt)",
 }
 
 DEFAULTS = dict(train_per_class=30, val_per_class=20, pick="numbered", clutter=True,
-                aircraft_level="variant", dtd_fold=1)
+                aircraft_level="variant", dtd_fold=1, cifar100_labels="fine", stl10_fold=-1)
 
 
 # --- checks shared by the layouts -------------------------------------------------------
@@ -110,12 +134,14 @@ def _loadmat(layout: str, path: str, keys: tuple[str, ...]) -> dict:
     return {k: np.atleast_1d(mat[k]) for k in keys}
 
 
-def _check_ids(layout: str, ids: np.ndarray, n: int, where: str, what: str = "class id") -> None:
-    """1-based ids must lie in 1..n."""
-    bad = ids[(ids < 1) | (ids > n)]
+def _check_ids(layout: str, ids: np.ndarray, n: int, where: str, what: str = "class id",
+               first: int = 1) -> None:
+    """Ids must lie in first..first+n-1 (1-based by default)."""
+    bad = ids[(ids < first) | (ids >= first + n)]
     if bad.size:
         raise DataError(
-            f"{where}: {what} {int(bad[0])} is outside 1..{n} ({bad.size} such); the file is damaged or "
+            f"{where}: {what} {int(bad[0])} is outside {first}..{first + n - 1} ({bad.size} such); "
+            "the file is damaged or "
             f"from another release: download it again ({EXPECTS[layout]})"
         )
 
@@ -289,6 +315,148 @@ def dtd(root: str, opts: dict, seed: int) -> tuple[Splits, list[str]]:
     return splits, classes
 
 
+# --- layouts stored as arrays (torchvision's CIFAR10 / CIFAR100 / STL10 downloads) ----------
+def _array_root(layout: str, root: str, folder: str, probe: str) -> str:
+    """``root/folder`` if there, else ``root`` itself when it holds ``probe`` (either works)."""
+    if os.path.isdir(os.path.join(root, folder)):
+        return os.path.join(root, folder)
+    if os.path.exists(os.path.join(root, probe)):
+        return root
+    raise _not_found(layout, os.path.join(root, folder, probe))
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy >= 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct
+    # the CIFAR pickles (Python 2, protocol 2) name numpy.core; numpy >= 2 writes numpy._core
+    return {("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+            ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Builds dicts, lists, strings and numpy arrays, nothing else: no other class or function
+    a pickle names is looked up, so a crafted file cannot run code."""
+
+    def __init__(self, file, path: str, layout: str):
+        super().__init__(file, encoding="latin1")  # Python 2 pickles, as torchvision reads them
+        self.path, self.layout, self.allowed = path, layout, _numpy_globals()
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.allowed:
+            return self.allowed[module, name]
+        raise DataError(
+            f"{self.path} asks to load {module}.{name}, which a {self.layout} file never holds; not "
+            f"unpickled (it could run code): replace it with the official file ({EXPECTS[self.layout]})"
+        )
+
+
+def _unpickle(layout: str, path: str, keys: tuple[str, ...]) -> dict:
+    """The dict a CIFAR pickle holds (bytes keys read as str), checked to have ``keys``."""
+    with open(_need(layout, path), "rb") as f:
+        try:
+            obj = _ArrayUnpickler(f, path, layout).load()
+        except DataError:
+            raise
+        except Exception as e:  # truncated or damaged: EOFError, UnpicklingError, ValueError, ...
+            raise DataError(f"{path} is not a readable pickle ({type(e).__name__}: {e}); it is truncated "
+                            f"or damaged: download it again ({EXPECTS[layout]})") from e
+    if isinstance(obj, dict):
+        obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        have = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+        raise DataError(f"{path} has no {missing} (it has {have}); it is not the file 'files:{layout}' "
+                        f"expects: {EXPECTS[layout]}")
+    return obj
+
+
+def _names(values) -> list[str]:
+    return [v.decode("latin1") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _cifar_batches(layout: str, folder: str, files: list[str], label_key: str, n_classes: int):
+    """Images (N, 32, 32, 3) uint8 and 0-based labels of the batch files, in their order."""
+    images, labels = [], []
+    for file in files:
+        path = os.path.join(folder, file)
+        batch = _unpickle(layout, path, ("data", label_key))
+        data, ids = np.asarray(batch["data"]), np.asarray(batch[label_key], np.int64).reshape(-1)
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(ids) != len(data):
+            raise DataError(f"{path}: 'data' is {data.dtype} {data.shape} with {len(ids)} labels, not "
+                            f"N x 3072 uint8 with N labels; download it again ({EXPECTS[layout]})")
+        _check_ids(layout, ids, n_classes, f"{path} ({label_key})", "label", first=0)
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # rows are C x H x W
+        labels.append(ids)
+    return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels).astype(np.int32)
+
+
+def cifar10(root: str, opts: dict, seed: int) -> tuple[Splits, list[str]]:
+    folder = _array_root("cifar10", root, "cifar-10-batches-py", "batches.meta")
+    meta = _unpickle("cifar10", os.path.join(folder, "batches.meta"), ("label_names",))
+    names = _names(meta["label_names"])
+    train = [f"data_batch_{i}" for i in range(1, 6)]
+    splits = {split: _cifar_batches("cifar10", folder, files, "labels", len(names))
+              for split, files in (("train", train), ("test", ["test_batch"]))}
+    return splits, names
+
+
+def cifar100(root: str, opts: dict, seed: int) -> tuple[Splits, list[str]]:
+    level = opts["cifar100_labels"]
+    if level not in ("fine", "coarse"):
+        raise ConfigError(f"config.layout.cifar100_labels={level!r}: 'fine' (100 classes) or 'coarse' (20)")
+    folder = _array_root("cifar100", root, "cifar-100-python", "meta")
+    key = f"{level}_label_names"
+    names = _names(_unpickle("cifar100", os.path.join(folder, "meta"), (key,))[key])
+    splits = {split: _cifar_batches("cifar100", folder, [split], f"{level}_labels", len(names))
+              for split in ("train", "test")}
+    return splits, names
+
+
+STL10_SIDE = 96
+
+
+def _stl10_split(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    x_path, y_path = (_need("stl10", os.path.join(folder, f"{split}_{k}.bin")) for k in ("X", "y"))
+    size = 3 * STL10_SIDE * STL10_SIDE
+    raw = np.fromfile(x_path, np.uint8)
+    if raw.size == 0 or raw.size % size:
+        raise DataError(f"{x_path} has {raw.size} bytes, not a multiple of one {STL10_SIDE}x{STL10_SIDE}x3 "
+                        f"image ({size}); it is truncated: download it again ({EXPECTS['stl10']})")
+    # each channel is stored column by column: (N, C, W, H) -> (N, H, W, C)
+    images = np.ascontiguousarray(raw.reshape(-1, 3, STL10_SIDE, STL10_SIDE).transpose(0, 3, 2, 1))
+    ids = np.fromfile(y_path, np.uint8).astype(np.int64)
+    if len(ids) != len(images):
+        raise DataError(f"{y_path} has {len(ids)} labels for the {len(images)} images of {x_path}; one of "
+                        f"them is truncated: download both again ({EXPECTS['stl10']})")
+    _check_ids("stl10", ids, 10, y_path, "label")
+    return images, (ids - 1).astype(np.int32)
+
+
+def stl10(root: str, opts: dict, seed: int) -> tuple[Splits, list[str]]:
+    folder = _array_root("stl10", root, "stl10_binary", "train_X.bin")
+    splits = {split: _stl10_split(folder, split) for split in ("train", "test")}
+    fold = int(opts["stl10_fold"])
+    if fold >= 0:
+        if fold > 9:
+            raise ConfigError(f"config.layout.stl10_fold={fold} is not one of STL-10's folds 0..9 (-1: all)")
+        lines = [line for _, line in _read_lines("stl10", os.path.join(folder, "fold_indices.txt"))]
+        if len(lines) != 10:
+            raise DataError(f"{os.path.join(folder, 'fold_indices.txt')} has {len(lines)} folds, not 10; "
+                            f"download it again ({EXPECTS['stl10']})")
+        index = np.array(lines[fold].split(), np.int64)
+        _check_ids("stl10", index, len(splits["train"][1]), os.path.join(folder, "fold_indices.txt"),
+                   "image index", first=0)
+        splits["train"] = (splits["train"][0][index], splits["train"][1][index])
+    names_path = os.path.join(folder, "class_names.txt")
+    names = [line for _, line in _read_lines("stl10", names_path)] if os.path.exists(names_path) else []
+    if len(names) != 10:
+        names = [str(i) for i in range(1, 11)]  # torchvision also reads on without the names file
+    return splits, names
+
+
 LAYOUTS: dict[str, Callable[[str, dict, int], tuple[Splits, list[str]]]] = {
     "flowers102": flowers102,
     "pets": pets,
@@ -296,6 +464,9 @@ LAYOUTS: dict[str, Callable[[str, dict, int], tuple[Splits, list[str]]]] = {
     "aircraft": aircraft,
     "cars": cars,
     "dtd": dtd,
+    "cifar10": cifar10,
+    "cifar100": cifar100,
+    "stl10": stl10,
 }
 
 
@@ -324,6 +495,9 @@ def layout_source(name: str, config) -> Source:
         raise _not_found(name, root)
     opts = {**DEFAULTS, **dict(config.get("layout", {}))}
     splits, class_names = LAYOUTS[name](root, opts, int(config.seed))
+
+    if all(items.dtype == np.uint8 for items, _ in splits.values()):  # decoded already (CIFAR, STL-10)
+        return _in_memory(f"files:{name}", splits, class_names, lambda image: image)
 
     splits = _checked(root, splits, bool(config.get("skip_bad_images", False)))
     tf = import_tf()  # here, not in decode: decode is traced by tf.data
