@@ -62,6 +62,21 @@ def test_main_prints_one_line_and_exits_2(tmp_path):
     assert not (tmp_path / "wd").exists()
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["--config=configs/moco_v3_vit_b_transfer.py:nope"], "choose one of"),
+    (["--config=configs/nope.py"], "config file 'configs/nope.py' not found"),
+    (["--config=configs/default.py", "--config.schedul=step"], "did you mean 'schedule'"),
+])
+def test_config_file_variant_and_key_mistakes_exit_2(argv, expected, capsys):
+    import main
+
+    with pytest.raises(SystemExit) as info:
+        main.precheck(["main.py", *argv, "--workdir=x"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert expected in err, err
+
+
 def test_unexpected_errors_keep_their_type():
     """Only jaxvit's own user errors become one line; a bug elsewhere keeps its traceback."""
     assert issubclass(ConfigError, ValueError) and issubclass(ConfigError, UserError)
