@@ -197,3 +197,137 @@ def test_dems_geometry_and_param_counts():
     assert model.get_classifier() is model.head
     model.reset_classifier(0)
     assert model(jnp.zeros((1, 32, 32, 3))).shape == (1, 192)
+
+
+def torch_msvit(*, img_sizes, patch_size, dim, depth, num_heads, num_classes, pool_heads=12):
+    """erow/vitookit vitookit/models/mvit.py (d6f4dd1) ``MultiScaleVisionTransformer`` with
+    mvit2_tiny_patch2's settings (shared embed and head, causal, LayerScale blocks), minimally
+    transcribed."""
+    torch = _torch()
+    from functools import partial
+
+    import torch.nn.functional as F
+    from timm.layers import Mlp, resample_abs_pos_embed
+    from torch import nn
+
+    norm = partial(nn.LayerNorm, eps=1e-6)
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.num_heads = num_heads
+            self.qkv = nn.Linear(dim, dim * 3, bias=True)
+            self.proj = nn.Linear(dim, dim)
+
+        def forward(self, x, mask):
+            b, n, c = x.shape
+            q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+    class LSBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm1, self.attn, self.norm2 = norm(dim), Attention(), norm(dim)
+            self.mlp = Mlp(dim, dim * 4)
+            self.gamma_1 = nn.Parameter(1e-4 * torch.ones(dim))
+            self.gamma_2 = nn.Parameter(1e-4 * torch.ones(dim))
+
+        def forward(self, x, mask):
+            x = x + self.gamma_1 * self.attn(self.norm1(x), mask)
+            return x + self.gamma_2 * self.mlp(self.norm2(x))
+
+    class Pool(nn.Module):
+        def __init__(self, latent_len):
+            super().__init__()
+            self.num_heads = pool_heads
+            self.latent = nn.Parameter(torch.zeros(1, latent_len, dim))
+            self.q, self.kv, self.proj = nn.Linear(dim, dim), nn.Linear(dim, dim * 2), nn.Linear(dim, dim)
+            self.norm, self.mlp = norm(dim), Mlp(dim, dim * 4)
+
+        def forward(self, x, idx):
+            b, n, c = x.shape
+            h = self.num_heads
+            q = self.q(self.latent[:, idx:idx + 1].expand(b, -1, -1)).reshape(b, 1, h, c // h).transpose(1, 2)
+            k, v = self.kv(x).reshape(b, n, 2, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
+            x = self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, 1, c))
+            return (x + self.mlp(self.norm(x)))[:, 0]
+
+    class MSViT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            grid = img_sizes[-1] // patch_size
+            self.grid = (grid, grid)
+            self.patch_embed = nn.Module()
+            self.patch_embed.proj = nn.Conv2d(3, dim, patch_size, patch_size)
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+            self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid, dim))
+            self.temporal_pos_embed = nn.Parameter(torch.zeros(1, len(img_sizes), 1, dim))
+            self.blocks = nn.ModuleList([LSBlock() for _ in range(depth)])
+            self.head = nn.Linear(dim, num_classes)
+            self.attn_pool = Pool(len(img_sizes))
+            self.norm = norm(dim)
+            tokens = [1 + (s // patch_size) ** 2 for s in img_sizes]
+            acc = [0] + list(np.cumsum(tokens))
+            self.acc = acc
+            self.mask = torch.zeros((acc[-1], acc[-1]), dtype=torch.bool)
+            for i in range(len(img_sizes)):
+                self.mask[acc[i]:acc[i + 1], :acc[i + 1]] = True
+
+        def forward(self, imgs):  # NHWC in, as jaxvit
+            imgs = imgs.permute(0, 3, 1, 2)
+            tokens = []
+            for i, s in enumerate(img_sizes):
+                x = F.interpolate(imgs, size=s, mode="bilinear", align_corners=False)
+                x = self.patch_embed.proj(x).permute(0, 2, 3, 1)
+                b, h, w, c = x.shape
+                pos = resample_abs_pos_embed(self.pos_embed, new_size=(h, w), old_size=self.grid,
+                                             num_prefix_tokens=0)
+                x = torch.cat([self.cls_token.expand(b, -1, -1), x.reshape(b, -1, c) + pos], 1)
+                tokens.append(x + self.temporal_pos_embed[:, i])
+            x = torch.cat(tokens, 1)
+            for blk in self.blocks:
+                x = blk(x, self.mask)
+            z = self.norm(x)
+            i = len(img_sizes) - 1
+            return self.head(self.attn_pool(z[:, self.acc[i]:self.acc[i + 1]], i))
+
+    return MSViT()
+
+
+MSVIT_SMALL = dict(embed_dim=24, depth=2, num_heads=4, pool_heads=4)
+
+
+def test_msvit_logits_match_source():
+    torch = _torch()
+    from convert import convert_state_dict
+
+    kw = MSVIT_SMALL
+    torch.manual_seed(0)
+    ref = torch_msvit(img_sizes=(16, 32), patch_size=2, dim=kw["embed_dim"], depth=kw["depth"],
+                      num_heads=kw["num_heads"], num_classes=10, pool_heads=kw["pool_heads"])
+    with torch.no_grad():  # gammas start at 1e-4: lift them so the blocks matter to the logits
+        for blk in ref.blocks:
+            blk.gamma_1.fill_(0.5)
+            blk.gamma_2.fill_(0.5)
+    ref = _perturbed(ref)
+    model, _ = convert_state_dict("mvit2_tiny_patch2", ref.state_dict(), log=lambda _: None, **kw)
+    assert param_count(model) == sum(p.numel() for p in ref.parameters())
+    diff = _logits_diff(ref, model, 32)
+    print(f"mvit2 max |logit diff| {diff:.2e}")
+    assert diff < TOL
+
+
+def test_msvit_geometry():
+    from jaxvit.models.msvit import frame_mask
+
+    model = jaxvit.create_model("mvit2_tiny_patch2", num_classes=10)
+    # the seed's geometry: 16 and 32 px frames of 2x2 patches, 12 heads (the source's default)
+    assert model.img_sizes == (16, 32) and model.tokens_per_frame == (65, 257)
+    assert model.blocks[0].attn.num_heads == 12 and model.attn_pool.num_heads == 12
+    mask = frame_mask(model.tokens_per_frame)
+    assert mask[:65, :65].all() and not mask[:65, 65:].any() and mask[65:].all()
+    feats = nnx.view(model, deterministic=True).forward_features(jnp.zeros((2, 32, 32, 3)))
+    assert feats.shape == (2, 65 + 257, 192)
+    assert model.forward_head(feats, pre_logits=True).shape == (2, 192)
+    assert param_count(model) == 5_842_378  # the source's count, 10 classes

@@ -8,3 +8,4 @@ from jaxvit.models import inception_v4  # noqa: F401
 from jaxvit.models import mvitv2  # noqa: F401
 from jaxvit.models import perceiver  # noqa: F401
 from jaxvit.models import dems  # noqa: F401
+from jaxvit.models import msvit  # noqa: F401
