@@ -331,3 +331,22 @@ def test_msvit_geometry():
     assert feats.shape == (2, 65 + 257, 192)
     assert model.forward_head(feats, pre_logits=True).shape == (2, 192)
     assert param_count(model) == 5_842_378  # the source's count, 10 classes
+
+
+# --- seed 001: the pick-1-to-4 policy applies torchvision's Random* ops with p=0.5 ----------------
+@pytest.mark.parametrize("name,p", [("hflip", 0.5), ("vflip", 0.5), ("equalize", 0.5), ("rotate", 1.0)])
+def test_pick_policy_applies_each_op_with_the_sources_probability(name, p):
+    tf = pytest.importorskip("tensorflow")
+    from jaxvit.data import autoaugment as aa
+
+    assert aa.PICK_PROB.get(name, 1.0) == p
+    image = tf.constant(np.random.default_rng(0).integers(0, 200, (32, 32, 3)), tf.float32)  # equalize needs >255 pixels
+    policy = tf.function(aa.pick_policy((name,), 1, 1, (32, 32), "bilinear"))
+    n = 400
+    changed = sum(
+        bool(tf.reduce_any(policy(image, tf.constant([s, 7], tf.int64)) != image)) for s in range(n)
+    )
+    if p == 1.0:
+        assert changed > 0.95 * n  # a draw within a degree or two of 0 may leave the image as it was
+    else:  # binomial(400, 0.5): sd 10, so +-40 is 4 sd
+        assert abs(changed - p * n) < 40, changed
