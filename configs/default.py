@@ -86,6 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.warmup_steps = 0  # >0 overrides warmup_epochs
     c.warmup_lr = 1e-6
     c.min_lr = 1e-5
+    c.cooldown_epochs = 0.0  # timm --cooldown-epochs: after the cosine's num_epochs, N more at min_lr (runs N longer)
     c.decay_epochs = 30.0  # step schedule
     c.decay_steps = 0
     c.decay_rate = 0.1
