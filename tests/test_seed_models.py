@@ -350,3 +350,17 @@ def test_pick_policy_applies_each_op_with_the_sources_probability(name, p):
         assert changed > 0.95 * n  # a draw within a degree or two of 0 may leave the image as it was
     else:  # binomial(400, 0.5): sd 10, so +-40 is 4 sd
         assert abs(changed - p * n) < 40, changed
+
+
+# --- seed 001: Perceiver Medium / Large / XLarge -------------------------------------------------
+SEED_001_COUNTS = {"perceiver_medium": 293_362, "perceiver_large": 1_151_730, "perceiver_xlarge": 4_428_262}
+
+
+@pytest.mark.parametrize("name", list(SEED_001_COUNTS))
+def test_perceiver_presets_have_the_seeds_parameter_counts(name):
+    from configs.perceiver_small_data import get_config
+
+    model = nnx.eval_shape(lambda: jaxvit.create_model(name, num_classes=10))  # shapes only: fast
+    assert param_count(model) == SEED_001_COUNTS[name]
+    size = {"perceiver_medium": "", "perceiver_large": "_large", "perceiver_xlarge": "_xl"}[name]
+    assert get_config(f"cifar10{size}").model == name
