@@ -132,6 +132,23 @@ def torch_dems(*, img_size, patch_size, dim, depth, heads, merge_num, merge_laye
     return DEMS()
 
 
+def _abstract(name: str, **kw):
+    """The model as shapes only (no init, no compute): fast for the full-size presets."""
+    return nnx.eval_shape(lambda: jaxvit.create_model(name, num_classes=10, **kw))
+
+
+def _out_shapes(model, x_shape):
+    """(features, pre-logits, logits) shapes of ``model`` (abstract or not) on an input of ``x_shape``."""
+    graphdef, state = nnx.split(model)
+
+    def run(state, x):
+        m = nnx.view(nnx.merge(graphdef, state), deterministic=True)
+        feats = m.forward_features(x)
+        return feats, m.forward_head(feats, pre_logits=True), m.forward_head(feats)
+
+    return [o.shape for o in jax.eval_shape(run, state, jax.ShapeDtypeStruct(x_shape, jnp.float32))]
+
+
 def _perturbed(ref):
     torch = _torch()
     torch.manual_seed(0)
@@ -187,16 +204,16 @@ def test_dems_geometry_and_param_counts():
     assert lab.shape == (4, 64)
     assert lab[1, 0] == 8 and lab[1, 8] == 16 + 8 and lab[2, 0] == 8 * 16
     assert sorted(lab.reshape(-1)) == list(range(256))  # a partition of the grid
-    model = jaxvit.create_model("dems_tiny_patch2_32", num_classes=10)
-    feats = nnx.view(model, deterministic=True).forward_features(jnp.zeros((2, 32, 32, 3)))
-    assert feats.shape == (2, 1 + 4 * 32, 192)  # after the second merge: 32 tokens per region
-    assert model.forward_head(feats, pre_logits=True).shape == (2, 192)
-    # Torch-counted (requires_grad) parameters of the source's tiny and small models, 10 classes.
+    model = _abstract("dems_tiny_patch2_32")
+    # after the second merge: the class token and 32 tokens in each of the 4 regions
+    assert _out_shapes(model, (2, 32, 32, 3)) == [(2, 1 + 4 * 32, 192), (2, 192), (2, 10)]
+    # Parameters (requires_grad ones, as torch counts) of the tiny and small models, 10 classes:
+    # the parity test shows the structure is the source's.
     assert param_count(model) == 5_579_784
-    assert param_count(jaxvit.create_model("dems_small_patch2_32", num_classes=10)) == 22_218_504
+    assert param_count(_abstract("dems_small_patch2_32")) == 22_218_504
     assert model.get_classifier() is model.head
     model.reset_classifier(0)
-    assert model(jnp.zeros((1, 32, 32, 3))).shape == (1, 192)
+    assert _out_shapes(model, (1, 32, 32, 3))[2] == (1, 192)
 
 
 def torch_msvit(*, img_sizes, patch_size, dim, depth, num_heads, num_classes, pool_heads=12):
@@ -321,16 +338,14 @@ def test_msvit_logits_match_source():
 def test_msvit_geometry():
     from jaxvit.models.msvit import frame_mask
 
-    model = jaxvit.create_model("mvit2_tiny_patch2", num_classes=10)
+    model = _abstract("mvit2_tiny_patch2")
     # the seed's geometry: 16 and 32 px frames of 2x2 patches, 12 heads (the source's default)
     assert model.img_sizes == (16, 32) and model.tokens_per_frame == (65, 257)
     assert model.blocks[0].attn.num_heads == 12 and model.attn_pool.num_heads == 12
     mask = frame_mask(model.tokens_per_frame)
     assert mask[:65, :65].all() and not mask[:65, 65:].any() and mask[65:].all()
-    feats = nnx.view(model, deterministic=True).forward_features(jnp.zeros((2, 32, 32, 3)))
-    assert feats.shape == (2, 65 + 257, 192)
-    assert model.forward_head(feats, pre_logits=True).shape == (2, 192)
-    assert param_count(model) == 5_842_378  # the source's count, 10 classes
+    assert _out_shapes(model, (2, 32, 32, 3)) == [(2, 65 + 257, 192), (2, 192), (2, 10)]
+    assert param_count(model) == 5_842_378  # 10 classes; the parity test shows the structure is the source's
 
 
 # --- seed 001: the pick-1-to-4 policy applies torchvision's Random* ops with p=0.5 ----------------
@@ -360,7 +375,7 @@ SEED_001_COUNTS = {"perceiver_medium": 293_362, "perceiver_large": 1_151_730, "p
 def test_perceiver_presets_have_the_seeds_parameter_counts(name):
     from configs.perceiver_small_data import get_config
 
-    model = nnx.eval_shape(lambda: jaxvit.create_model(name, num_classes=10))  # shapes only: fast
+    model = _abstract(name)
     assert param_count(model) == SEED_001_COUNTS[name]
     size = {"perceiver_medium": "", "perceiver_large": "_large", "perceiver_xlarge": "_xl"}[name]
     assert get_config(f"cifar10{size}").model == name
