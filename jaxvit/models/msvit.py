@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxvit.layers import Mlp, PatchEmbed, dropout, init, layer_norm, linear
+from jaxvit.layers import Mlp, PatchEmbed, init, layer_norm, linear
 from jaxvit.layers.attention import attention
 from jaxvit.layers.common import Dtype
 from jaxvit.models.dems import torch_conv_init
