@@ -54,9 +54,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.aug.color_jitter = 0.0  # timm --color-jitter: brightness=contrast=saturation=N; off with auto_augment (timm)
     c.aug.auto_augment = ""  # timm --aa: 'rand-m9-mstd0.5-inc1' (RandAugment) | 'v0' | 'original' | 'v0r' | 'originalr'
     c.aug.aa_interpolation = ""  # auto-augment resample: '' = aug.interpolation, 'random' (timm's per-op choice), ...
-    c.aug.pick_ops = ()  # seed-001 policy: per image apply pick_min..pick_max distinct ops of e.g. ("hflip", "rotate")
-    c.aug.pick_min = 1
-    c.aug.pick_max = 4  # (capped at len(pick_ops))
+    c.aug.pick_ops = ()  # seed-001 policy: per image pick_min..pick_max steps, each one op of e.g. ("hflip",
+    c.aug.pick_min = 1  # "rotate") drawn with replacement; flips/equalize/autocontrast/sharpness then apply
+    c.aug.pick_max = 4  # with torchvision's p=0.5 (jaxvit.data.autoaugment.PICK_PROB)
     c.aug.reprob = 0.0  # timm --reprob: RandomErasing probability (after normalization)
     c.aug.remode = "pixel"  # timm --remode: 'pixel' | 'rand' | 'const'
     c.aug.recount = 1  # timm --recount: up to N boxes per image
@@ -101,6 +101,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.warmup_steps = 0  # >0 overrides warmup_epochs
     c.warmup_lr = 1e-6
     c.min_lr = 1e-5
+    c.cooldown_epochs = 0.0  # timm --cooldown-epochs: after the cosine's num_epochs, N more at min_lr (runs N longer)
     c.decay_epochs = 30.0  # step schedule
     c.decay_steps = 0
     c.decay_rate = 0.1

@@ -10,7 +10,9 @@ mixer_b16_224_in21k (":official", 84.0%). The other rows of its table are overri
   --config.optimizer=adamw --config.lr=2e-4 [--config.weight_decay=1e-2] (90.9 / 84.4, 84.7)
   --config.optimizer=sgd   --config.lr=2e-4                          (92.4 / 91.7)
 timm train.py steps the scheduler once per epoch (schedule_unit='epoch'); its warmup_lr
-default at the time was 1e-4 (timm 0.4.x). --amp is bfloat16 compute here (params fp32).
+default at the time was 1e-4 (timm 0.4.x), and so was --cooldown-epochs 10: the command sets
+none, so timm's create_scheduler returned num_epochs = 50 (cosine) + 10 (at min_lr) and the run
+trained 60 epochs (cooldown_epochs=10 here). --amp is bfloat16 compute here (params fp32).
 
 First convert the weights (once; the torch extra, and timm's download for the .pth):
   python -c "import timm, torch; torch.save(timm.create_model('mixer_b16_224.miil_in21k',
@@ -70,6 +72,7 @@ def get_config(arg: str = "miil"):
     c.warmup_epochs = 3.0
     c.warmup_lr = 1e-4
     c.min_lr = 1e-8
+    c.cooldown_epochs = 10.0  # timm 0.4.x train.py's default; the run is 50 + 10 epochs
     c.model_ema = True
     c.model_ema_decay = 0.995
     c.eval_every = 2000

@@ -335,3 +335,41 @@ def test_new_layers_reinitialized_after_init_from(tmp_path):
     for k, v in got.items():
         np.testing.assert_array_equal(v, fresh[k] if k in new else old[k], err_msg=k)
         assert not np.array_equal(fresh[k], old[k]) or k.endswith(("bias", "scale")), k
+
+
+@pytest.mark.parametrize("unit", ["", "epoch", "step"])
+def test_cooldown_epochs_run_at_min_lr_after_the_cosine(unit):
+    """timm's --cooldown-epochs: the run is num_epochs + cooldown_epochs long, the cosine spans the
+    first num_epochs, the cooldown sits at min_lr."""
+    spe = 4
+    c = cfg(schedule_unit=unit, num_epochs=5.0, cooldown_epochs=2.0, warmup_steps=0, warmup_epochs=1.0)
+    assert optim.total_epochs(c) == 7.0
+    fn = optim.create_learning_rate_fn(c, spe, int(optim.total_epochs(c) * spe))
+    plain = optim.create_learning_rate_fn(cfg(schedule_unit=unit, num_epochs=5.0, warmup_steps=0,
+                                              warmup_epochs=1.0), spe, 5 * spe)
+    for step in range(5 * spe):  # the schedule proper is the one without cooldown
+        assert float(fn(step)) == pytest.approx(float(plain(step)), rel=1e-6)
+    assert float(fn(3 * spe)) > 2 * c.min_lr  # still decaying before the cooldown
+    for step in range(5 * spe, 7 * spe):
+        assert float(fn(step)) == pytest.approx(c.min_lr, rel=1e-6)
+    with pytest.raises(ValueError, match="cosine schedule only"):
+        optim.total_epochs(cfg(schedule="step", cooldown_epochs=1.0))
+
+
+def test_cooldown_equals_timm_create_scheduler_v2():
+    """Per-epoch cosine with warmup and cooldown: lr of every epoch and the run's length as timm's."""
+    from timm.scheduler import create_scheduler_v2
+
+    epochs, cooldown, spe = 6, 3, 2
+    c = cfg(schedule_unit="epoch", num_epochs=float(epochs), cooldown_epochs=float(cooldown), warmup_epochs=2.0,
+            warmup_steps=0, warmup_lr=1e-4, min_lr=1e-4)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    theirs, num_epochs = create_scheduler_v2(opt, "cosine", num_epochs=epochs, cooldown_epochs=cooldown,
+                                             min_lr=1e-4, warmup_lr=1e-4, warmup_epochs=2)
+    assert num_epochs == optim.total_epochs(c) == epochs + cooldown
+    ours = optim.create_learning_rate_fn(c, spe, int(num_epochs * spe))
+    for epoch in range(num_epochs):
+        theirs.step(epoch)
+        for k in range(spe):
+            assert float(ours(epoch * spe + k)) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-6), epoch
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)  # the last epoch is a cooldown epoch

@@ -7,3 +7,5 @@ from jaxvit.models import tnt  # noqa: F401
 from jaxvit.models import inception_v4  # noqa: F401
 from jaxvit.models import mvitv2  # noqa: F401
 from jaxvit.models import perceiver  # noqa: F401
+from jaxvit.models import dems  # noqa: F401
+from jaxvit.models import msvit  # noqa: F401

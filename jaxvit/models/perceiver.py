@@ -27,12 +27,19 @@ name                latents  latent_dim  depth  self/cross   heads x dim   tied 
 perceiver_tiny      64       128         2      2            1x64 / 4x32   no         -
 perceiver_small     128      256         4      2            1x64 / 8x32   1..3       -
 perceiver_base      256      512         6      4            1x64 / 8x64   1..5       -
+perceiver_medium    32       32          4      2            1x16 / 8x16   no         -
+perceiver_large     32       64          4      2            1x32 / 8x32   no         -
+perceiver_xlarge    48       96          6      2            1x32 / 8x64   no         -
 perceiver_io_tiny   32       64          2      1            1x128 / 8x128 no         10
 perceiver_io_small  96       192         2      1            1x64 / 8x64   no         10
 ==================  =======  ==========  =====  ===========  ============  =========  ==========
 
-(heads: cross x cross_dim_head / latent x latent_dim_head.) The IO presets are seed 001's
-CIFAR-10 and STL-10 Perceiver IO models. All use 6 Fourier bands, max_freq 10
+(heads: cross x cross_dim_head / latent x latent_dim_head.) ``perceiver_medium`` / ``_large`` /
+``_xlarge`` are seed 001's "Medium / Large / XLarge" CIFAR-10 and STL-10 Perceivers, from its
+repository's configs (395t/coding-assignment-week-8-vit-2 ``src/perceiver/configs/
+perceiver_cifar10{,_large,_xl}.py``); with 10 classes they have the seed's 293,362 /
+1,151,730 / 4,428,262 parameters. The IO presets are seed 001's CIFAR-10 and STL-10
+Perceiver IO models. All use 6 Fourier bands, max_freq 10
 (perceiver-pytorch's README example). ``python -m jaxvit.models.perceiver`` prints the
 parameter counts.
 """
@@ -439,6 +446,16 @@ PRESETS: dict[str, dict[str, Any]] = {
                             latent_heads=8, latent_dim_head=32, weight_tie_layers=True),
     "perceiver_base": dict(_CROSS, num_latents=256, latent_dim=512, depth=6, self_per_cross_attn=4,
                            latent_heads=8, latent_dim_head=64, weight_tie_layers=True),
+    # seed 001's Perceiver Medium / Large / XLarge (its src/perceiver/configs/perceiver_cifar10*.py)
+    "perceiver_medium": dict(_FOURIER, num_latents=32, latent_dim=32, depth=4, self_per_cross_attn=2,
+                             cross_heads=1, cross_dim_head=16, latent_heads=8, latent_dim_head=16,
+                             weight_tie_layers=False),
+    "perceiver_large": dict(_FOURIER, num_latents=32, latent_dim=64, depth=4, self_per_cross_attn=2,
+                            cross_heads=1, cross_dim_head=32, latent_heads=8, latent_dim_head=32,
+                            weight_tie_layers=False),
+    "perceiver_xlarge": dict(_FOURIER, num_latents=48, latent_dim=96, depth=6, self_per_cross_attn=2,
+                             cross_heads=1, cross_dim_head=32, latent_heads=8, latent_dim_head=64,
+                             weight_tie_layers=False),
     # seed 001's CIFAR-10 and STL-10 Perceiver IO models
     "perceiver_io_tiny": dict(_FOURIER, num_latents=32, latent_dim=64, depth=2, cross_heads=1, latent_heads=8,
                               cross_dim_head=128, latent_dim_head=128, queries_dim=10),
@@ -463,6 +480,21 @@ def perceiver_base(**kwargs) -> Perceiver:
 
 
 @register_model("perceiver", _CFG)
+def perceiver_medium(**kwargs) -> Perceiver:
+    return _create(Perceiver, PRESETS["perceiver_medium"], kwargs)
+
+
+@register_model("perceiver", _CFG)
+def perceiver_large(**kwargs) -> Perceiver:
+    return _create(Perceiver, PRESETS["perceiver_large"], kwargs)
+
+
+@register_model("perceiver", _CFG)
+def perceiver_xlarge(**kwargs) -> Perceiver:
+    return _create(Perceiver, PRESETS["perceiver_xlarge"], kwargs)
+
+
+@register_model("perceiver", _CFG)
 def perceiver_io_tiny(**kwargs) -> PerceiverIO:
     return _create(PerceiverIO, PRESETS["perceiver_io_tiny"], kwargs)
 
@@ -481,7 +513,7 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description="Parameter counts of the Perceiver presets")
-    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--num-classes", type=int, default=10, help="10: CIFAR-10, as seed 001 counts")
     args = parser.parse_args()
     import jaxvit
 

@@ -33,21 +33,22 @@ class Block(nnx.Module):
         proj_drop: float = 0.0,
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
+        norm_eps: float = 1e-6,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
-        self.norm1 = layer_norm(dim, dtype=dtype, rngs=rngs)
+        self.norm1 = layer_norm(dim, eps=norm_eps, dtype=dtype, rngs=rngs)
         self.attn = Attention(
             dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
             dtype=dtype, rngs=rngs,
         )
         self.drop_path1 = DropPath(drop_path, rngs=rngs)
-        self.norm2 = layer_norm(dim, dtype=dtype, rngs=rngs)
+        self.norm2 = layer_norm(dim, eps=norm_eps, dtype=dtype, rngs=rngs)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop, dtype=dtype, rngs=rngs)
         self.drop_path2 = DropPath(drop_path, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x + self.drop_path1(self.attn(self.norm1(x)))
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+        x = x + self.drop_path1(self.attn(self.norm1(x), mask=mask))
         return x + self.drop_path2(self.mlp(self.norm2(x)))
 
 

@@ -308,7 +308,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         )
     inp = create_input(config, local_batch)  # bad dataset -> error before the workdir is touched
     steps_per_epoch = max(1, inp.train_examples // config.global_batch_size)
-    total_steps = config.total_steps or int(round(config.num_epochs * steps_per_epoch))
+    total_steps = config.total_steps or int(round(optim.total_epochs(config) * steps_per_epoch))
 
     # Model and optimizer.
     model, new_names = create_model(config, inp.num_classes)

@@ -70,15 +70,43 @@ def base_lrs(config) -> tuple[float, ...]:
     return lrs
 
 
+def cooldown_epochs(config) -> float:
+    """timm's --cooldown-epochs: epochs at ``min_lr`` after the schedule. Like timm's
+    create_scheduler_v2, only the cosine schedule (a cycle scheduler) gets them."""
+    cooldown = float(config.get("cooldown_epochs", 0.0))
+    if cooldown < 0:
+        raise ConfigError(f"config.cooldown_epochs={cooldown} must be >= 0")
+    if cooldown and config.schedule != "cosine":
+        raise ConfigError(
+            f"config.cooldown_epochs={cooldown} with schedule {config.schedule!r}: timm adds cooldown epochs "
+            "to the cosine schedule only; set --config.cooldown_epochs=0 or --config.schedule=cosine"
+        )
+    return cooldown
+
+
+def total_epochs(config) -> float:
+    """Epochs a run trains: ``num_epochs`` of schedule, then ``cooldown_epochs`` at ``min_lr`` (timm:
+    create_scheduler_v2 returns num_epochs = schedule + cooldown and train.py runs that many)."""
+    return float(config.num_epochs) + cooldown_epochs(config)
+
+
 def create_learning_rate_fn(config, steps_per_epoch: int, total_steps: int, lr: float | None = None):
     """The schedule of base lr ``lr`` (default: the first of ``base_lrs``).
 
     ``schedule_unit=''``: linear warmup from ``warmup_lr`` to ``lr``, then cosine to ``min_lr`` over the
     remaining steps, step decay, milestones, or constant. ``'epoch'`` / ``'step'``: timm's scheduler.
+    ``total_steps`` counts the cooldown (``cooldown_epochs`` at ``min_lr`` after the cosine), as
+    the run does; the schedule proper ends that many epochs earlier.
     """
     lr = base_lrs(config)[0] if lr is None else lr
     if config.schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {config.schedule!r}; choose one of {SCHEDULES}")
+    cooldown_steps = int(round(cooldown_epochs(config) * steps_per_epoch))
+    if cooldown_steps >= total_steps > 0:  # a total_steps override shorter than the cooldown (smoke runs)
+        log.warning("cooldown_epochs=%s (%d steps) does not fit in total_steps=%d: no cooldown",
+                    config.cooldown_epochs, cooldown_steps, total_steps)
+        cooldown_steps = 0
+    total_steps -= cooldown_steps
     if config.schedule_unit:
         return timm_lr_fn(config, lr, steps_per_epoch, total_steps)
     warmup = int(config.warmup_steps or round(config.warmup_epochs * steps_per_epoch))
@@ -394,6 +422,7 @@ def check_config(config) -> None:
     if (len(lrs) == 3 or len(_as_tuple(config.l2sp_rates)) == 3) and config.num_lowlrs < 1:
         raise ConfigError("lr / l2sp_rates per part (head, high, low) need --config.num_lowlrs=N >= 1: "
                          "the first N layer groups form the low part")
+    cooldown_epochs(config)
     if not 0.0 <= config.layer_decay <= 1.0:
         raise ConfigError(f"config.layer_decay={config.layer_decay} must be in (0, 1] (0: off; timm: 0.75)")
     for key in ("l2sp", "new_layers"):
