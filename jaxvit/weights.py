@@ -262,6 +262,8 @@ def load_into(
         if ours == theirs and all(_shape(have[k]) == _shape(want[k]) for k in ours):
             continue
         their_classes = _classes(_shape(have[k]) for k in theirs)
+        if ours and theirs and their_classes == _classes(_shape(want[k]) for k in ours):
+            continue  # the same class count: another width or layout is the diff's to report
         for k in theirs:
             del have[k]
         have.update({k: want[k] for k in ours})  # the model's own init
