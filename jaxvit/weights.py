@@ -351,10 +351,6 @@ class Located:
     def tree_keys(self) -> set[str]:
         return {k for k, leaves in _top_level_leaves(self.weights).items() if leaves}
 
-    @property
-    def has_ema(self) -> bool:
-        return "ema_params" in self.tree_keys()
-
 
 def _top_level_leaves(path: str) -> dict[str, int]:
     with ocp.StandardCheckpointer() as ckptr:
