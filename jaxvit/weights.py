@@ -84,9 +84,9 @@ def path_name(path: tuple) -> str:
     return ".".join(parts)
 
 
-def natural(name: str) -> list:
-    """Sort key: blocks.2 before blocks.10."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+def natural(name: str) -> tuple:
+    """Sort key: params first (what a user recognizes), blocks.2 before blocks.10."""
+    return (not name.startswith("params."), [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)])
 
 
 def collections_of(model: nnx.Module) -> dict[str, dict]:
