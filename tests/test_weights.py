@@ -384,7 +384,8 @@ def test_rerun_with_another_model_size_fails_before_restore(ema_run):
     assert f"workdir {workdir} holds a run (step 4) of vit_tiny_patch16_224(depth=2, " in msg
     assert "this config asks for vit_tiny_patch16_224(depth=3, " in msg
     assert "model_args 'depth=2,embed_dim=32,num_heads=2' -> 'depth=3,embed_dim=32,num_heads=2'" in msg
-    assert re.search(r"in the model, not the workdir \(\d+\): params\.blocks\.2\.attn\.proj\.bias \(32,\)", msg)
+    first = r"in the model, not the workdir \(\d+\): params\.blocks\.2\.attn\.proj\.bias \(32,\)"
+    assert re.search(first, msg), msg
     assert "fix: a new --workdir" in msg
     assert "partial_restore" not in proc.stderr
     assert snapshot(workdir) == before
