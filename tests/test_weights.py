@@ -184,6 +184,20 @@ def test_other_class_count_reinitializes_the_classifier(tmp_path, caplog, name):
         assert f"{h}: the checkpoint has 7 classes, the model 3; re-initialized" in caplog.text
 
 
+def test_headless_model_drops_the_checkpoints_classifier(tmp_path, caplog):
+    """num_classes=0 (features only): the checkpoint's head, found through the model it was
+    written by, is dropped; everything else loads."""
+    source = save(tmp_path / "ckpt", VIT, **VIT_ARGS, num_classes=10)
+    with caplog.at_level(logging.INFO, logger="jaxvit"):
+        model = jaxvit.create_model(VIT, checkpoint=str(tmp_path / "ckpt"), num_classes=0)
+    assert model.head is None
+    got, src = leaves(model), leaves(source)
+    assert set(src) - set(got) == {"params.head.kernel", "params.head.bias"}
+    for k, v in got.items():
+        np.testing.assert_array_equal(v, src[k], err_msg=k)
+    assert "head: the checkpoint's 10-class classifier dropped" in caplog.text
+
+
 def test_position_table_resampled_on_load(tmp_path, caplog):
     from jaxvit.layers.pos_embed import resample_abs_pos_embed
 
@@ -401,6 +415,29 @@ def test_rerun_with_another_batch_or_optimizer_is_caught(ema_run):
     with pytest.raises(CheckpointError, match=r"in the workdir, not the model \(\d+\): ema_params"):
         loop.run(tiny_config(total_steps=4, model_ema=False), str(workdir))
     assert snapshot(workdir) == before
+
+
+def test_best_is_replaced_only_by_a_better_eval_and_survives_a_restart(tmp_path):
+    from jaxvit.train.loop import BestCheckpoint
+
+    def state(value):
+        return {"params": {"w": np.full(3, value, np.float32)}, "batch_stats": {}, "opt_state": {}}
+
+    best = BestCheckpoint(str(tmp_path), "eval_top1", {"model": VIT, "kwargs": {}})
+    best.update(state(1.0), 10, {"eval_top1": 0.5})
+    best.update(state(2.0), 20, {"eval_top1": 0.5})  # equal: the earlier stays
+    best.update(state(3.0), 30, {"eval_top1": 0.4})
+    assert best.summary() == {"best_step": 10.0, "best_eval_top1": 0.5}
+    again = BestCheckpoint(str(tmp_path), "eval_top1", {"model": VIT, "kwargs": {}})  # a resumed run
+    again.update(state(4.0), 40, {"eval_top1": 0.45})
+    assert weights.read_model_meta(str(tmp_path / "best"))["step"] == 10
+    again.update(state(5.0), 50, {"eval_top1": 0.75})
+    trees, meta = weights.read_model_checkpoint(str(tmp_path / "best"))
+    assert (meta["step"], meta["value"], meta["ema"]) == (50, 0.75, False)
+    np.testing.assert_array_equal(trees["params"]["w"], np.full(3, 5.0))
+    assert set(trees) == {"params"}  # no opt_state in a model checkpoint
+    with pytest.raises(CheckpointError, match="holds no EMA weights"):
+        weights.read_model_checkpoint(str(tmp_path / "best"), ema=True)
 
 
 def test_replacing_a_model_checkpoint_is_atomic(tmp_path):
