@@ -61,7 +61,7 @@ def precheck(argv: list[str]) -> None:
         return
     try:
         check_overrides(load_config_file(spec), argv)
-    except (KeyError, FileNotFoundError) as e:
+    except (KeyError, FileNotFoundError, ValueError) as e:  # a bad file, variant or key: the user's
         from jaxvit.errors import report
 
         sys.exit(report(e))

@@ -40,6 +40,8 @@ def parse_args(argv=None):
                    help="device peak for MFU; 0 = measure a float32/bf16 matmul")
     p.add_argument("--torch", default="eager,amp,compile",
                    help="timm modes to time: eager, amp (autocast, GPU), compile; '' for none")
+    p.add_argument("--attention", default="auto", help="attention kernel: auto | xla | cudnn | xla_padded "
+                   "(jaxvit/layers/attention.py; the trainer's --config.attention)")
     p.add_argument("--model-args", default="", help="extra constructor keywords, e.g. depth=2,embed_dim=64")
     p.add_argument("--csv", default="benchmarks/results.csv")
     return p.parse_args(argv)
@@ -79,6 +81,7 @@ def peak_memory_gb() -> float | None:
 
 
 def bench_jax(args) -> list[dict]:
+    jaxvit.layers.attention_impl.set_implementation(args.attention)
     model = jaxvit.create_model(args.model, dtype=args.dtype, **model_kwargs(args))
     graph, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
     params, batch_stats, rest = map(nnx.to_pure_dict, (params, batch_stats, rest))
@@ -170,7 +173,8 @@ def main(argv=None) -> list[dict]:
     peak = args.peak_tflops or measure_matmul_tflops(dtype)
     ref = {r["task"]: r["sec"] for r in rows if r["impl"] == "jaxvit jit"}
     device = f"{jax.devices()[0].device_kind} x{jax.device_count()}"
-    print(f"\n{args.model}  batch {args.batch}  {args.img_size}px  {args.dtype}  on {device}"
+    print(f"\n{args.model}  batch {args.batch}  {args.img_size}px  {args.dtype}  attention {args.attention}"
+          f"  on {device}"
           f"  (peak {peak:.2f} TFLOP/s{' measured' if not args.peak_tflops else ''})")
     print(f"{'impl':<14}{'task':<7}{'img/s':>10}{'ms/step':>10}{'jaxvit x':>10}{'MFU':>8}{'peak GB':>9}")
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

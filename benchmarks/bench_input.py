@@ -38,9 +38,9 @@ def pipeline_img_per_s(config, threads: int, n_batches: int) -> float:
 
     config.data_threads = threads
     source = get_source(config)
-    batch = min(config.global_batch_size, source.num_examples[config.train_split])
+    batch = min(config.global_batch_size, source.size(config.train_split))
     it = pipeline.train_batches(config, source, batch, 0, jax.process_index(), jax.process_count())
-    per_epoch = source.num_examples[config.train_split] // batch
+    per_epoch = source.size(config.train_split) // batch
     for _ in range(per_epoch + 2):  # one pass fills the decode cache, as in a long run
         next(it)
     start = time.perf_counter()

@@ -12,11 +12,25 @@ def get_config() -> ml_collections.ConfigDict:
     c.seed = 0
 
     # --- data ---------------------------------------------------------------------
-    c.dataset = "digits"  # 'digits' | 'imagefolder' | 'synthetic' | any tfds name ('cifar10', ...)
-    c.data_dir = ""  # imagefolder root, or tfds data_dir ('' = tfds default)
-    c.train_split = "train"
-    c.eval_split = "test"  # imagefolder: 'val'
+    # 'digits' | 'imagefolder' | 'synthetic' | any tfds name ('cifar10', ...) | an official download
+    # read as it unpacks (jaxvit/data/layouts.py): 'files:flowers102', 'files:pets', 'files:caltech256',
+    # 'files:aircraft', 'files:cars', 'files:dtd', and as torchvision's CIFAR10 / CIFAR100 / STL10
+    # download them: 'files:cifar10', 'files:cifar100', 'files:stl10' (data_dir: torchvision's root)
+    c.dataset = "digits"
+    c.data_dir = ""  # imagefolder or files:* root, or tfds data_dir ('' = tfds default)
+    c.train_split = "train"  # any split expression as tfds writes it: 'train+val', 'train[:90%]'
+    c.eval_split = "test"  # imagefolder: 'val'; e.g. 'train[90%:]' to hold out the end of train
     c.val_fraction = 0.1  # imagefolder without val/: held-out fraction per class
+    c.layout = ml_collections.ConfigDict()  # options of the files:* layouts
+    c.layout.train_per_class = 30  # files:caltech256: 'train' images per class (Caltech-256-30)
+    c.layout.val_per_class = 20  # files:caltech256: the next images per class are 'val', the rest 'test'
+    c.layout.pick = "numbered"  # files:caltech256: 'numbered' (by image number, seed 003) | 'seeded' (config.seed)
+    c.layout.clutter = True  # files:caltech256: 257.clutter is a class (seed 003's 257 classes)
+    c.layout.aircraft_level = "variant"  # files:aircraft: 'variant' (100) | 'family' (70) | 'manufacturer' (41)
+    c.layout.dtd_fold = 1  # files:dtd: labels/{train,val,test}N.txt, N in 1..10
+    c.layout.cifar100_labels = "fine"  # files:cifar100: 'fine' (100 classes) | 'coarse' (20 superclasses)
+    c.layout.stl10_fold = -1  # files:stl10: 0..9 keeps that fold's 1,000 train images (fold_indices.txt)
+    c.skip_bad_images = False  # imagefolder, files:*: undecodable files stop the run, listed; True: leave them out (logged)
     c.num_classes = -1  # -1: from the dataset
     c.img_size = 16
     c.mean = (0.5, 0.5, 0.5)
@@ -61,6 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.attn_drop_rate = 0.0
     c.drop_path_rate = 0.0
     c.dtype = "float32"  # compute dtype ('bfloat16' on GPU/TPU); params stay float32
+    c.attention = "auto"  # 'auto' (cuDNN fused on GPU in bf16/fp16, else XLA) | 'xla' | 'cudnn' | 'xla_padded'
     c.init_from = ""  # a jaxvit checkpoint dir (python -m convert output, a workdir, or a workdir's best/)
     c.init_from_ema = False  # take init_from's EMA weights (a workdir trained with model_ema, or its best/)
     c.init_from_strict = True  # False: load the tensors that match, list the rest and keep them at init

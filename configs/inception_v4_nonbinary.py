@@ -7,8 +7,22 @@ schedule), --mixup 0.2, --L2SP --L2SP_rates 0.1 (or three rates), --aa rand-m9-m
 --reprob 0.5 --remode pixel, --amp. Everything else is timm train.py's default of the time:
 sgd with momentum 0.9, warmup 3 epochs from 1e-4, smoothing 0.1, scheduler stepped per
 epoch, Inception mean/std (0.5) at 299px, crop_pct 0.875, bicubic.
-Datasets (the paper's): caltech (Caltech-256-30) and aircraft (FGVC-Aircraft) as image
-folders (ROOT/train/<class>/*, ROOT/val/<class>/*); cars (tfds cars196) and dtd (tfds dtd).
+Datasets (the paper's) are read as distributed, from --config.data_dir (seed 003: --data_dir
+./data/), by the splits seed 003's own loaders (timm/data/sdata/*.py in its repository, called with
+test=False by its dataset_factory) train and evaluate on:
+  caltech   files:caltech256, Caltech-256-30: per class images 1-30 train, 31-50 eval ('val');
+            257 classes, 257.clutter included, as its loader lists every folder
+  aircraft  files:aircraft, FGVC-Aircraft variants (100): images_variant_train.txt / _val.txt
+  cars      files:cars, Stanford Cars: cars_train / cars_test (devkit annotations). Seed 003's
+            loader instead reads car_ims + cars_annos.mat and keeps 10 train / 11 eval images per
+            class of the official train set; jaxvit reads the official split
+  dtd       files:dtd, DTD fold 1: labels/train1.txt / val1.txt
+For test-set numbers pass --config.eval_split=test (caltech: every image after the 50th of its
+class; aircraft and dtd then usually train on --config.train_split=train+val); --config.layout.*
+sets Caltech's N per class, pick and clutter and DTD's fold. The tfds variants
+cars_tfds (cars196 train / test) and dtd_tfds (dtd train / validation) read tfds's copies,
+prepared with `tfds build NAME`; an image folder ROOT/train/<class>, ROOT/val/<class> works with
+--config.dataset=imagefolder --config.data_dir=ROOT.
 
   python -c "import timm, torch; torch.save(timm.create_model('inception_v4.tf_in1k',
       pretrained=True).state_dict(), 'inception_v4.pth')"
@@ -22,20 +36,23 @@ Smoke test: --config.dataset=digits --config.init_from= (tests/test_configs.py)
 from configs import default
 
 DATASETS = {
-    # dataset, data_dir, eval split
-    "caltech": ("imagefolder", "data/caltech256_30", "val"),
-    "aircraft": ("imagefolder", "data/fgvc_aircraft", "val"),
-    "cars": ("cars196", "", "test"),
-    "dtd": ("dtd", "", "test"),
+    # dataset, data_dir, train split, eval split
+    "caltech": ("files:caltech256", "data/caltech256", "train", "val"),
+    "aircraft": ("files:aircraft", "data/aircraft", "train", "val"),
+    "cars": ("files:cars", "data/stanford_cars", "train", "test"),
+    "dtd": ("files:dtd", "data/dtd", "train", "val"),
+    "cars_tfds": ("cars196", "", "train", "test"),
+    "dtd_tfds": ("dtd", "", "train", "validation"),
 }
 
 
 def get_config(arg: str = "dtd"):
     if arg not in DATASETS:
         raise ValueError(f"configs/inception_v4_nonbinary.py:{arg}: choose one of {sorted(DATASETS)}")
-    dataset, data_dir, eval_split = DATASETS[arg]
+    dataset, data_dir, train_split, eval_split = DATASETS[arg]
     c = default.get_config()
-    c.dataset, c.data_dir, c.eval_split = dataset, data_dir, eval_split
+    c.dataset, c.data_dir = dataset, data_dir
+    c.train_split, c.eval_split = train_split, eval_split
     c.img_size = 299
     c.patch_size = 0
     c.mean = (0.5, 0.5, 0.5)

@@ -18,6 +18,13 @@ First convert the weights (once; the torch extra, and timm's download for the .p
   python -m convert --model mixer_b16_224 --checkpoint mixer_miil.pth \
       --out runs/convert/mixer_b16_224.miil_in21k
   python main.py --config=configs/mixer_b16_cifar100.py:miil --workdir=runs/mixer_c100_miil
+Data: CIFAR-100 as torchvision downloads it (files:cifar100 under data/cifar100: the folder that
+holds cifar-100-python/, or that folder; elsewhere --config.data_dir=DIR), the form a PyTorch user
+has. The seed's own command passes timm a folder (/Cifar100Folder/, no --dataset: timm's image
+folder reader, so CIFAR-100 exported to image files; the same 50,000 / 10,000 images, PNG being
+lossless): such an export reads with --config.dataset=imagefolder --config.data_dir=DIR
+--config.eval_split=val (DIR/train/<class>/, DIR/val/<class>/). tfds: --config.dataset=cifar100
+--config.data_dir=
 Smoke test: --config.dataset=digits --config.init_from= (see tests/test_configs.py)
 """
 
@@ -35,7 +42,8 @@ def get_config(arg: str = "miil"):
         raise ValueError(f"configs/mixer_b16_cifar100.py:{arg}: choose one of {sorted(PRETRAINED)}")
     name, mean, std = PRETRAINED[arg]
     c = default.get_config()
-    c.dataset = "cifar100"
+    c.dataset = "files:cifar100"  # torchvision's download (see the docstring)
+    c.data_dir = "data/cifar100"
     c.eval_split = "test"
     c.img_size = 224
     c.patch_size = 0

@@ -14,6 +14,10 @@ assumption): adamw, lr = blr * batch / 256 with blr 1e-3 for the pretraining too
 1e-6, smoothing 0.1, scheduler per epoch. MViTv2-tiny at 32px: patch kernel 3, stride 2,
 padding 1 (16x16 tokens).
 
+Data: as configs/vit_tiny_cifar10.py (same seed, --data_set CIFAR10 --data_location ../data,
+torchvision's download): files:cifar10 under data/ (data/cifar-10-batches-py/; elsewhere
+--config.data_dir=DIR); tfds instead: --config.dataset=cifar10 --config.data_dir=
+
   python main.py --config=configs/mvitv2_tiny_cifar10.py:pretrain --workdir=runs/mvit_c10
   python main.py --config=configs/mvitv2_tiny_cifar10.py:finetune --workdir=runs/mvit_c10_ft \
       --config.init_from=runs/mvit_c10
@@ -27,7 +31,8 @@ def get_config(arg: str = "pretrain"):
     if arg not in ("pretrain", "finetune"):
         raise ValueError(f"configs/mvitv2_tiny_cifar10.py:{arg}: choose 'pretrain' or 'finetune'")
     c = default.get_config()
-    c.dataset = "cifar10"
+    c.dataset = "files:cifar10"  # torchvision's download, as the seed read it
+    c.data_dir = "data"
     c.eval_split = "test"
     c.img_size = 32
     c.patch_size = 0

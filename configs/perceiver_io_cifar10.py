@@ -14,6 +14,11 @@ Differences from the seed, on purpose:
 - the seed's epoch count is not stated (its curves converge by ~15 epochs): 20 here;
 - the seed's augmentations are not listed for Perceiver IO: crop + flip here.
 
+Data: the seed's Perceiver IO notebook reads torchvision's download, datasets.CIFAR10(
+root='data/cifar10', download=True), so the default is files:cifar10 with data_dir data/cifar10
+(that folder or cifar-10-batches-py/ itself; elsewhere: --config.data_dir=DIR). tfds instead:
+--config.dataset=cifar10 --config.data_dir=
+
 python main.py --config=configs/perceiver_io_cifar10.py --workdir=runs/pio_c10
 Smoke test: add --config.dataset=digits --config.eval_split=test --config.num_epochs=1
 """
@@ -23,7 +28,8 @@ from configs import default
 
 def get_config():
     c = default.get_config()
-    c.dataset = "cifar10"
+    c.dataset = "files:cifar10"  # torchvision's download, as the seed read it
+    c.data_dir = "data/cifar10"
     c.eval_split = "test"
     c.img_size = 32
     c.patch_size = 0  # no patches: pixels are the input tokens

@@ -10,6 +10,10 @@ Differences from the seed, as in configs/perceiver_io_cifar10.py: pixels (+ Four
 features) are the input tokens instead of one 96*96*3 token; 20 epochs (not stated in the
 seed); crop + flip augmentation. 9216 pixel tokens per image: cross-attention is the cost.
 
+Data: the seed read torchvision's download, datasets.STL10(root='data/stl10', split='train' /
+'test', download=True): files:stl10 under data/stl10 (or stl10_binary/ itself; elsewhere
+--config.data_dir=DIR). tfds instead: --config.dataset=stl10 --config.data_dir=
+
 python main.py --config=configs/perceiver_io_stl10.py --workdir=runs/pio_stl10
 Smoke test: add --config.dataset=digits --config.eval_split=test --config.num_epochs=1
 """
@@ -19,7 +23,8 @@ from configs import perceiver_io_cifar10
 
 def get_config():
     c = perceiver_io_cifar10.get_config()
-    c.dataset = "stl10"
+    c.dataset = "files:stl10"  # torchvision's download, as the seed read it
+    c.data_dir = "data/stl10"
     c.eval_split = "test"
     c.img_size = 96
     c.mean = (0.4467, 0.4398, 0.4066)

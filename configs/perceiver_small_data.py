@@ -11,6 +11,9 @@ its repository's configs, not in the write-up: perceiver_tiny / _small / _base a
 3e-4, batch 128 here (print our counts with `python -m jaxvit.models.perceiver`).
 
   python main.py --config=configs/perceiver_small_data.py:cifar10_large --workdir=runs/perc_c10_l
+Data as configs/swin_small_data.py: torchvision's CIFAR-10 / STL-10 downloads (files:cifar10 under
+data/cifar10, files:stl10 under data/stl10; other place: --config.data_dir=DIR), as seed 001's
+code reads them; tfds instead: --config.dataset=cifar10 (or stl10) --config.data_dir=
 Smoke test: --config.dataset=digits (tests/test_configs.py)
 """
 

@@ -12,6 +12,14 @@ CIFAR-10, RandomResizedCrop + flip, dataset mean/std.
   python main.py --config=configs/swin_small_data.py:cifar10 --workdir=runs/swin_c10
   python main.py --config=configs/swin_small_data.py:tiny_imagenet --workdir=runs/swin_tin \
       --config.data_dir=/data/tiny-imagenet-200      # the official download, as unpacked
+Data (shared by tnt_, mixer_ and perceiver_small_data.py): seed 001's code reads CIFAR-10 and STL-10
+through torchvision (datasets.CIFAR10 / STL10(root=data/<dataset>, download=True) in its
+src/perceiver/lib/train_utils.py and the Perceiver IO notebook; CIFAR10(root='./data') in
+src/cifar/train_cifar10.py, TnT's trainer; its Swin and Mixer notebooks are taken to do the same).
+So the defaults read those downloads as they unpack: files:cifar10 under data/cifar10 and files:stl10
+under data/stl10 (the folder torchvision made, cifar-10-batches-py/ or stl10_binary/, or its parent:
+--config.data_dir=DIR). The same images from tfds: --config.dataset=cifar10 (or stl10)
+--config.data_dir= (tfds's own folder; `tfds build cifar10` first).
 Smoke test: --config.dataset=digits (tests/test_configs.py)
 """
 
@@ -19,8 +27,8 @@ from configs import default
 
 DATA = {
     # dataset, eval split, img size, window, batch, mean, std
-    "cifar10": ("cifar10", "test", 32, 8, 1024, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "stl10": ("stl10", "test", 96, 12, 128, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
+    "cifar10": ("files:cifar10", "test", 32, 8, 1024, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "stl10": ("files:stl10", "test", 96, 12, 128, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
     "tiny_imagenet": ("imagefolder", "val", 64, 8, 128, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
 }
 VARIANTS = sorted(DATA) + ["cifar10_pretrained"]
@@ -30,6 +38,8 @@ def small_data(c, name: str):
     """Dataset, size and normalization of seed 001's three datasets (shared by its configs)."""
     dataset, eval_split, size, _, _, mean, std = DATA[name]
     c.dataset, c.eval_split, c.img_size, c.mean, c.std = dataset, eval_split, size, mean, std
+    if dataset.startswith("files:"):  # seed 001's torchvision root: data/cifar10/cifar-10-batches-py/...
+        c.data_dir = f"data/{name}"
     c.crop_pct = 1.0
     c.aug.hflip = 0.5
     return c

@@ -10,6 +10,9 @@ Rand-TnT's widths are not stated (lucidrains' TNT was used): TnT-S's 384 / 24 he
 
   python main.py --config=configs/tnt_small_data.py:cifar10 --workdir=runs/tnt_c10
   python main.py --config=configs/tnt_small_data.py:stl10_pretrained --workdir=runs/tnt_stl_pre
+Data as configs/swin_small_data.py: torchvision's CIFAR-10 / STL-10 downloads (files:cifar10 under
+data/cifar10, files:stl10 under data/stl10; other place: --config.data_dir=DIR), as seed 001's
+code reads them; tfds instead: --config.dataset=cifar10 (or stl10) --config.data_dir=
 Smoke test: --config.dataset=digits (tests/test_configs.py)
 """
 

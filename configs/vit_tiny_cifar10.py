@@ -7,6 +7,11 @@ smoothing 0.1, --ra=3 (repeated augmentation), --reprob 0.1, RandomResizedCrop s
 flip, RandAugment n=2 m=9 mstd=0.5 with the *Increasing ops (rand-m9-mstd0.5-inc1),
 erasing in pixel mode. The scheduler is stepped per epoch (DeiT/MAE-style eval_cls.py).
 
+Data: the seed's eval_cls.py reads CIFAR-10 with torchvision (--data_set CIFAR10
+--data_location ../data: datasets.CIFAR10(root, download=True)), so the default is that download
+as it unpacks: files:cifar10 under data/ (data/cifar-10-batches-py/; elsewhere
+--config.data_dir=DIR). tfds instead: --config.dataset=cifar10 --config.data_dir=
+
 python main.py --config=configs/vit_tiny_cifar10.py --workdir=runs/vit_c10_32
 python main.py --config=configs/vit_tiny_cifar10.py:64 --workdir=runs/vit_c10_64
 Smoke test: add --config.dataset=digits --config.eval_split=test --config.num_epochs=1
@@ -20,7 +25,8 @@ def get_config(arg: str = "32"):
     if size not in (32, 64):
         raise ValueError(f"configs/vit_tiny_cifar10.py:{arg}: the seed recipe has sizes 32 and 64")
     c = default.get_config()
-    c.dataset = "cifar10"
+    c.dataset = "files:cifar10"  # torchvision's download, as the seed read it
+    c.data_dir = "data"
     c.eval_split = "test"
     c.img_size = size
     c.patch_size = 2 if size == 32 else 4

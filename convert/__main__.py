@@ -14,6 +14,7 @@ import os
 import sys
 
 from convert import ConversionError, convert_state_dict, load_state_dict, save, timm_state_dict
+from jaxvit.errors import report
 from jaxvit.registry import get_entry, parse_model_args
 
 
@@ -24,6 +25,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     src.add_argument("--checkpoint", help=".pth / .pth.tar / .bin / .safetensors file")
     src.add_argument("--random-init", action="store_true", help="convert timm's own init (no download)")
     p.add_argument("--out", required=True, help="new directory for the jaxvit checkpoint")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="unpickle objects beyond plain values (runs code from the file: unsafe unless you trust it)")
     p.add_argument("--checkpoint-key", help="entry holding the weights (default: model, state_dict, ...)")
     p.add_argument("--strip-prefix", help="take the weights under this key prefix, e.g. 'encoder.'")
     p.add_argument("--num-classes", type=int, help="default: the checkpoint's head; another count: new head")
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> str:
         sd = timm_state_dict(args.model, seed=args.seed, **size)
         source = f"timm.create_model({args.model!r}, pretrained=False) seed {args.seed}"
     else:
-        sd = load_state_dict(args.checkpoint, key=args.checkpoint_key, strip_prefix=args.strip_prefix)
+        sd = load_state_dict(args.checkpoint, key=args.checkpoint_key, strip_prefix=args.strip_prefix,
+                             trust=args.trust_checkpoint)
         source = os.path.abspath(args.checkpoint)
     model, meta = convert_state_dict(args.model, sd, seed=args.seed, **size)
     del sd
@@ -62,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except (ConversionError, ValueError, OSError, NotImplementedError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     return 0
 
 

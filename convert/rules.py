@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 from flax import nnx
+from jaxvit.errors import CheckpointError
 
 from jaxvit.train.checkpoint import collections_of, flatten, unflatten_like
 
@@ -26,7 +27,7 @@ Transform = Callable[[Array], Array]
 IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 
-class ConversionError(ValueError):
+class ConversionError(CheckpointError):
     """A checkpoint does not fit the model; the message says which keys and how to fix it."""
 
 

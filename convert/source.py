@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -35,24 +36,105 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _read(path: str) -> Any:
+def _plain_value_globals() -> list:
+    """The globals of plain values training scripts save next to their weights: numpy scalars,
+    arrays and dtypes (``best_metric = np.float64(...)``) and argparse options (DeiT, MoCo).
+    Loading them runs no code beyond building those values."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    found = [argparse.Namespace, np.dtype, np.ndarray, core.multiarray.scalar, core.multiarray._reconstruct]
+    found += [t for t in vars(np.dtypes).values() if isinstance(t, type) and issubclass(t, np.dtype)]
+    # numpy 1.x pickles name numpy.core.*, numpy 2.x numpy._core.*: accept both spellings
+    aliases = [(f, f"numpy.core.multiarray.{f.__name__}") for f in found[3:5]]
+    aliases += [(f, f"numpy._core.multiarray.{f.__name__}") for f in found[3:5]]
+    return found + aliases
+
+
+class _Unsafe:
+    """Stands in for a global that weights-only loading refuses, so the diagnostic load can say
+    where it sits; it never calls the real thing."""
+
+    name = "?"
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+def _where(obj: Any, path: str = "") -> list[tuple[str, str]]:
+    """(key path, global name) of every stand-in inside ``obj``."""
+    if isinstance(obj, _Unsafe):
+        return [(path or "(top level)", obj.name)]
+    if isinstance(obj, Mapping):
+        return [w for k, v in obj.items() for w in _where(v, f"{path}[{k!r}]")]
+    if isinstance(obj, (list, tuple)):
+        return [w for i, v in enumerate(obj) for w in _where(v, f"{path}[{i}]")]
+    return []
+
+
+def _refused_globals(path: str, names: list[str]) -> ConversionError:
+    """Loads once more with each refused global replaced by a stand-in, to name its key."""
+    stand_ins = [(type(f"Unsafe_{i}", (_Unsafe,), {"name": n}), n) for i, n in enumerate(names)]
+    try:
+        with torch.serialization.safe_globals(_plain_value_globals() + stand_ins):
+            where = _where(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception:  # the stand-ins could not take the object's place: name the globals only
+        where = []
+    at = "; ".join(f"{g} under {k}" for k, g in where[:3]) or ", ".join(names[:5])
+    return ConversionError(
+        f"{path} holds objects that safe (weights-only) loading does not build: {at}; the file is not "
+        "corrupt. Either re-save the weights alone (torch.save(ckpt['state_dict'], 'weights.pth')) or, "
+        "for a file you trust, pass --trust-checkpoint (unpickles arbitrary code: unsafe for files "
+        "from others)"
+    )
+
+
+def _read(path: str, trust: bool = False) -> Any:
     if not os.path.isfile(path):
         raise ConversionError(f"checkpoint {path} does not exist; check the --checkpoint path")
-    try:
-        if path.endswith(".safetensors"):
+    if path.endswith(".safetensors"):
+        try:
             from safetensors.torch import load_file
 
             return load_file(path)
-        # Training checkpoints (DeiT's) store their argparse options next to the weights;
-        # that plain container is safe to allow, nothing else beyond weights_only's defaults.
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        except Exception as e:
+            raise _corrupt(path, e) from None
+    if trust:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise _corrupt(path, e) from None
+    try:
+        refused = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as e:  # not a zip, truncated, or damaged: the file itself is bad
+        raise _corrupt(path, e) from None
+    allowed = {f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', '')}" for f in _plain_value_globals()
+               if not isinstance(f, tuple)}
+    allowed |= {f[1] for f in _plain_value_globals() if isinstance(f, tuple)}
+    refused = [g for g in refused if g not in allowed]
+    if refused:
+        raise _refused_globals(path, refused)
+    try:
+        with torch.serialization.safe_globals(_plain_value_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch/safetensors raise many types for a damaged file
-        reason = (str(e).strip() or type(e).__name__).splitlines()[0].split(". ")[0][:200]
+    except pickle.UnpicklingError as e:  # a global our scan missed: still not corruption
         raise ConversionError(
-            f"cannot read {path} as a PyTorch/safetensors checkpoint ({type(e).__name__}: {reason}); "
-            "the file is truncated or corrupt, download or copy it again"
+            f"{path}: safe (weights-only) loading refused it ({str(e).splitlines()[0][:200]}); the file "
+            "is not corrupt: re-save the weights alone, or pass --trust-checkpoint for a file you trust"
         ) from None
+    except Exception as e:
+        raise _corrupt(path, e) from None
+
+
+def _corrupt(path: str, e: Exception) -> ConversionError:
+    reason = (str(e).strip() or type(e).__name__).splitlines()[0].split(". ")[0][:200]
+    return ConversionError(
+        f"cannot read {path} as a PyTorch/safetensors checkpoint ({type(e).__name__}: {reason}); "
+        "the file is truncated or corrupt, download or copy it again"
+    )
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -116,8 +198,12 @@ def clean_keys(state_dict: Mapping[str, Any], strip_prefix: str | None = None, l
 
 
 def load_state_dict(
-    path: str, *, key: str | None = None, strip_prefix: str | None = None, log: Log = print
+    path: str, *, key: str | None = None, strip_prefix: str | None = None, log: Log = print,
+    trust: bool = False,
 ) -> dict[str, np.ndarray]:
-    """The backbone weights in ``path`` (.pth/.pth.tar/.bin/.safetensors) as numpy, torch layout."""
-    raw = _unwrap(_read(path), path, key, log)
+    """The backbone weights in ``path`` (.pth/.pth.tar/.bin/.safetensors) as numpy, torch layout.
+
+    Loading is weights-only (no code runs) with the plain values training scripts keep beside the
+    weights allowed; ``trust=True`` unpickles anything (only for files you trust)."""
+    raw = _unwrap(_read(path, trust), path, key, log)
     return {k: to_numpy(v) for k, v in clean_keys(raw, strip_prefix, log).items()}

@@ -13,6 +13,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from jaxvit.errors import ConfigError
+
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 IMAGENET_INCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -76,7 +78,7 @@ def get_entry(name: str) -> ModelEntry:
     if arch not in _MODELS:
         close = difflib.get_close_matches(arch, list(_MODELS) + list(_ALIASES), n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
+        raise ConfigError(
             f"unknown model {name!r}{hint} (jaxvit.list_models() lists all {len(_MODELS)} names)"
         )
     return _MODELS[arch]
@@ -101,6 +103,6 @@ def parse_model_args(text: str) -> dict:
             raise SyntaxError("positional value")
         return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
     except (SyntaxError, ValueError) as e:
-        raise ValueError(
+        raise ConfigError(
             f"config.model_args {text!r} is not a list of key=literal (e.g. 'depth=2,embed_dim=32'): {e}"
         ) from None

@@ -63,7 +63,7 @@ def smoke(config, init_from: str = ""):
     args = parse_model_args(config.model_args)
     args.update(parse_model_args(tiny))
     config.model_args = ",".join(f"{k}={v!r}" for k, v in args.items())
-    config.dataset, config.data_dir, config.eval_split = "digits", "", "test"
+    config.dataset, config.data_dir, config.train_split, config.eval_split = "digits", "", "train", "test"
     config.num_classes = -1
     config.img_size = size
     config.init_from = init_from

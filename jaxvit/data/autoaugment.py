@@ -18,6 +18,7 @@ import math
 import re
 
 from jaxvit.data.tf_util import import_tf
+from jaxvit.errors import ConfigError
 
 tf = import_tf()
 
@@ -169,7 +170,7 @@ def affine(image, matrix, interpolation="bilinear", fill=FILL):
     points outside the input take ``fill``, neighbours beyond the edge are clamped.
     """
     if interpolation not in INTERPOLATIONS[:3]:
-        raise ValueError(f"interpolation {interpolation!r} is not one of {INTERPOLATIONS[:3]}")
+        raise ConfigError(f"interpolation {interpolation!r} is not one of {INTERPOLATIONS[:3]}")
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
     a, b, c, d, e, f = (f64(m) for m in matrix)
@@ -316,7 +317,7 @@ class AugmentOp:
 
     def __post_init__(self):
         if self.name not in OPS:
-            raise ValueError(f"unknown augment op {self.name!r}; valid ops: {sorted(OPS)}")
+            raise ConfigError(f"unknown augment op {self.name!r}; valid ops: {sorted(OPS)}")
 
     def __call__(self, image, seed):
         return apply_one_of((self,), 0, image, seed)
@@ -340,7 +341,7 @@ def apply_one_of(ops, index, image, seed):
     """
     hp = ops[0].hparams
     if any(op.hparams != hp for op in ops):
-        raise ValueError("ops applied by one policy must share their hparams")
+        raise ConfigError("ops applied by one policy must share their hparams")
     s_prob, s_mag, s_sign, s_interp = split(seed, 4)
     table = lambda values, dtype=tf.float64: tf.gather(tf.constant(values, dtype), index)
     applied = uniform(s_prob, dtype=tf.float64) <= table([op.prob for op in ops])  # timm: skip if random() > prob
@@ -443,7 +444,7 @@ def parse(config_str: str) -> tuple[str, dict]:
     elif head in POLICIES:
         valid = POLICY_KEYS
     else:
-        raise ValueError(
+        raise ConfigError(
             f"unknown auto_augment {config_str!r}: it must start with 'rand' (RandAugment, e.g. "
             f"'rand-m9-mstd0.5-inc1') or name an AutoAugment policy {sorted(POLICIES)}"
         )
@@ -451,14 +452,14 @@ def parse(config_str: str) -> tuple[str, dict]:
     for section in sections:
         match = re.fullmatch(r"([a-z]+)(\d.*)", section)
         if not match or match[1] not in valid:
-            raise ValueError(
+            raise ConfigError(
                 f"bad section {section!r} in auto_augment {config_str!r}: valid keys for {head!r} "
                 f"are {sorted(valid)}, each followed by its number (e.g. m9, n2, mstd0.5, inc1)"
             )
         try:
             values[match[1]] = valid[match[1]](match[2])
         except ValueError:
-            raise ValueError(f"section {section!r} of auto_augment {config_str!r}: {match[2]!r} is not a number") from None
+            raise ConfigError(f"section {section!r} of auto_augment {config_str!r}: {match[2]!r} is not a number") from None
     return head, values
 
 
@@ -485,7 +486,7 @@ class AutoAugment:
     def __call__(self, image, seed):
         width = len(self.policy[0])
         if any(len(sub) != width for sub in self.policy):
-            raise ValueError("AutoAugment sub-policies must have the same length")
+            raise ConfigError("AutoAugment sub-policies must have the same length")
         ops = [op for sub in self.policy for op in sub]
         s_choice, *s_ops = split(seed, 1 + width)
         sub = randint(s_choice, 0, len(self.policy) - 1)
@@ -619,12 +620,12 @@ def pick_policy(names, pick_min: int, pick_max: int, size, interpolation: str):
     known = pick_transforms(size, interpolation)
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown pick_ops {unknown}; valid ops: {list(PICK_OPS)}")
+        raise ConfigError(f"unknown pick_ops {unknown}; valid ops: {list(PICK_OPS)}")
     if len(set(names)) != len(names):
-        raise ValueError(f"pick_ops {names} lists an op twice; the policy picks distinct ops")
+        raise ConfigError(f"pick_ops {names} lists an op twice; the policy picks distinct ops")
     pick_max = min(pick_max, len(names))
     if not 1 <= pick_min <= pick_max:
-        raise ValueError(f"need 1 <= pick_min ({pick_min}) <= pick_max ({pick_max}, capped at len(pick_ops))")
+        raise ConfigError(f"need 1 <= pick_min ({pick_min}) <= pick_max ({pick_max}, capped at len(pick_ops))")
     ops = [known[n] for n in names]
 
     def apply(image, seed):
@@ -644,7 +645,7 @@ def random_erasing(image, seed, probability, mode="pixel", max_count=1, min_area
     [min_area, max_area] / count, log-uniform aspect in [min_aspect, 1/min_aspect]) with zeros
     ('const'), one normal colour per box ('rand') or normal noise per pixel ('pixel')."""
     if mode not in ERASE_MODES:
-        raise ValueError(f"remode {mode!r} is not one of {ERASE_MODES}")
+        raise ConfigError(f"remode {mode!r} is not one of {ERASE_MODES}")
     s_apply, s_count, *s_boxes = split(seed, 2 + max_count)
     count = randint(s_count, 1, max_count)
     erased = image

@@ -19,6 +19,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxvit.errors import ConfigError
+
 MODES = ("batch", "pair", "elem")
 MIX_STREAM = 0x6D6978  # fold_in salt: the mixing key's stream, apart from dropout's
 
@@ -54,15 +56,15 @@ class Mixup:
 
     def __post_init__(self):
         if self.mixup_mode not in MODES:
-            raise ValueError(f"mixup_mode={self.mixup_mode!r} is not one of {MODES}")
+            raise ConfigError(f"mixup_mode={self.mixup_mode!r} is not one of {MODES}")
         if self.cutmix_minmax is not None:
             if len(self.cutmix_minmax) != 2 or not 0 <= self.cutmix_minmax[0] < self.cutmix_minmax[1] <= 1:
-                raise ValueError(
+                raise ConfigError(
                     f"cutmix_minmax={self.cutmix_minmax!r} must be (min, max) box ratios, 0 <= min < max <= 1"
                 )
             object.__setattr__(self, "cutmix_alpha", 1.0)  # as timm: minmax forces cutmix_alpha = 1
         if self.mixup_alpha <= 0 and self.cutmix_alpha <= 0:
-            raise ValueError("Mixup needs mixup_alpha > 0, cutmix_alpha > 0 or cutmix_minmax")
+            raise ConfigError("Mixup needs mixup_alpha > 0, cutmix_alpha > 0 or cutmix_minmax")
 
     @classmethod
     def from_config(cls, config, num_classes: int) -> Mixup | None:
@@ -158,7 +160,7 @@ class Mixup:
     def __call__(self, key: jax.Array, images: jax.Array, labels: jax.Array):
         b = images.shape[0]
         if b % 2:
-            raise ValueError(f"mixup/cutmix needs an even global batch (timm pairs i with B-1-i); got {b}")
+            raise ConfigError(f"mixup/cutmix needs an even global batch (timm pairs i with B-1-i); got {b}")
         return self.apply(self.sample(key, b, images.shape[1:3]), images, labels)
 
 
@@ -190,11 +192,11 @@ def _rows(x: jax.Array, start, n: int) -> jax.Array:
 def check_config(config) -> None:
     """Fails on a bad mixing setting with the key to change."""
     if config.mixup_mode not in MODES:
-        raise ValueError(f"config.mixup_mode={config.mixup_mode!r} is not one of {MODES}")
+        raise ConfigError(f"config.mixup_mode={config.mixup_mode!r} is not one of {MODES}")
     for key in ("mixup_prob", "switch_prob"):
         if not 0.0 <= config[key] <= 1.0:
-            raise ValueError(f"config.{key}={config[key]} must be a probability in [0, 1]")
+            raise ConfigError(f"config.{key}={config[key]} must be a probability in [0, 1]")
     if Mixup.from_config(config, 2) is not None and config.global_batch_size % 2:
-        raise ValueError(
+        raise ConfigError(
             f"mixup/cutmix pair example i with B-1-i: make global_batch_size {config.global_batch_size} even"
         )

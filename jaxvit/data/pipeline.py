@@ -19,6 +19,7 @@ import numpy as np
 from jaxvit.data import transforms
 from jaxvit.data.sources import Source
 from jaxvit.data.tf_util import import_tf
+from jaxvit.errors import DataError
 
 AUTOTUNE = -1
 
@@ -42,12 +43,8 @@ def train_batches(
     """
     tf = import_tf()
     split = config.train_split
-    source.check_split(split)
-    n = source.num_examples[split]
-    if n < global_batch:
-        raise ValueError(
-            f"split {split!r} has {n} examples, fewer than global_batch_size {global_batch}; lower it"
-        )
+    n = source.size(split)
+    check_batch_fits(source, split, global_batch)
     base = source.make(split, 0, 1)
     if config.cache_train:
         base = base.cache()
@@ -85,9 +82,20 @@ def train_batches(
     return ds.as_numpy_iterator()
 
 
+def check_batch_fits(source: Source, split: str, global_batch: int) -> None:
+    """A train split smaller than one global batch cannot fill a step (every batch is full)."""
+    n = source.size(split)
+    if n < global_batch:
+        raise DataError(
+            f"train split {split!r} of {source.name} has {n} examples, fewer than global_batch_size "
+            f"{global_batch}; set --config.global_batch_size to at most {n} or train on a larger split"
+        )
+
+
 def num_eval_batches(source: Source, split: str, local_batch: int, process_count: int) -> int:
-    """The same count on every host: enough batches for the largest shard."""
-    largest = math.ceil(source.num_examples[split] / process_count)
+    """The same count on every host: enough batches for the largest shard. Asked of the source, not
+    computed: tfds's even_splits of 'train+test' splits each part, so shards may differ by more than 1."""
+    largest = max(source.local_examples(split, i, process_count) for i in range(process_count))
     return max(1, math.ceil(largest / local_batch))
 
 

@@ -12,6 +12,7 @@ import functools
 import numpy as np
 
 from jaxvit.data.tf_util import import_tf
+from jaxvit.errors import ConfigError
 
 
 def _resize(tf, image, size, method):
@@ -124,7 +125,7 @@ def secondary_ops(config):
 
     aug = config.aug
     if aug.affine_interpolation not in aa.INTERPOLATIONS[:3]:
-        raise ValueError(f"aug.affine_interpolation {aug.affine_interpolation!r} is not one of {aa.INTERPOLATIONS[:3]}")
+        raise ConfigError(f"aug.affine_interpolation {aug.affine_interpolation!r} is not one of {aa.INTERPOLATIONS[:3]}")
     ops = []
     if aug.rotation:
         ops.append(functools.partial(
@@ -150,7 +151,7 @@ def auto_augment_hparams(config):
 
     interpolation = config.aug.aa_interpolation or config.aug.interpolation
     if interpolation not in aa.INTERPOLATIONS:
-        raise ValueError(f"aug.aa_interpolation {interpolation!r} is not one of {aa.INTERPOLATIONS} (or '')")
+        raise ConfigError(f"aug.aa_interpolation {interpolation!r} is not one of {aa.INTERPOLATIONS} (or '')")
     img_mean = tuple(min(255, round(255 * m)) for m in config.mean)
     return aa.Hparams(img_mean=img_mean, interpolation=interpolation)
 
@@ -162,7 +163,7 @@ def _erasing(config):
     from jaxvit.data import autoaugment as aa
 
     if aug.remode not in aa.ERASE_MODES or aug.recount < 1:
-        raise ValueError(f"aug.remode must be one of {aa.ERASE_MODES} (got {aug.remode!r}) and aug.recount >= 1")
+        raise ConfigError(f"aug.remode must be one of {aa.ERASE_MODES} (got {aug.remode!r}) and aug.recount >= 1")
     return functools.partial(aa.random_erasing, probability=aug.reprob, mode=aug.remode, max_count=aug.recount)
 
 

@@ -1,12 +1,18 @@
 """Layers written once and shared by every model family."""
 
+import importlib as _importlib
+
 from jaxvit.layers.attention import Attention, attention
 from jaxvit.layers.common import DropPath, dropout, gelu, layer_norm, linear
 from jaxvit.layers.mlp import Mlp
 from jaxvit.layers.patch_embed import PatchEmbed, to_2tuple
 from jaxvit.layers.pos_embed import resample_abs_pos_embed
 
+# the attention module itself (the name ``attention`` is its function): set_implementation, ...
+attention_impl = _importlib.import_module("jaxvit.layers.attention")
+
 __all__ = [
+    "attention_impl",
     "Attention",
     "attention",
     "DropPath",

@@ -8,6 +8,7 @@ from flax import nnx
 
 from jaxvit.layers import init
 from jaxvit.layers.common import Dtype
+from jaxvit.errors import ConfigError
 
 
 def to_2tuple(x: int | tuple[int, int]) -> tuple[int, int]:
@@ -31,7 +32,7 @@ class PatchEmbed(nnx.Module):
         self.patch_size = to_2tuple(patch_size)
         for s, p in zip(self.img_size, self.patch_size):
             if s % p:
-                raise ValueError(
+                raise ConfigError(
                     f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}; "
                     "pick a patch size that divides the image size"
                 )
@@ -53,7 +54,7 @@ class PatchEmbed(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if tuple(x.shape[1:3]) != self.img_size:
-            raise ValueError(
+            raise ConfigError(
                 f"input is {tuple(x.shape[1:3])} but the model was built for img_size "
                 f"{self.img_size}; create the model with img_size={x.shape[1]}"
             )

@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxvit.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelEma:
@@ -30,7 +32,7 @@ class ModelEma:
         if not config.model_ema:
             return None
         if not 0.0 <= config.model_ema_decay <= 1.0:
-            raise ValueError(f"config.model_ema_decay={config.model_ema_decay}: use [0, 1] (timm: 0.9998)")
+            raise ConfigError(f"config.model_ema_decay={config.model_ema_decay}: use [0, 1] (timm: 0.9998)")
         return cls(config.model_ema_decay, config.model_ema_warmup)
 
     def decay_at(self, step: jax.Array) -> jax.Array:

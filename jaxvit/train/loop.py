@@ -40,16 +40,17 @@ CHOICES = dict(
     mixup_mode=mix.MODES,
     parallelism=("pjit", "pmap"),
     dtype=("float32", "bfloat16", "float16"),
+    attention=jaxvit.layers.attention_impl.IMPLEMENTATIONS,
 )
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     for key, allowed in CHOICES.items():
         if config[key] not in allowed:
-            raise ValueError(f"config.{key}={config[key]!r} is not one of {allowed}")
+            raise ConfigError(f"config.{key}={config[key]!r} is not one of {allowed}")
     jaxvit.registry.get_entry(config.model)  # unknown model names fail here, with close matches
     if config.aug.interpolation not in ("bilinear", "bicubic"):
-        raise ValueError("config.aug.interpolation must be 'bilinear' or 'bicubic'")
+        raise ConfigError("config.aug.interpolation must be 'bilinear' or 'bicubic'")
     optim.check_config(config)
     mix.check_config(config)
     ModelEma.from_config(config)
@@ -98,12 +99,13 @@ def create_input(config, local_batch: int) -> Input:
     source = get_source(config)
     source.check_split(config.train_split)
     source.check_split(config.eval_split)
+    pipeline.check_batch_fits(source, config.train_split, config.global_batch_size)
     n_cls = config.num_classes if config.num_classes > 0 else source.num_classes
     return Input(
         n_cls,
         source.class_names,
-        source.num_examples[config.train_split],
-        source.num_examples[config.eval_split],
+        source.size(config.train_split),
+        source.size(config.eval_split),
         lambda start: pipeline.train_batches(config, source, config.global_batch_size, start, pi, pc),
         lambda: pipeline.eval_batches(config, source, config.eval_split, local_batch, pi, pc),
         pipeline.num_eval_batches(source, config.eval_split, local_batch, pc),
@@ -128,7 +130,10 @@ def create_model(config, num_classes: int) -> tuple[nnx.Module, set[str]]:
     N layer groups, re-initialized as seed 003 does; a head with another class count; with
     init_from_strict=False, whatever did not match)."""
     kw = model_kwargs(config, num_classes)
-    model = jaxvit.create_model(config.model, dtype=config.dtype, seed=config.seed, **kw)
+    try:
+        model = jaxvit.create_model(config.model, dtype=config.dtype, seed=config.seed, **kw)
+    except (TypeError, ValueError) as e:  # keywords the family rejects: the config's to fix
+        raise ConfigError(f"config.model={config.model!r} cannot be built with {kw}: {e}") from e
     if not config.init_from:
         return model, set()
     fresh = ckpt_lib.flatten(ckpt_lib.collections_of(model))
@@ -171,7 +176,7 @@ def sync_batch_norm(model: nnx.Module, axis_name: str) -> None:
 def create_mesh(config):
     """The ('data', 'fsdp') mesh of ``config.mesh``; pmap has no 'fsdp' axis."""
     if config.parallelism == "pmap" and config.mesh.fsdp > 1:
-        raise ValueError("config.mesh.fsdp > 1 needs --config.parallelism=pjit (pmap replicates params)")
+        raise ConfigError("config.mesh.fsdp > 1 needs --config.parallelism=pjit (pmap replicates params)")
     return sharding.create_mesh(config.mesh.data, config.mesh.fsdp)
 
 
@@ -332,10 +337,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (resuming from ``workdir`` if it holds checkpoints) and returns the final eval."""
     workdir = os.path.abspath(os.path.expanduser(workdir))  # orbax needs absolute paths
     validate(config)
+    jaxvit.layers.attention_impl.set_implementation(config.attention)  # read when the step is traced
     mesh = create_mesh(config)
     local_batch = sharding.check_batch(config.global_batch_size)
     if config.global_batch_size % (config.grad_accum_steps * jax.device_count()):
-        raise ValueError(
+        raise ConfigError(
             f"global_batch_size {config.global_batch_size} must split into grad_accum_steps="
             f"{config.grad_accum_steps} micro-batches over {jax.device_count()} devices"
         )

@@ -42,6 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxvit.errors import ConfigError
+
 log = logging.getLogger("jaxvit")
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "lamb")
@@ -60,10 +62,10 @@ def base_lrs(config) -> tuple[float, ...]:
     """``(lr,)``, or seed 003's ``(head, high, low)``; ``blr > 0``: lr = blr * global_batch_size / 256."""
     lrs = _as_tuple(config.lr)
     if len(lrs) not in (1, 3):
-        raise ValueError(f"config.lr={config.lr!r}: give one learning rate or 3 for the parts {PARTS}")
+        raise ConfigError(f"config.lr={config.lr!r}: give one learning rate or 3 for the parts {PARTS}")
     if config.blr > 0:
         if len(lrs) == 3:
-            raise ValueError("config.blr scales a single lr; with lr=(head, high, low) set config.blr=0")
+            raise ConfigError("config.blr scales a single lr; with lr=(head, high, low) set config.blr=0")
         lrs = (config.blr * config.global_batch_size / 256,)
     return lrs
 
@@ -76,7 +78,7 @@ def create_learning_rate_fn(config, steps_per_epoch: int, total_steps: int, lr: 
     """
     lr = base_lrs(config)[0] if lr is None else lr
     if config.schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {config.schedule!r}; choose one of {SCHEDULES}")
+        raise ConfigError(f"unknown schedule {config.schedule!r}; choose one of {SCHEDULES}")
     if config.schedule_unit:
         return timm_lr_fn(config, lr, steps_per_epoch, total_steps)
     warmup = int(config.warmup_steps or round(config.warmup_epochs * steps_per_epoch))
@@ -86,7 +88,7 @@ def create_learning_rate_fn(config, steps_per_epoch: int, total_steps: int, lr: 
     elif config.schedule == "step":
         every = int(config.decay_steps or round(config.decay_epochs * steps_per_epoch))
         if every <= 0:
-            raise ValueError("schedule 'step' needs --config.decay_epochs or --config.decay_steps > 0")
+            raise ConfigError("schedule 'step' needs --config.decay_epochs or --config.decay_steps > 0")
         after = optax.exponential_decay(lr, every, config.decay_rate, staircase=True)
     elif config.schedule == "multistep":
         bounds = {round(m * steps_per_epoch): config.decay_rate for m in config.decay_milestones}
@@ -124,7 +126,7 @@ def timm_lr_fn(config, lr: float, steps_per_epoch: int, total_steps: int) -> opt
     kind, rate, min_lr = config.schedule, config.decay_rate, config.min_lr
     decay_t = units(config.decay_epochs, config.decay_steps)
     if kind == "step" and decay_t <= 0:
-        raise ValueError("schedule 'step' needs --config.decay_epochs or --config.decay_steps > 0")
+        raise ConfigError("schedule 'step' needs --config.decay_epochs or --config.decay_steps > 0")
     milestones = jnp.asarray(sorted(units(m) for m in config.decay_milestones) or [math.inf], jnp.float32)
 
     def schedule(count):
@@ -215,7 +217,7 @@ def new_layer_names(ids: dict[str, int], new_layers: int) -> set[str]:
     """Names in the last ``new_layers`` layer groups (the head is the last group)."""
     num_layers = max(ids.values()) + 1
     if not 0 <= new_layers <= num_layers:
-        raise ValueError(f"config.new_layers={new_layers}: the model has {num_layers} layer groups")
+        raise ConfigError(f"config.new_layers={new_layers}: the model has {num_layers} layer groups")
     return {n for n, i in ids.items() if i >= num_layers - new_layers}
 
 
@@ -232,7 +234,7 @@ class ParamGroups:
         """0 head (last group), 2 low (the first ``num_lowlrs`` groups), 1 high (the rest)."""
         last = self.num_layers - 1
         if not 1 <= num_lowlrs <= last:
-            raise ValueError(f"config.num_lowlrs={num_lowlrs}: use 1..{last} (layer groups below the head)")
+            raise ConfigError(f"config.num_lowlrs={num_lowlrs}: use 1..{last} (layer groups below the head)")
         return jax.tree.map(lambda i: 0 if i == last else (2 if i < num_lowlrs else 1), self.layer)
 
     def lr_scale(self, layer_decay: float) -> Any:
@@ -321,7 +323,7 @@ def per_part(value, groups: ParamGroups | None, num_lowlrs: int, what: str) -> A
     if len(values) == 1:
         return values[0] if groups is None else jax.tree.map(lambda _: values[0], groups.layer)
     if len(values) != 3:
-        raise ValueError(f"config.{what}={value!r}: give one value or 3 for the parts {PARTS}")
+        raise ConfigError(f"config.{what}={value!r}: give one value or 3 for the parts {PARTS}")
     if groups is None:
         raise ValueError(f"config.{what} per part needs the layer groups: create_optimizer(groups=...)")
     return jax.tree.map(lambda i: values[i], groups.part(num_lowlrs))
@@ -379,7 +381,7 @@ def create_optimizer(
             parts.append(optax.add_decayed_weights(wd, mask))
             parts.append(trust if mask is None else optax.masked(trust, mask))
     else:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+        raise ConfigError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
     parts.append(_learning_rate(config, schedules, groups))
     return optax.chain(*parts)
 
@@ -388,12 +390,12 @@ def check_config(config) -> None:
     """Fails on a bad optimizer / schedule / param-group setting, naming the key to change."""
     lrs = base_lrs(config)
     if config.schedule_unit not in SCHEDULE_UNITS:
-        raise ValueError(f"config.schedule_unit={config.schedule_unit!r} is not one of {SCHEDULE_UNITS}")
+        raise ConfigError(f"config.schedule_unit={config.schedule_unit!r} is not one of {SCHEDULE_UNITS}")
     if (len(lrs) == 3 or len(_as_tuple(config.l2sp_rates)) == 3) and config.num_lowlrs < 1:
-        raise ValueError("lr / l2sp_rates per part (head, high, low) need --config.num_lowlrs=N >= 1: "
+        raise ConfigError("lr / l2sp_rates per part (head, high, low) need --config.num_lowlrs=N >= 1: "
                          "the first N layer groups form the low part")
     if not 0.0 <= config.layer_decay <= 1.0:
-        raise ValueError(f"config.layer_decay={config.layer_decay} must be in (0, 1] (0: off; timm: 0.75)")
+        raise ConfigError(f"config.layer_decay={config.layer_decay} must be in (0, 1] (0: off; timm: 0.75)")
     for key in ("l2sp", "new_layers"):
         if config[key] and not config.init_from:  # runs (a smoke test), but is not what was meant
             log.warning("config.%s acts on weights loaded by init_from, which is unset: L2-SP pulls toward "

@@ -16,6 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxvit.errors import ConfigError
+
 AXES = ("data", "fsdp")
 MIN_SHARD_SIZE = 1024  # smaller arrays stay replicated: splitting them costs more than it saves
 
@@ -24,11 +26,11 @@ def mesh_shape(data: int = -1, fsdp: int = 1, n_devices: int | None = None) -> t
     """(data, fsdp) sizes over ``n_devices`` (default: all devices); -1 means "the rest"."""
     n = jax.device_count() if n_devices is None else n_devices
     if fsdp < 1 or n % fsdp:
-        raise ValueError(f"config.mesh.fsdp={fsdp} must be >= 1 and divide the {n} devices")
+        raise ConfigError(f"config.mesh.fsdp={fsdp} must be >= 1 and divide the {n} devices")
     if data == -1:
         data = n // fsdp
     if data * fsdp != n:
-        raise ValueError(
+        raise ConfigError(
             f"config.mesh data={data} x fsdp={fsdp} = {data * fsdp} devices, but there are {n}; "
             "set --config.mesh.data=-1 to use the rest"
         )
@@ -87,7 +89,7 @@ def check_batch(global_batch_size: int) -> int:
     """Returns the per-process batch; the global batch must split evenly over devices."""
     n_dev, n_proc = jax.device_count(), jax.process_count()
     if global_batch_size % n_dev:
-        raise ValueError(
+        raise ConfigError(
             f"global_batch_size {global_batch_size} is not divisible by the {n_dev} devices; "
             f"use a multiple of {n_dev}"
         )
