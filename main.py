@@ -49,7 +49,9 @@ def main(argv):
         print(f"preempted: checkpoint saved at step {int(result['preempted_step'])}; "
               "run the same command to resume", flush=True)
         return
-    print("final eval: " + "  ".join(f"{k}={v:.4f}" for k, v in result.items()), flush=True)
+    # the last eval, then the best one kept in WORKDIR/best (best_step, best_eval_top1 or best_eval_ema_top1)
+    print("final eval: " + "  ".join(f"{k}={int(v)}" if k == "best_step" else f"{k}={v:.4f}"
+                                     for k, v in result.items()), flush=True)
 
 
 def precheck(argv: list[str]) -> None:

@@ -76,7 +76,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.drop_path_rate = 0.0
     c.dtype = "float32"  # compute dtype ('bfloat16' on GPU/TPU); params stay float32
     c.attention = "auto"  # 'auto' (cuDNN fused on GPU in bf16/fp16, else XLA) | 'xla' | 'cudnn' | 'xla_padded'
-    c.init_from = ""  # a jaxvit checkpoint dir (python -m convert output, or a workdir)
+    c.init_from = ""  # a jaxvit checkpoint dir (python -m convert output, a workdir, or a workdir's best/)
+    c.init_from_ema = False  # take init_from's EMA weights (a workdir trained with model_ema, or its best/)
+    c.init_from_strict = True  # False: load the tensors that match, list the rest and keep them at init
 
     # --- optimization -------------------------------------------------------------
     c.global_batch_size = 128
@@ -135,6 +137,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_every = 200  # 0: only at the end
     c.ckpt_every = 200  # 0: only at the end
     c.keep_checkpoints = 3
+    c.best_metric = "auto"  # WORKDIR/best: best eval by 'top1' | 'ema_top1' | '' (off); 'auto': as timm, ema_top1 with EMA
     c.progress_bar = True
     c.eval_only = False  # evaluate the workdir's latest checkpoint (or init_from) and exit
     return c

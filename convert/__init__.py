@@ -19,7 +19,7 @@ import jaxvit
 from convert.adapt import adapt
 from convert.rules import ConversionError, plan, to_jaxvit, to_timm
 from convert.source import Log, load_state_dict, to_numpy
-from jaxvit.train.checkpoint import assign, collections_of, save_model_checkpoint
+from jaxvit.weights import assign, collections_of, save_model_checkpoint
 
 # The constructor keywords conversion may change; all are recorded in the checkpoint's meta.
 SIZE_KWARGS = ("num_classes", "img_size", "patch_size")

@@ -15,7 +15,7 @@ import sys
 
 from convert import ConversionError, convert_state_dict, load_state_dict, save, timm_state_dict
 from jaxvit.errors import report
-from jaxvit.registry import get_entry
+from jaxvit.registry import get_entry, parse_model_args
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,8 +43,6 @@ def run(args: argparse.Namespace) -> str:
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ConversionError(f"--out {out} already exists; choose a new directory")
     get_entry(args.model)  # an unknown name fails before a large file is read
-    from jaxvit.train.loop import parse_model_args
-
     size = dict(num_classes=args.num_classes, img_size=args.img_size, patch_size=args.patch_size,
                 **parse_model_args(args.model_args))
     if args.random_init:

@@ -9,33 +9,22 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from flax import nnx
 from timm.layers import resample_patch_embed
 
 from convert.rules import Entry, plan
 from jaxvit.layers import resample_abs_pos_embed
+from jaxvit.weights import classifier_paths
 
 Log = Callable[[str], None]
 CLASSIFIER_NAMES = ("head", "head_dist")
 
 
-def torch_bicubic(grid: np.ndarray, new_grid: tuple[int, int]) -> np.ndarray:
-    """(1, H, W, D) -> (1, h, w, D) with torch's bicubic kernel, the resize timm's
-    resample_abs_pos_embed uses; jax.image's kernel differs and would break parity."""
-    x = torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32)).permute(0, 3, 1, 2)
-    x = F.interpolate(x, size=tuple(new_grid), mode="bicubic", antialias=True, align_corners=False)
-    return x.permute(0, 2, 3, 1).numpy()
-
-
 def classifier_prefixes(model: nnx.Module) -> list[str]:
-    """Key prefixes of the classifier(s): the module ``get_classifier()`` returns, plus the
-    conventional ``head``/``head_dist`` (present even when the model was built headless)."""
-    names = list(CLASSIFIER_NAMES)
-    clf = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if clf is not None:
-        names += [".".join(map(str, p)) for p, node in nnx.iter_graph(model) if node is clf]
-    return list(dict.fromkeys(names))
+    """Key prefixes of the classifier(s): the modules ``get_classifier()`` returns (as
+    jaxvit.weights finds them), plus the conventional ``head``/``head_dist`` (a timm state
+    dict has them even when the model is built headless)."""
+    return list(dict.fromkeys([*CLASSIFIER_NAMES, *classifier_paths(model)]))
 
 
 def _adapt_classifiers(
@@ -85,9 +74,8 @@ def _adapt_pos_embed(model: nnx.Module, sd: dict, entries: dict[str, Entry], log
         return  # equal, or another model altogether: the strict check reports that
     prefix = getattr(model, "num_prefix_tokens", 1)
     new_grid = tuple(model.patch_embed.grid_size)
-    sd[key] = resample_abs_pos_embed(
-        np.asarray(sd[key], np.float32), new_grid, num_prefix_tokens=prefix, resize=torch_bicubic
-    )
+    # jaxvit.layers' kernel: torch's antialiased bicubic, in numpy (what init_from uses too)
+    sd[key] = resample_abs_pos_embed(np.asarray(sd[key], np.float32), new_grid, num_prefix_tokens=prefix)
     old = int(round((have[1] - prefix) ** 0.5))
     log(f"{key}: resampled from a {old}x{old} to a {new_grid[0]}x{new_grid[1]} grid "
         f"(bicubic, {prefix} prefix token(s) kept)")

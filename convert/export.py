@@ -2,6 +2,7 @@
 
     python -m convert.export --model vit_tiny_patch16_224 --checkpoint ckpt/vit_tiny \
         --out vit_tiny.safetensors
+    python -m convert.export --checkpoint runs/c10/best --ema --out vit_tiny_c10_ema.safetensors
 
 The file loads with ``timm.create_model(NAME, pretrained=False, **kwargs).load_state_dict(sd, strict=True)``
 where kwargs are the ones printed (and stored in the checkpoint's meta).
@@ -20,7 +21,8 @@ from flax import nnx
 
 import jaxvit
 from convert.rules import ConversionError, to_timm
-from jaxvit.train.checkpoint import read_model_meta
+from jaxvit.errors import report
+from jaxvit.weights import read_model_meta
 
 
 def to_timm_state_dict(model: nnx.Module) -> dict[str, torch.Tensor]:
@@ -28,8 +30,11 @@ def to_timm_state_dict(model: nnx.Module) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v) for k, v in to_timm(model).items()}
 
 
-def export_checkpoint(directory: str, out: str, name: str | None = None) -> tuple[str, dict[str, Any]]:
-    """Writes ``directory``'s weights to ``out`` (.safetensors, or torch.save for .pth/.bin).
+def export_checkpoint(
+    directory: str, out: str, name: str | None = None, ema: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """Writes ``directory``'s weights (``ema``: its EMA weights) to ``out`` (.safetensors, or
+    torch.save for .pth/.bin).
 
     Returns (model name, kwargs for timm.create_model). Written via a temp file
     so a failed export leaves no partial ``out``.
@@ -39,7 +44,7 @@ def export_checkpoint(directory: str, out: str, name: str | None = None) -> tupl
     if not name:
         raise ConversionError(f"{directory} does not record its model name; pass --model")
     kwargs = dict(meta.get("kwargs") or {})
-    model = jaxvit.create_model(name, checkpoint=directory)
+    model = jaxvit.create_model(name, checkpoint=directory, ema=ema)
     sd = to_timm_state_dict(model)
     tmp = f"{out}.partial"
     try:
@@ -61,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="jaxvit checkpoint directory (or train workdir)")
     p.add_argument("--out", required=True, help="FILE.safetensors (or .pth/.bin)")
     p.add_argument("--model", help="timm model name (default: the one recorded in the checkpoint)")
+    p.add_argument("--ema", action="store_true", help="export the EMA weights (a run with model_ema)")
     args = p.parse_args(argv)
     try:
-        name, kwargs = export_checkpoint(args.checkpoint, args.out, args.model)
+        name, kwargs = export_checkpoint(args.checkpoint, args.out, args.model, ema=args.ema)
     except (ConversionError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     kw = "".join(f", {k}={v!r}" for k, v in kwargs.items())
     print(f"wrote {args.out}\n  load with "
           f"timm.create_model({name!r}, pretrained=False{kw}).load_state_dict(sd)")

@@ -15,6 +15,8 @@ def create_model(
     pretrained: bool = False,
     *,
     checkpoint: str | None = None,
+    ema: bool = False,
+    strict: bool = True,
     num_classes: int | None = None,
     dtype: Any = None,
     seed: int = 0,
@@ -23,10 +25,13 @@ def create_model(
     """Builds a model by timm name, e.g. ``create_model("vit_tiny_patch16_224", num_classes=10)``.
 
     ``dtype`` is the compute dtype (``"bfloat16"`` on GPU/TPU); params stay float32.
-    ``checkpoint`` loads a jaxvit checkpoint directory (as written by
-    ``python -m convert`` or the trainer); keywords not passed (num_classes,
-    img_size, patch_size, ...) default to the ones it was made with. jaxvit
-    never downloads weights: ``pretrained=True`` points at the converter instead.
+    ``checkpoint`` loads a jaxvit checkpoint directory (as written by ``python -m convert``,
+    a train workdir, or its ``best/``; ``ema=True``: its EMA weights); keywords not passed
+    (num_classes, img_size, patch_size, ...) default to the ones it was made with. Another
+    ``num_classes`` re-initializes the classifier and another ``img_size`` resamples the
+    position table, as timm's pretrained loading does; any other difference is an error unless
+    ``strict=False`` (then what matches is loaded and the rest listed). jaxvit never downloads
+    weights: ``pretrained=True`` points at the converter instead.
     """
     entry = get_entry(name)
     if pretrained and checkpoint is None:
@@ -37,9 +42,9 @@ def create_model(
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if checkpoint is not None:
-        from jaxvit.train.checkpoint import read_model_meta
+        from jaxvit import weights
 
-        for key, value in (read_model_meta(checkpoint).get("kwargs") or {}).items():
+        for key, value in (weights.read_model_meta(checkpoint).get("kwargs") or {}).items():
             kwargs.setdefault(key, value)
     if dtype is not None:
         import jax.numpy as jnp
@@ -48,9 +53,11 @@ def create_model(
     model = entry.fn(seed=seed, **kwargs)
     model.pretrained_cfg = dict(entry.default_cfg, architecture=entry.name, tag=split_name(name)[1])
     if checkpoint is not None:
-        from jaxvit.train.checkpoint import load_model_weights
-
-        load_model_weights(model, checkpoint)
+        weights.load_checkpoint(
+            model, checkpoint, ema=ema, strict=strict, asked=weights.describe(name, kwargs),
+            fix=f"leave out the keywords that change shapes (the checkpoint's are the default), "
+                f"or create_model({name!r}, checkpoint=..., strict=False) to load what matches",
+        )
     return model
 
 

@@ -1,8 +1,9 @@
-"""Top-5 classes for images: python -m jaxvit.predict --checkpoint DIR IMAGE [IMAGE ...].
+"""Top-5 classes for images: python -m jaxvit.predict --checkpoint DIR [--ema] IMAGE [IMAGE ...].
 
-DIR is a train workdir (its latest checkpoint) or a converted checkpoint; the
-model, its keywords and the class names come from the checkpoint's metadata,
-preprocessing (size, mean, std, crop) from the workdir's config.json if present.
+DIR is a train workdir (its latest checkpoint), a workdir's ``best/`` or a converted
+checkpoint; ``--ema`` takes its EMA weights. The model, its keywords and the class names
+come from the checkpoint's metadata, preprocessing (size, mean, std, crop) from its meta
+(``best/``) or the workdir's config.json if present.
 """
 
 from __future__ import annotations
@@ -16,40 +17,32 @@ import jax
 import numpy as np
 from flax import nnx
 
+from jaxvit.errors import CheckpointError, report
 
-def load(directory: str):
+
+def load(directory: str, ema: bool = False):
     """(eval-mode model, class names, preprocessing dict) from a checkpoint directory."""
     import jaxvit
-    from jaxvit.train import checkpoint as ckpt_lib
+    from jaxvit import weights
 
-    trees, meta = ckpt_lib.read_model_checkpoint(directory)
+    found = weights.locate(directory)
+    meta = found.meta
     name = meta.get("model")
     if not name:
-        raise ValueError(f"{directory}: checkpoint metadata names no model")
-    model = jaxvit.create_model(name, **meta.get("kwargs", {}))
-    ckpt_lib.assign(model, trees, source=f"checkpoint {directory}")
+        raise CheckpointError(f"{found.directory}: checkpoint metadata names no model")
+    model = jaxvit.create_model(name, checkpoint=directory, ema=ema)
     model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
     cfg = dict(model.pretrained_cfg)
-    config_file = os.path.join(directory, "config.json")
-    if os.path.exists(config_file):
+    config_file = os.path.join(found.workdir or found.directory, "config.json")
+    if meta.get("preprocess"):
+        cfg.update(meta["preprocess"])
+    elif os.path.exists(config_file):
         with open(config_file) as f:
             train_cfg = json.load(f)
         cfg.update(mean=train_cfg["mean"], std=train_cfg["std"], crop_pct=train_cfg["crop_pct"])
     size = meta.get("kwargs", {}).get("img_size") or cfg["input_size"][0]
     cfg["img_size"] = size if isinstance(size, int) else size[0]
-    names = meta.get("class_names") or _class_names_of(directory)
-    return model, names, cfg
-
-
-def _class_names_of(directory: str) -> list[str] | None:
-    from jaxvit.train import checkpoint as ckpt_lib
-
-    ckpt_dir = os.path.join(directory, "checkpoints")
-    steps = ckpt_lib.latest_steps(ckpt_dir)
-    if not steps:
-        return None
-    with open(os.path.join(ckpt_dir, str(steps[-1]), "meta", "metadata")) as f:
-        return json.load(f).get("class_names")
+    return model, meta.get("class_names"), cfg
 
 
 def preprocess(paths: list[str], cfg: dict) -> np.ndarray:
@@ -74,15 +67,15 @@ def preprocess(paths: list[str], cfg: dict) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="train workdir or converted checkpoint dir")
+    p.add_argument("--ema", action="store_true", help="the checkpoint's EMA weights (a run with model_ema)")
     p.add_argument("--top", type=int, default=5)
     p.add_argument("images", nargs="+")
     args = p.parse_args(argv)
     try:
-        model, names, cfg = load(args.checkpoint)
+        model, names, cfg = load(args.checkpoint, ema=args.ema)
         images = preprocess(args.images, cfg)
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     probs = np.asarray(jax.nn.softmax(model(images), axis=-1))
     for path, row in zip(args.images, probs):
         print(path)

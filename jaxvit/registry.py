@@ -7,6 +7,7 @@ aliases (``mixer_b16_224_in21k``) map to ``name.tag``.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
@@ -90,3 +91,18 @@ def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
         for n, e in _MODELS.items()
         if fnmatch.fnmatch(n, pattern) and (family is None or e.family == family)
     )
+
+
+def parse_model_args(text: str) -> dict:
+    """'depth=2,embed_dim=32,depths=(2,2,8,2)' -> keywords (values are Python literals)."""
+    if not text.strip():
+        return {}
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+        if call.args:
+            raise SyntaxError("positional value")
+        return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    except (SyntaxError, ValueError) as e:
+        raise ConfigError(
+            f"config.model_args {text!r} is not a list of key=literal (e.g. 'depth=2,embed_dim=32'): {e}"
+        ) from None

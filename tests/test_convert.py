@@ -323,7 +323,8 @@ def test_random_init_cli_and_api_error(tmp_path):
 
 
 def test_core_does_not_import_torch():
-    code = "import sys, jaxvit, jaxvit.train.checkpoint; sys.exit('torch' in sys.modules)"
+    modules = "jaxvit, jaxvit.weights, jaxvit.predict, jaxvit.train.checkpoint"
+    code = f"import sys, {modules}; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120).returncode == 0
 
 

@@ -125,7 +125,8 @@ class VisionTransformer(nnx.Module):
         )
 
     def get_classifier(self):
-        return self.head
+        """The head; a distilled DeiT's two heads, (head, head_dist), as timm's."""
+        return (self.head, self.head_dist) if self.distilled else self.head
 
     def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
         rngs = rngs or nnx.Rngs(0)

@@ -1,179 +1,44 @@
-"""Orbax checkpoints: model weights (converter output, init_from) and full train state.
+"""The train state of a workdir: ``WORKDIR/checkpoints/<step>/{state,meta}`` (orbax,
+``CheckpointManager``), what it was written with, and whether this run may resume it.
 
-Two layouts, both plain orbax:
-- a *model checkpoint* directory: ``weights/`` (a pytree ``{'params': ..., ['batch_stats': ...]}``)
-  and ``jaxvit.json`` (model name and constructor keywords), written by ``python -m convert``;
-- a *train workdir*: ``checkpoints/<step>/{state,meta}`` managed by ``CheckpointManager``.
-``load_model_weights`` accepts either, taking the latest step of a workdir.
+Model checkpoints (weights for create_model, init_from, predict, convert) are
+``jaxvit.weights``; its names are re-exported here for older imports.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
-from flax import nnx
 
-META_FILE = "jaxvit.json"
+from jaxvit.errors import CheckpointError
+from jaxvit.registry import parse_model_args
+from jaxvit.weights import (  # noqa: F401  (re-exported)
+    COMMIT_FILE,
+    META_FILE,
+    Diff,
+    _step_dirs,
+    assign,
+    collections_of,
+    describe,
+    flatten,
+    latest_steps,
+    load_model_weights,
+    path_name,
+    read_model_checkpoint,
+    read_model_meta,
+    restore_on_one_device,
+    save_model_checkpoint,
+    unflatten_like,
+)
 
-
-# --- flat path helpers -------------------------------------------------------------
-def flatten(tree: dict, prefix: tuple = ()) -> dict[str, Any]:
-    """Nested dict -> {'blocks.0.attn.qkv.kernel': leaf} (keys stringified)."""
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        path = prefix + (str(k),)
-        if isinstance(v, dict):
-            out.update(flatten(v, path))
-        else:
-            out[".".join(path)] = v
-    return out
-
-
-def unflatten_like(flat: dict[str, Any], like: dict, prefix: tuple = ()) -> dict:
-    """Rebuilds ``like``'s nesting (int keys included) from a flat dict keyed as ``flatten``."""
-    out = {}
-    for k, v in like.items():
-        path = prefix + (str(k),)
-        out[k] = unflatten_like(flat, v, path) if isinstance(v, dict) else flat[".".join(path)]
-    return out
-
-
-def collections_of(model: nnx.Module) -> dict[str, dict]:
-    """The model's persistent state as pure dicts: params and (if any) batch_stats."""
-    out = {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param))}
-    stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
-    if stats:
-        out["batch_stats"] = stats
-    return out
-
-
-def assign(model: nnx.Module, trees: dict[str, dict], source: str = "checkpoint") -> None:
-    """Writes ``trees`` into ``model``, checking every name and shape first."""
-    current = collections_of(model)
-    want = flatten(current)
-    have = flatten({k: v for k, v in trees.items() if k in current})
-    missing = sorted(set(want) - set(have))
-    unexpected = sorted(set(have) - set(want))
-    bad = [
-        f"{k}: {source} {tuple(np.shape(have[k]))} vs model {tuple(np.shape(want[k]))}"
-        for k in sorted(set(want) & set(have))
-        if tuple(np.shape(have[k])) != tuple(np.shape(want[k]))
-    ]
-    if missing or unexpected or bad:
-        lines = [f"{source} does not fit the model:"]
-        if missing:
-            lines.append(f"  missing from {source}: {', '.join(missing[:10])}")
-        if unexpected:
-            lines.append(f"  not in the model: {', '.join(unexpected[:10])}")
-        lines += [f"  shape mismatch {b}" for b in bad[:10]]
-        lines.append("  (build the model with the same name and keywords the checkpoint was made with)")
-        raise ValueError("\n".join(lines))
-    for name, tree in current.items():
-        values = unflatten_like(flatten({name: trees[name]}), {name: tree})[name]
-        state = nnx.state(model, nnx.Param if name == "params" else nnx.BatchStat)
-        nnx.replace_by_pure_dict(
-            state,
-            # jnp.array copies: the model must not alias the caller's buffers (e.g. a torch model's).
-            jax.tree.map(lambda old, new: jnp.array(new, dtype=old.dtype), tree, values),
-        )
-        nnx.update(model, state)
-
-
-# --- model checkpoints -------------------------------------------------------------
-def save_model_checkpoint(directory: str, trees: dict[str, dict], meta: dict) -> None:
-    """Writes weights and metadata to ``directory`` atomically: a staging dir, then a rename.
-
-    An existing non-empty ``directory`` is refused rather than overwritten.
-    """
-    directory = os.path.abspath(directory)
-    if os.path.exists(directory) and os.listdir(directory):
-        raise FileExistsError(f"{directory} exists and is not empty; pick a new --out directory")
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".partial-", dir=parent)
-    try:
-        with ocp.StandardCheckpointer() as ckptr:
-            ckptr.save(os.path.join(staging, "weights"), jax.tree.map(np.asarray, trees))
-        with open(os.path.join(staging, META_FILE), "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=True)
-        if os.path.exists(directory):
-            os.rmdir(directory)
-        os.rename(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _locate(directory: str) -> tuple[str, str, bool]:
-    """(weights dir, meta file, is a model checkpoint) for a model checkpoint, a train
-    workdir or its checkpoints dir (the latest step)."""
-    directory = os.path.abspath(directory)
-    if os.path.exists(os.path.join(directory, META_FILE)):
-        return os.path.join(directory, "weights"), os.path.join(directory, META_FILE), True
-    ckpt_dir = directory
-    if os.path.isdir(os.path.join(directory, "checkpoints")):
-        ckpt_dir = os.path.join(directory, "checkpoints")
-    steps = latest_steps(ckpt_dir)
-    if not steps:
-        raise FileNotFoundError(
-            f"no jaxvit checkpoint in {directory}: expected {META_FILE} (from `python -m convert`) "
-            "or a train workdir with checkpoints/<step>/"
-        )
-    step_dir = os.path.join(ckpt_dir, str(steps[-1]))
-    return os.path.join(step_dir, "state"), os.path.join(step_dir, "meta", "metadata"), False
-
-
-def read_model_meta(directory: str) -> dict:
-    """Just the metadata, ``{'model': name, 'kwargs': {...}}``: cheap, reads no weights."""
-    _, meta_file, is_model = _locate(directory)
-    with open(meta_file) as f:
-        meta = json.load(f)
-    return meta if is_model else meta.get("model", {})
-
-
-def read_model_checkpoint(directory: str) -> tuple[dict[str, dict], dict]:
-    """Returns (trees, meta) from a model checkpoint or a train workdir / its checkpoints dir."""
-    weights, _, is_model = _locate(directory)
-    meta = read_model_meta(directory)
-    state = restore_on_one_device(weights)
-    if is_model:
-        return state, meta
-    trees = {"params": state["params"]}
-    if state.get("batch_stats"):
-        trees["batch_stats"] = state["batch_stats"]
-    return trees, meta
-
-
-def restore_on_one_device(path: str) -> dict:
-    """Restores an orbax pytree onto this process's first device, whatever mesh wrote it
-    (orbax otherwise insists on the saving topology)."""
-    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    with ocp.StandardCheckpointer() as ckptr:
-        tree = ckptr.metadata(path).item_metadata
-        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), tree)
-        return ckptr.restore(path, target)
-
-
-COMMIT_FILE = "commit_success.txt"  # orbax writes it last, on every filesystem
-
-
-def _step_dirs(ckpt_dir: str) -> list[str]:
-    return [d for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(ckpt_dir) else []
-
-
-def latest_steps(ckpt_dir: str) -> list[int]:
-    """Completed checkpoint steps in ``ckpt_dir``: orbax's ``*.orbax-checkpoint-tmp-*`` dirs and
-    step dirs without its commit marker (a save cut short where rename is not atomic) are not."""
-    return sorted(int(d) for d in _step_dirs(ckpt_dir) if os.path.exists(os.path.join(ckpt_dir, d, COMMIT_FILE)))
+# What a resumed run must share with the one that wrote the workdir: the model's shapes and
+# the input position (step x global batch).
+RUN_KEYS = ("model", "model_args", "img_size", "patch_size", "num_classes", "global_batch_size")
 
 
 def set_aside_incomplete(ckpt_dir: str) -> list[str]:
@@ -188,7 +53,89 @@ def set_aside_incomplete(ckpt_dir: str) -> list[str]:
     return moved
 
 
-def load_model_weights(model: nnx.Module, directory: str) -> dict:
-    trees, meta = read_model_checkpoint(directory)
-    assign(model, trees, source=f"checkpoint {directory}")
-    return meta
+def written_with(workdir: str) -> tuple[int, dict] | None:
+    """(latest step, the RUN_KEYS it was written with) from the workdir's config.json and its
+    latest checkpoint's meta; None when there is nothing to resume."""
+    steps = latest_steps(os.path.join(workdir, "checkpoints"))
+    if not steps:
+        return None
+    with open(os.path.join(workdir, "checkpoints", str(steps[-1]), "meta", "metadata")) as f:
+        meta = json.load(f)
+    kwargs = (meta.get("model") or {}).get("kwargs") or {}
+    run = dict(
+        model=(meta.get("model") or {}).get("model"),
+        num_classes=kwargs.get("num_classes"),
+        global_batch_size=meta.get("global_batch_size"),
+        img_size=kwargs.get("img_size"),
+        patch_size=kwargs.get("patch_size", 0),
+        model_args=None,
+    )
+    config_file = os.path.join(workdir, "config.json")
+    if os.path.exists(config_file):
+        with open(config_file) as f:
+            config = json.load(f)
+        run.update(
+            model=config.get("model", run["model"]),
+            img_size=config.get("img_size", run["img_size"]),
+            patch_size=config.get("patch_size", run["patch_size"]),
+            global_batch_size=config.get("global_batch_size", run["global_batch_size"]),
+            model_args=parse_model_args(config.get("model_args", "")),
+        )
+    return steps[-1], run
+
+
+def check_resumable(workdir: str, asked: Mapping[str, Any], abstract_state: Any) -> None:
+    """Raises CheckpointError (one line) before anything is restored or written when the
+    workdir's checkpoints were written by another model or config than ``asked`` (RUN_KEYS),
+    or hold a train state of other names or shapes (another optimizer, EMA on or off)."""
+    found = written_with(workdir)
+    if found is None:
+        return
+    step, written = found
+    differs = [
+        f"{k} {_show(written[k])} -> {_show(asked[k])}"
+        for k in RUN_KEYS
+        if written.get(k) is not None and _norm(written[k]) != _norm(asked[k])
+    ]
+    state_dir = os.path.join(workdir, "checkpoints", str(step), "state")
+    with ocp.StandardCheckpointer() as ckptr:
+        have = {
+            path_name(p): m
+            for p, m in jax.tree_util.tree_flatten_with_path(ckptr.metadata(state_dir).item_metadata)[0]
+        }
+    want = {path_name(p): x for p, x in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+    diff = Diff.of(have, want)
+    if not differs and not diff:
+        return
+    parts = [
+        f"workdir {workdir} holds a run (step {step}) of {_run(written)}; this config asks for {_run(asked)}"
+    ]
+    if differs:
+        parts.append("differs: " + ", ".join(differs))
+    if diff:
+        parts.append(diff.summary().replace("checkpoint", "workdir"))
+    parts.append(
+        f"fix: a new --workdir for this config, or --workdir=NEW --config.init_from={workdir} to start "
+        "from its weights (with --config.init_from_strict=False where shapes differ)"
+    )
+    raise CheckpointError("; ".join(parts))
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return tuple(_norm(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    return v
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, dict):
+        return repr(",".join(f"{k}={_norm(x)!r}" for k, x in v.items()))
+    return repr(_norm(v))
+
+
+def _run(run: Mapping[str, Any]) -> str:
+    kwargs = dict(run.get("model_args") or {})
+    kwargs.update({k: run[k] for k in ("num_classes", "img_size", "patch_size") if run.get(k)})
+    return f"{describe(run.get('model'), kwargs)} at global_batch_size {run.get('global_batch_size')}"

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import ast
 import collections
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -21,8 +21,10 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 import jaxvit
+from jaxvit import weights
 from jaxvit.data import mix, pipeline
 from jaxvit.errors import CheckpointNotFoundError, ConfigError
+from jaxvit.registry import parse_model_args  # noqa: F401  (re-exported: its old home)
 from jaxvit.train import checkpoint as ckpt_lib
 from jaxvit.train import optim, sharding
 from jaxvit.train.ema import ModelEma, copy_tree
@@ -52,6 +54,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     optim.check_config(config)
     mix.check_config(config)
     ModelEma.from_config(config)
+    best_metric_key(config)
+    if config.init_from_ema and not config.init_from:
+        raise ConfigError("config.init_from_ema=True needs --config.init_from=DIR (a workdir or a model "
+                          "checkpoint)")
     if config.dataset != "synthetic":  # a bad augmentation string fails here, before anything is written
         from jaxvit.data import transforms
 
@@ -119,24 +125,10 @@ def model_kwargs(config, num_classes: int) -> dict:
     return kw
 
 
-def parse_model_args(text: str) -> dict:
-    """'depth=2,embed_dim=32,depths=(2,2,8,2)' -> keywords (values are Python literals)."""
-    if not text.strip():
-        return {}
-    try:
-        call = ast.parse(f"f({text})", mode="eval").body
-        if call.args:
-            raise SyntaxError("positional value")
-        return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-    except (SyntaxError, ValueError) as e:
-        raise ConfigError(
-            f"config.model_args {text!r} is not a list of key=literal (e.g. 'depth=2,embed_dim=32'): {e}"
-        ) from None
-
-
 def create_model(config, num_classes: int) -> tuple[nnx.Module, set[str]]:
     """The model, and the names of its params that init_from did not supply (``new_layers``: the last
-    N layer groups, re-initialized as seed 003 does; a head with another class count)."""
+    N layer groups, re-initialized as seed 003 does; a head with another class count; with
+    init_from_strict=False, whatever did not match)."""
     kw = model_kwargs(config, num_classes)
     try:
         model = jaxvit.create_model(config.model, dtype=config.dtype, seed=config.seed, **kw)
@@ -145,7 +137,7 @@ def create_model(config, num_classes: int) -> tuple[nnx.Module, set[str]]:
     if not config.init_from:
         return model, set()
     fresh = ckpt_lib.flatten(ckpt_lib.collections_of(model))
-    new = init_from_checkpoint(model, config.init_from)
+    new = init_from_checkpoint(model, config, kw)
     if config.new_layers:  # params and BatchNorm statistics of the last N layer groups back to init
         names = optim.new_layer_names(optim.model_layer_ids(model, [k.split(".", 1)[1] for k in fresh]),
                                       config.new_layers)
@@ -158,28 +150,19 @@ def create_model(config, num_classes: int) -> tuple[nnx.Module, set[str]]:
     return model, {k.split(".", 1)[1] for k in new if k.startswith("params.")}
 
 
-def init_from_checkpoint(model: nnx.Module, directory: str) -> set[str]:
-    """Loads pretrained weights for fine-tuning; a head with another class count is re-initialized
-    (its flat names are returned)."""
-    trees, _ = ckpt_lib.read_model_checkpoint(directory)
-    current = ckpt_lib.collections_of(model)
-    flat_new, flat_cur = ckpt_lib.flatten(trees), ckpt_lib.flatten(current)
-    reinitialized = set()
-    for name in [k for k in flat_new if k.startswith(("params.head.", "params.head_dist."))]:
-        if name in flat_cur and np.shape(flat_new[name]) != np.shape(flat_cur[name]):
-            log.warning("init_from: %s %s -> %s re-initialized (class count differs)",
-                        name, np.shape(flat_new[name]), np.shape(flat_cur[name]))
-            flat_new[name] = flat_cur[name]
-            reinitialized.add(name)
-    key = "params.pos_embed"
-    if key in flat_new and np.shape(flat_new[key]) != np.shape(flat_cur[key]):
-        grid = model.patch_embed.grid_size
-        log.warning("init_from: pos_embed resampled to grid %s", grid)
-        flat_new[key] = jaxvit.layers.resample_abs_pos_embed(
-            np.asarray(flat_new[key]), grid, num_prefix_tokens=model.num_prefix_tokens
-        )
-    ckpt_lib.assign(model, ckpt_lib.unflatten_like(flat_new, current), source=f"init_from {directory}")
-    return reinitialized
+def init_from_checkpoint(model: nnx.Module, config, kwargs: dict) -> set[str]:
+    """Loads ``config.init_from`` (its EMA weights with init_from_ema) for fine-tuning through
+    jaxvit.weights: a classifier with another class count re-initialized, position tables
+    resampled, strict unless init_from_strict=False. Returns the flat names kept at init."""
+    source = f"init_from {os.path.abspath(config.init_from)}"
+    source += " (EMA weights)" if config.init_from_ema else ""
+    report, _ = weights.load_checkpoint(
+        model, config.init_from, ema=config.init_from_ema, strict=config.init_from_strict, source=source,
+        asked=weights.describe(config.model, kwargs),
+        fix="--config.init_from a checkpoint of this model (or set --config.model/model_args/patch_size "
+            "to the ones above), or --config.init_from_strict=False to load the tensors that match",
+    )
+    return report.kept_at_init
 
 
 def sync_batch_norm(model: nnx.Module, axis_name: str) -> None:
@@ -198,6 +181,62 @@ def create_mesh(config):
 
 
 # --- checkpoints ---------------------------------------------------------------------
+def run_keys(config, num_classes: int) -> dict:
+    """What a workdir's checkpoints must have been written with for this config to resume them."""
+    return dict(model=config.model, model_args=parse_model_args(config.model_args), img_size=config.img_size,
+                patch_size=config.patch_size, num_classes=num_classes,
+                global_batch_size=config.global_batch_size)
+
+
+BEST_DIR = "best"
+BEST_METRICS = {"top1": "eval_top1", "ema_top1": "eval_ema_top1", "": None}
+
+
+def best_metric_key(config) -> str | None:
+    """The eval result key ``best`` is kept by: 'auto' is timm train.py's choice, the EMA's
+    top-1 when model EMA is on, else the model's."""
+    name = config.best_metric
+    if name == "auto":
+        name = "ema_top1" if config.model_ema else "top1"
+    if name not in BEST_METRICS:
+        raise ConfigError(f"config.best_metric={config.best_metric!r} is not one of 'auto', 'top1', "
+                          "'ema_top1', '' (no best checkpoint)")
+    if name == "ema_top1" and not config.model_ema:
+        raise ConfigError("config.best_metric='ema_top1' needs --config.model_ema=True")
+    return BEST_METRICS[name]
+
+
+class BestCheckpoint:
+    """``WORKDIR/best``: a model checkpoint (weights and, with model EMA, the EMA weights) of the
+    eval with the highest ``key`` so far, outside keep_checkpoints' rotation; its meta holds the
+    step, the metric and that eval. Replaced atomically; a resumed run goes on from its value."""
+
+    def __init__(self, workdir: str, key: str | None, meta: dict):
+        self.directory = os.path.join(workdir, BEST_DIR)
+        self.key, self.meta = key, meta
+        self.value, self.step = -np.inf, None
+        meta_file = os.path.join(self.directory, weights.META_FILE)
+        if key and os.path.exists(meta_file):
+            with open(meta_file) as f:
+                kept = json.load(f)
+            if kept.get("metric") == key:
+                self.value, self.step = kept["value"], kept["step"]
+
+    def update(self, state, step: int, result: dict[str, float]) -> None:
+        if self.key is None or not result.get(self.key, -np.inf) > self.value:
+            return
+        trees = {k: state[k] for k in (*weights.COLLECTIONS, *weights.EMA_COLLECTIONS) if k in state}
+        meta = dict(self.meta, step=step, metric=self.key, value=result[self.key], eval=result)
+        weights.save_model_checkpoint(self.directory, trees, meta, replace=True)
+        self.value, self.step = result[self.key], step
+        log.info("step %d: best %s so far (%.4f), saved to %s", step, self.key, self.value, self.directory)
+
+    def summary(self) -> dict[str, float]:
+        if self.step is None:
+            return {}
+        return {"best_step": float(self.step), f"best_{self.key}": float(self.value)}
+
+
 def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=config.keep_checkpoints, enable_async_checkpointing=False, create=True
@@ -350,7 +389,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         log.info("mesh %s: train state %.3f MiB, %.3f MiB per device",
                  dict(mesh.shape), total / 2**20, per_device / 2**20)
 
-    # Checkpoint: resume if there is one.
+    # Checkpoint: resume if there is one. Nothing is written to the workdir before these checks.
     if config.eval_only and not config.init_from and not ckpt_lib.latest_steps(
         os.path.join(workdir, "checkpoints")
     ):
@@ -358,32 +397,40 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             f"eval_only: no checkpoint in {workdir}/checkpoints; pass a trained workdir or "
             "--config.init_from=DIR (a converted checkpoint)"
         )
-    os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-        for name in ckpt_lib.set_aside_incomplete(os.path.join(workdir, "checkpoints")):
-            log.warning("a checkpoint save was cut short; set aside as %s (not resumed from)", name)
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("checkpoints set aside")
-    mngr = checkpoint_manager(workdir, config)
     # restored straight onto this run's mesh, whatever mesh wrote the checkpoint
     target = runner.state_sharding if isinstance(runner, PjitRunner) else sharding.replicated(mesh)
     abstract = jax.tree.map(
         lambda x, sh: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sh),
         state, target if isinstance(target, dict) else jax.tree.map(lambda _: target, state),
     )
+    ckpt_lib.check_resumable(workdir, run_keys(config, inp.num_classes), abstract)
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        for name in ckpt_lib.set_aside_incomplete(os.path.join(workdir, "checkpoints")):
+            log.warning("a checkpoint save was cut short; set aside as %s (not resumed from)", name)
+        weights.recover_interrupted_save(os.path.join(workdir, BEST_DIR))
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("checkpoints set aside")
+    mngr = checkpoint_manager(workdir, config)
     restored = restore_checkpoint(mngr, abstract)
     if restored is not None:
         state, meta = restored
         log.info("resumed from step %d (%s)", meta["step"], mngr.directory)
     start_step = int(state["step"])
     state = runner.put_state(state)
+    model_meta = dict(model=config.model, kwargs=model_kwargs(config, inp.num_classes))
     meta_base = dict(
-        model=dict(model=config.model, kwargs=model_kwargs(config, inp.num_classes)),
+        model=model_meta,
         class_names=inp.class_names,
         global_batch_size=config.global_batch_size,
     )
+    best = BestCheckpoint(workdir, best_metric_key(config), dict(
+        model_meta, class_names=inp.class_names, global_batch_size=config.global_batch_size,
+        preprocess=dict(mean=list(config.mean), std=list(config.std), crop_pct=config.crop_pct,
+                        interpolation=config.aug.interpolation),
+    ))
 
     if config.eval_only:
         writer = MetricWriter(workdir)
@@ -432,7 +479,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                                          img_s=f"{means['img_per_sec']:.0f}")
                 pending, t_log, last_log_step = [], time.time(), step
             if config.eval_every and step % config.eval_every == 0 and step != total_steps:
-                log.info("step %d: %s", step, evaluate(runner, inp, writer, state, step))
+                result = evaluate(runner, inp, writer, state, step)
+                log.info("step %d: %s", step, result)
+                best.update(runner.host_state(state), step, result)
             if is_ckpt or stop:
                 checkpoint(state, step)
             if stop:
@@ -443,11 +492,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         if progress is not None:
             progress.close()
     result = evaluate(runner, inp, writer, state, max(total_steps, start_step))
+    best.update(runner.host_state(state), max(total_steps, start_step), result)
     if start_step >= total_steps and mngr.latest_step() != total_steps:
         checkpoint(state, total_steps)
     writer.close()
     mngr.close()
-    return result
+    return {**result, **best.summary()}
 
 
 def evaluate(runner, inp: Input, writer: MetricWriter, state, step: int) -> dict[str, float]:

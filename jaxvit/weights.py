@@ -1,0 +1,528 @@
+"""The one path for weights: every loader (``create_model(checkpoint=)``, the trainer's
+``init_from``, ``python -m jaxvit.predict``, ``python -m convert.export``) reads and fits
+weights here.
+
+Where weights live (``locate``):
+- a *model checkpoint*: ``DIR/jaxvit.json`` (model name, constructor keywords, ...) and
+  ``DIR/weights/`` (orbax: ``params``, ``batch_stats`` and, optionally, ``ema_params``,
+  ``ema_batch_stats``), as written by ``python -m convert`` or kept by a run as ``WORKDIR/best``;
+- a *train workdir*, ``WORKDIR/checkpoints/<step>/{state,meta}`` (its latest step), the
+  ``checkpoints`` dir, or one step dir; the EMA weights are the state's ``ema_params``.
+
+How they fit a model (``load_into``), as timm's pretrained loading does: a classifier
+(found through the model's own ``get_classifier()``) whose class count differs is
+re-initialized, an absolute position table (``pos_embed``, TNT's ``patch_pos``) is resampled
+to the model's grid with torch's antialiased bicubic kernel, and each change is logged.
+Anything else that differs is an error (one line naming what the checkpoint was written
+with, what was asked for, the first keys with both shapes, and the fix); ``strict=False``
+loads what matches and lists the rest, as timm's ``load_state_dict(strict=False)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from jaxvit.errors import CheckpointError, CheckpointNotFoundError
+from jaxvit.layers.pos_embed import resample_abs_pos_embed
+
+log = logging.getLogger("jaxvit")
+
+META_FILE = "jaxvit.json"
+WEIGHTS_DIR = "weights"
+COMMIT_FILE = "commit_success.txt"  # orbax writes it last, on every filesystem
+COLLECTIONS = ("params", "batch_stats")
+EMA_COLLECTIONS = ("ema_params", "ema_batch_stats")
+POSITION_TABLES = ("pos_embed", "patch_pos")  # absolute (1, prefix + H*W, D) tables, by name
+
+Log = Callable[[str], None]
+
+
+# --- flat names ----------------------------------------------------------------------
+def flatten(tree: Mapping, prefix: tuple = ()) -> dict[str, Any]:
+    """Nested dict -> {'params.blocks.0.attn.qkv.kernel': leaf} (keys stringified)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        path = prefix + (str(k),)
+        if isinstance(v, Mapping):
+            out.update(flatten(v, path))
+        else:
+            out[".".join(path)] = v
+    return out
+
+
+def unflatten_like(flat: dict[str, Any], like: Mapping, prefix: tuple = ()) -> dict:
+    """Rebuilds ``like``'s nesting (int keys included) from a flat dict keyed as ``flatten``."""
+    out = {}
+    for k, v in like.items():
+        path = prefix + (str(k),)
+        out[k] = unflatten_like(flat, v, path) if isinstance(v, Mapping) else flat[".".join(path)]
+    return out
+
+
+def path_name(path: tuple) -> str:
+    """A jax key path as a flat name, e.g. 'opt_state.0.mu.head.kernel'."""
+    parts = []
+    for key in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return ".".join(parts)
+
+
+def natural(name: str) -> tuple:
+    """Sort key: params first (what a user recognizes), blocks.2 before blocks.10."""
+    return (not name.startswith("params."), [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)])
+
+
+def collections_of(model: nnx.Module) -> dict[str, dict]:
+    """The model's persistent state as pure dicts: params and (if any) batch_stats."""
+    out = {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param))}
+    stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+    if stats:
+        out["batch_stats"] = stats
+    return out
+
+
+def _shape(x: Any) -> tuple:
+    return tuple(np.shape(x)) if not hasattr(x, "shape") else tuple(x.shape)
+
+
+def describe(name: str | None, kwargs: Mapping | None) -> str:
+    """'vit_tiny_patch16_224(depth=2, embed_dim=32, ...)': a model by name and keywords."""
+    kw = ", ".join(f"{k}={_plain(v)!r}" for k, v in sorted((kwargs or {}).items()) if k != "dtype")
+    return f"{name or '<unnamed model>'}({kw})"
+
+
+def _plain(v: Any) -> Any:
+    return tuple(_plain(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+# --- writing into a model --------------------------------------------------------------
+def assign(model: nnx.Module, trees: Mapping[str, Mapping], source: str = "checkpoint") -> None:
+    """Writes ``trees`` into ``model`` exactly: every name and shape must match (else one-line
+    CheckpointError). ``load_into`` is the forgiving entry point."""
+    current = collections_of(model)
+    want = flatten(current)
+    have = flatten({k: v for k, v in trees.items() if k in current})
+    diff = Diff.of(have, want)
+    if diff:
+        raise CheckpointError(
+            f"{source} does not fit the model; {diff.summary()}; "
+            "fix: build the model with the name and keywords the weights were made with"
+        )
+    for name, tree in current.items():
+        values = unflatten_like(flatten({name: trees[name]}), {name: tree})[name]
+        state = nnx.state(model, nnx.Param if name == "params" else nnx.BatchStat)
+        nnx.replace_by_pure_dict(
+            state,
+            # jnp.array copies: the model must not alias the caller's buffers (e.g. a torch model's).
+            jax.tree.map(lambda old, new: jnp.array(new, dtype=old.dtype), tree, values),
+        )
+        nnx.update(model, state)
+
+
+@dataclasses.dataclass
+class Diff:
+    """Names and shapes that differ between a checkpoint (``have``) and a model (``want``)."""
+
+    missing: dict[str, tuple]  # in the model only: name -> model shape
+    unexpected: dict[str, tuple]  # in the checkpoint only: name -> checkpoint shape
+    mismatched: dict[str, tuple[tuple, tuple]]  # name -> (checkpoint shape, model shape)
+
+    @classmethod
+    def of(cls, have: Mapping[str, Any], want: Mapping[str, Any]) -> Diff:
+        return cls(
+            {k: _shape(want[k]) for k in sorted(set(want) - set(have), key=natural)},
+            {k: _shape(have[k]) for k in sorted(set(have) - set(want), key=natural)},
+            {
+                k: (_shape(have[k]), _shape(want[k]))
+                for k in sorted(set(have) & set(want), key=natural)
+                if _shape(have[k]) != _shape(want[k])
+            },
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+    def summary(self, first: int = 2) -> str:
+        """One line: each kind with its count and the first ``first`` names, both shapes."""
+        parts = []
+        if self.mismatched:
+            items = [
+                f"{k} checkpoint {a} vs model {b}" for k, (a, b) in list(self.mismatched.items())[:first]
+            ]
+            parts.append(f"shape differs ({len(self.mismatched)}): {', '.join(items)}")
+        if self.unexpected:
+            items = [f"{k} {s}" for k, s in list(self.unexpected.items())[:first]]
+            parts.append(f"in the checkpoint, not the model ({len(self.unexpected)}): {', '.join(items)}")
+        if self.missing:
+            items = [f"{k} {s}" for k, s in list(self.missing.items())[:first]]
+            parts.append(f"in the model, not the checkpoint ({len(self.missing)}): {', '.join(items)}")
+        more = (
+            "" if all(len(d) <= first for d in (self.missing, self.unexpected, self.mismatched)) else ", ..."
+        )
+        return "; ".join(parts) + more
+
+
+# --- the classifier --------------------------------------------------------------------
+def classifier_paths(model: nnx.Module) -> list[str]:
+    """Dotted paths of the module(s) ``model.get_classifier()`` returns: 'head', 'head.fc',
+    'last_linear', 'to_logits.2', ('head', 'head_dist') for a distilled DeiT; [] when headless."""
+    clf = model.get_classifier() if hasattr(model, "get_classifier") else None
+    targets = [c for c in (clf if isinstance(clf, (tuple, list)) else (clf,)) if c is not None]
+    paths = []
+    for target in targets:
+        paths += [".".join(map(str, p)) for p, node in nnx.iter_graph(model) if node is target]
+    return list(dict.fromkeys(paths))
+
+
+def _checkpoint_classifier_paths(meta: Mapping) -> list[str]:
+    """The classifier paths of the model a checkpoint was written by, built abstractly (no
+    compute): needed when the model it loads into is headless (``num_classes=0``)."""
+    from jaxvit.registry import get_entry
+
+    name, kwargs = meta.get("model"), dict(meta.get("kwargs") or {})
+    if not name:
+        return []
+    try:
+        abstract = nnx.eval_shape(lambda: get_entry(name).fn(**kwargs))
+    except Exception:  # an old or foreign meta: then the classifier is simply not found
+        return []
+    return classifier_paths(abstract)
+
+
+def _under(flat_name: str, prefix: str) -> bool:
+    rest = flat_name.split(".", 1)[1] if "." in flat_name else flat_name  # drop 'params.'
+    return rest == prefix or rest.startswith(prefix + ".")
+
+
+def _classes(shapes) -> str:
+    return "/".join(str(c) for c in sorted({s[-1] for s in shapes if s}))
+
+
+# --- fitting a checkpoint to a model -----------------------------------------------------
+@dataclasses.dataclass
+class LoadReport:
+    """What ``load_into`` did: every change, and (strict=False) what it left at init."""
+
+    changes: list[str]
+    reinitialized: set[str]  # flat names kept at the model's init: a new classifier
+    diff: Diff  # after adaptation; non-empty only with strict=False
+
+    @property
+    def kept_at_init(self) -> set[str]:
+        """Every model tensor not taken from the checkpoint."""
+        return self.reinitialized | set(self.diff.missing) | set(self.diff.mismatched)
+
+
+def load_into(
+    model: nnx.Module,
+    trees: Mapping[str, Mapping],
+    *,
+    strict: bool = True,
+    source: str = "checkpoint",
+    meta: Mapping | None = None,
+    asked: str | None = None,
+    fix: str = "build the model with the checkpoint's name and keywords, or load with strict=False",
+    log_fn: Log | None = None,
+) -> LoadReport:
+    """Fits ``trees`` ({'params', ['batch_stats']}) to ``model`` and writes them into it.
+
+    A classifier with another class count is re-initialized and absolute position tables are
+    resampled to the model's grid; any other difference raises CheckpointError (``strict``) or
+    is listed and left at the model's init (``strict=False``). ``meta`` (the checkpoint's
+    model and keywords) and ``asked`` (the model asked for) name both sides in the error.
+    """
+    say = log_fn or log.warning
+    current = collections_of(model)
+    want = flatten(current)
+    have = dict(flatten({k: v for k, v in trees.items() if k in COLLECTIONS}))
+    changes: list[str] = []
+    reinit: set[str] = set()
+
+    prefixes = classifier_paths(model) or _checkpoint_classifier_paths(meta or {})
+    for prefix in prefixes:
+        ours = {k for k in want if _under(k, prefix)}
+        theirs = {k for k in have if _under(k, prefix)}
+        if ours == theirs and all(_shape(have[k]) == _shape(want[k]) for k in ours):
+            continue
+        their_classes = _classes(_shape(have[k]) for k in theirs)
+        if ours and theirs and their_classes == _classes(_shape(want[k]) for k in ours):
+            continue  # the same class count: another width or layout is the diff's to report
+        for k in theirs:
+            del have[k]
+        have.update({k: want[k] for k in ours})  # the model's own init
+        reinit |= ours
+        if not ours:
+            changes.append(
+                f"{prefix}: the checkpoint's {their_classes}-class classifier dropped "
+                "(the model is built without one, num_classes=0)"
+            )
+        elif not theirs:
+            changes.append(f"{prefix}: not in the checkpoint (written without a classifier); initialized")
+        else:
+            changes.append(
+                f"{prefix}: the checkpoint has {their_classes} classes, the model "
+                f"{_classes(_shape(want[k]) for k in ours)}; re-initialized"
+            )
+
+    for key in [k for k in have if k.rsplit(".", 1)[-1] in POSITION_TABLES and k in want]:
+        resampled = _resample_position_table(model, key, have[key], _shape(want[key]))
+        if resampled is not None:
+            table, note = resampled
+            have[key] = table
+            changes.append(note)
+
+    diff = Diff.of(have, want)
+    if diff and strict:
+        raise CheckpointError(_mismatch_message(source, meta, asked, diff, fix))
+    for note in changes:
+        say(f"{source}: {note}")
+    if diff:
+        loaded = len(set(have) & set(want)) - len(diff.mismatched) - len(reinit)
+        say(
+            f"{source} (strict=False): loaded {loaded} of {len(want)} tensors, the rest kept at init; "
+            f"{diff.summary(first=10)}"
+        )
+    loaded = {k: (have[k] if k in have and k not in diff.mismatched else want[k]) for k in want}
+    assign(model, unflatten_like(loaded, current), source=source)
+    return LoadReport(changes, reinit, diff)
+
+
+def _resample_position_table(model, key: str, table: Any, want: tuple) -> tuple[np.ndarray, str] | None:
+    have = _shape(table)
+    if have == want or len(have) != 3 or len(want) != 3 or have[::2] != want[::2]:
+        return None  # equal, or not a (1, N, D) table of this width: the diff reports it
+    embed = getattr(model, "patch_embed", None) or getattr(model, "pixel_embed", None)
+    grid = tuple(getattr(embed, "grid_size", ()) or ())
+    prefix = getattr(model, "num_prefix_tokens", None)
+    if prefix is None:
+        prefix = int(getattr(model, "cls_token", None) is not None)
+    if len(grid) != 2 or want[1] != prefix + grid[0] * grid[1]:
+        return None
+    side = int(round((have[1] - prefix) ** 0.5))
+    if side * side != have[1] - prefix:
+        return None
+    name = key.split(".", 1)[1]
+    out = resample_abs_pos_embed(np.asarray(table, np.float32), grid, num_prefix_tokens=prefix)
+    return out, (
+        f"{name} resampled from a {side}x{side} to a {grid[0]}x{grid[1]} grid "
+        f"(bicubic as timm, {prefix} prefix token(s) kept)"
+    )
+
+
+def _mismatch_message(source: str, meta: Mapping | None, asked: str | None, diff: Diff, fix: str) -> str:
+    parts = [f"{source} does not fit the model"]
+    if meta and meta.get("model"):
+        parts.append(f"written by {describe(meta.get('model'), meta.get('kwargs'))}")
+    if asked:
+        parts.append(f"asked for {asked}")
+    parts.append(diff.summary())
+    parts.append(f"fix: {fix}")
+    return "; ".join(parts)
+
+
+# --- where checkpoints live -------------------------------------------------------------
+@dataclasses.dataclass
+class Located:
+    """A checkpoint found on disk, its weights not yet read."""
+
+    directory: str
+    weights: str  # the orbax pytree dir
+    meta: dict  # {'model': name, 'kwargs': {...}, 'class_names': [...], 'step': N, ...}
+    kind: str  # 'model' | 'workdir'
+    workdir: str | None = None  # the train workdir it belongs to, if any
+
+    def tree_keys(self) -> set[str]:
+        return {k for k, leaves in _top_level_leaves(self.weights).items() if leaves}
+
+
+def _top_level_leaves(path: str) -> dict[str, int]:
+    with ocp.StandardCheckpointer() as ckptr:
+        tree = ckptr.metadata(path).item_metadata
+    return {k: len(jax.tree.leaves(v)) for k, v in tree.items()}
+
+
+def _step_dirs(ckpt_dir: str) -> list[str]:
+    return [d for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(ckpt_dir) else []
+
+
+def latest_steps(ckpt_dir: str) -> list[int]:
+    """Completed checkpoint steps in ``ckpt_dir``: orbax's ``*.orbax-checkpoint-tmp-*`` dirs and
+    step dirs without its commit marker (a save cut short where rename is not atomic) are not."""
+    return sorted(
+        int(d) for d in _step_dirs(ckpt_dir) if os.path.exists(os.path.join(ckpt_dir, d, COMMIT_FILE))
+    )
+
+
+def locate(directory: str) -> Located:
+    """Finds the weights in a model checkpoint, a train workdir, its ``checkpoints`` dir or one
+    of its step dirs (CheckpointNotFoundError, one line, if there are none)."""
+    directory = os.path.abspath(os.path.expanduser(directory))
+    if os.path.exists(os.path.join(directory, META_FILE)):
+        with open(os.path.join(directory, META_FILE)) as f:
+            meta = json.load(f)
+        return Located(directory, os.path.join(directory, WEIGHTS_DIR), meta, "model")
+    if os.path.isdir(os.path.join(directory, "state")) and os.path.isdir(os.path.join(directory, "meta")):
+        step_dir = directory  # WORKDIR/checkpoints/<step>
+    else:
+        ckpt_dir = directory
+        if os.path.isdir(os.path.join(directory, "checkpoints")):
+            ckpt_dir = os.path.join(directory, "checkpoints")
+        steps = latest_steps(ckpt_dir)
+        if not steps:
+            what = "does not exist" if not os.path.exists(directory) else "holds no jaxvit checkpoint"
+            raise CheckpointNotFoundError(
+                f"{directory} {what}: expected {META_FILE} (from `python -m convert`, or a run's best/) "
+                "or a train workdir with checkpoints/<step>/"
+            )
+        step_dir = os.path.join(ckpt_dir, str(steps[-1]))
+    with open(os.path.join(step_dir, "meta", "metadata")) as f:
+        run_meta = json.load(f)
+    meta = dict(run_meta.get("model") or {})
+    meta.update({k: v for k, v in run_meta.items() if k != "model"})
+    workdir = os.path.dirname(os.path.dirname(step_dir))
+    return Located(directory, os.path.join(step_dir, "state"), meta, "workdir", workdir)
+
+
+def read_model_meta(directory: str) -> dict:
+    """Just the metadata, ``{'model': name, 'kwargs': {...}, ...}``: cheap, reads no weights."""
+    return locate(directory).meta
+
+
+def read_model_checkpoint(directory: str, ema: bool = False) -> tuple[dict[str, dict], dict]:
+    """(trees {'params', ['batch_stats']}, meta) from any place ``locate`` accepts; ``ema``
+    takes the EMA weights instead (CheckpointError if there are none)."""
+    found = locate(directory)
+    return read_weights(found, ema), found.meta
+
+
+def read_weights(found: Located, ema: bool = False) -> dict[str, dict]:
+    keys = found.tree_keys()
+    names = EMA_COLLECTIONS if ema else COLLECTIONS
+    if names[0] not in keys:
+        if ema:
+            raise CheckpointError(
+                f"{found.directory} holds no EMA weights (written without --config.model_ema=True); "
+                "drop --ema / init_from_ema, or train with --config.model_ema=True"
+            )
+        raise CheckpointError(f"{found.directory}: its weights hold no params (keys {sorted(keys)})")
+    tree = restore_on_one_device(found.weights, only=[n for n in names if n in keys])
+    return {plain: tree[name] for plain, name in zip(COLLECTIONS, names) if name in tree}
+
+
+def restore_on_one_device(path: str, only: list[str] | None = None) -> dict:
+    """Restores an orbax pytree (or its top-level entries ``only``) onto this process's first
+    device, whatever mesh wrote it (orbax otherwise insists on the saving topology)."""
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    with ocp.StandardCheckpointer() as ckptr:
+        tree = dict(ckptr.metadata(path).item_metadata)
+    if only is not None:
+        tree = {k: v for k, v in tree.items() if k in only}
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), tree)
+    with ocp.PyTreeCheckpointer() as ckptr:
+        return ckptr.restore(
+            path,
+            args=ocp.args.PyTreeRestore(
+                item=target,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                partial_restore=only is not None,
+            ),
+        )
+
+
+def load_checkpoint(
+    model: nnx.Module,
+    directory: str,
+    *,
+    ema: bool = False,
+    strict: bool = True,
+    asked: str | None = None,
+    fix: str | None = None,
+    source: str | None = None,
+    log_fn: Log | None = None,
+) -> tuple[LoadReport, dict]:
+    """``read_model_checkpoint`` + ``load_into``: returns (report, the checkpoint's meta)."""
+    found = locate(directory)
+    trees = read_weights(found, ema)
+    what = source or f"checkpoint {found.directory}" + (" (EMA weights)" if ema else "")
+    kwargs = {} if fix is None else {"fix": fix}
+    report = load_into(
+        model, trees, strict=strict, source=what, meta=found.meta, asked=asked, log_fn=log_fn, **kwargs
+    )
+    return report, found.meta
+
+
+def load_model_weights(model: nnx.Module, directory: str, ema: bool = False, strict: bool = True) -> dict:
+    return load_checkpoint(model, directory, ema=ema, strict=strict)[1]
+
+
+# --- writing a model checkpoint -----------------------------------------------------------
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def save_model_checkpoint(
+    directory: str, trees: Mapping[str, Any], meta: dict, *, replace: bool = False
+) -> None:
+    """Writes ``trees`` ({'params', ['batch_stats'], ['ema_params', 'ema_batch_stats']}) and
+    ``meta`` to ``directory`` atomically: a staging dir, then a rename; a reader never sees a
+    half-written one. An existing non-empty ``directory`` is refused unless ``replace``.
+
+    Every process calls it (orbax writes sharded arrays from all hosts); process 0 renames.
+    """
+    directory = os.path.abspath(directory)
+    if not replace and os.path.exists(directory) and os.listdir(directory):
+        raise FileExistsError(f"{directory} exists and is not empty; pick a new --out directory")
+    parent, base = os.path.split(directory)
+    staging, old = os.path.join(parent, f".{base}.partial"), os.path.join(parent, f".{base}.old")
+    primary = jax.process_index() == 0
+    if primary:
+        os.makedirs(parent, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)  # a save cut short before
+    _sync(f"save {directory}: staging")
+    trees = {k: v for k, v in trees.items() if jax.tree.leaves(v)}
+    meta = dict(meta, ema="ema_params" in trees)
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(os.path.join(staging, WEIGHTS_DIR), trees)
+        if primary:
+            with open(os.path.join(staging, META_FILE), "w") as f:
+                json.dump(meta, f, indent=2, sort_keys=True)
+            shutil.rmtree(old, ignore_errors=True)
+            if os.path.exists(directory):
+                os.rename(directory, old)
+            os.rename(staging, directory)
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        if primary:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _sync(f"save {directory}: done")
+
+
+def recover_interrupted_save(directory: str) -> None:
+    """A replace cut short between its two renames leaves ``.<name>.old`` and no ``<name>``:
+    put the old one back."""
+    parent, base = os.path.split(os.path.abspath(directory))
+    old = os.path.join(parent, f".{base}.old")
+    if not os.path.exists(directory) and os.path.isdir(old):
+        os.rename(old, directory)
