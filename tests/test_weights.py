@@ -61,6 +61,9 @@ FAMILIES = {
         "depth=1,num_latents=8,latent_dim=16,latent_heads=2,latent_dim_head=8,cross_dim_head=8",
         ["to_logits"],
     ),
+    "dems": ("dems_tiny_patch2_32", "depth=2,embed_dim=16,num_heads=2,merge_num=(4,2),merge_layer=(1,2),img_size=16",
+             ["head"]),
+    "msvit": ("mvit2_tiny_patch2", "depth=1,embed_dim=16,num_heads=2,pool_heads=2,img_size=16", ["head"]),
 }
 
 
