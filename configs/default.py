@@ -134,8 +134,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.mesh.data = -1  # data-parallel axis size; -1: all devices not used by fsdp
     c.mesh.fsdp = 1  # >1: params and optimizer state split over this many devices (pjit only)
     c.log_every = 20
-    c.eval_every = 200  # 0: only at the end
-    c.ckpt_every = 200  # 0: only at the end
+    c.eval_every = 200  # steps; 0: only at the end
+    c.ckpt_every = 200  # steps; 0: only at the end
+    c.eval_every_epochs = 0.0  # >0: every N epochs instead (timm/DeiT --eval-freq); overrides eval_every
+    c.ckpt_every_epochs = 0.0  # >0: every N epochs instead (--ckpt_freq); overrides ckpt_every
     c.keep_checkpoints = 3
     c.best_metric = "auto"  # WORKDIR/best: best eval by 'top1' | 'ema_top1' | '' (off); 'auto': as timm, ema_top1 with EMA
     c.progress_bar = True

@@ -85,6 +85,5 @@ def get_config(arg: str = "dtd"):
     c.warmup_epochs = 3.0
     c.warmup_lr = 1e-4
     c.mixup_alpha = 0.2
-    c.eval_every = 5000
-    c.ckpt_every = 5000
+    c.eval_every_epochs = c.ckpt_every_epochs = 1.0  # timm train.py: eval and checkpoint every epoch
     return c

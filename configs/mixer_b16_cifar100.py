@@ -75,6 +75,5 @@ def get_config(arg: str = "miil"):
     c.cooldown_epochs = 10.0  # timm 0.4.x train.py's default; the run is 50 + 10 epochs
     c.model_ema = True
     c.model_ema_decay = 0.995
-    c.eval_every = 2000
-    c.ckpt_every = 2000
+    c.eval_every_epochs = c.ckpt_every_epochs = 1.0  # timm train.py: eval and checkpoint every epoch
     return c

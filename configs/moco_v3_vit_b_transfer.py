@@ -1,7 +1,8 @@
 """MoCo v3 ViT-B/16 fine-tuned end to end on CIFAR-10, CIFAR-100, Flowers or Pets (DeiT recipe).
 
 Source: shared/seeds/002_b09b7cb011dfa531.txt: DeiT main.py on 8 GPUs, --batch-size 128
-(global 1024 = 8 x 128), --epochs 100, --lr 3e-4, --warmup-epochs 3, --no-repeated-aug and
+(global 1024 = 8 x 128), --epochs 100, --lr 3e-4, --warmup-epochs 3, --no-repeated-aug,
+--eval-freq 10 (epochs: eval_every_epochs) and
 per dataset (reported top-1):
   cifar10   wd 0.1, reprob 0.0,  drop-path 0.1, mixup 0.8, cutmix 1   (98.9%)
   cifar100  wd 0.1, reprob 0.0,  drop-path 0.1, mixup 0.5, cutmix 1   (90.5%)
@@ -90,6 +91,6 @@ def get_config(arg: str = "cifar10"):
     c.mixup_mode = "batch"
     c.model_ema = True
     c.model_ema_decay = 0.99996
-    c.eval_every = 500
-    c.ckpt_every = 500
+    c.eval_every_epochs = 10.0  # --eval-freq 10
+    c.ckpt_every_epochs = 1.0  # DeiT main.py writes its checkpoint every epoch
     return c

@@ -24,7 +24,9 @@ defaults, which the weak-aug listing in the seed does not show). Its training lo
 passes filter_bias_and_bn=False to timm's create_optimizer, so the fine-tuning *decays* biases
 and norms and the pretraining does not (the flag's name says the opposite of what it does).
 Eval: vitookit's build_transform resizes to 32 / 0.875 = 36 (bicubic), centre-crops 32.
---ckpt_freq 10 / 5 is in epochs; here checkpoints follow jaxvit's step-based ckpt_every.
+--ckpt_freq 10 / 5 is in epochs: eval_cls.py evaluates and checkpoints every ckpt_freq epochs and
+at the last (ckpt_every_epochs = eval_every_epochs = 10 pretraining, 5 fine-tuning; eval_cls.py
+counts from epoch 0, so its evals fall one epoch earlier than these, after epochs 1, 11, 21, ...).
 
 Data: as configs/vit_tiny_cifar10.py (same seed, --data_set CIFAR10 --data_location ../data,
 torchvision's download): files:cifar10 under data/ (data/cifar-10-batches-py/; elsewhere
@@ -70,9 +72,8 @@ def seed004(arg: str, *, model: str, workdir: str, pretrain: dict, finetune: dic
     c.warmup_lr = 1e-6
     c.min_lr = 1e-5
     c.cooldown_epochs = 0.0
-    c.eval_every = 2000
-    c.ckpt_every = 2000
     run = finetune if arg == "finetune" else pretrain
+    c.eval_every_epochs = c.ckpt_every_epochs = 5.0 if arg == "finetune" else 10.0  # --ckpt_freq
     c.global_batch_size = run["global_batch_size"]
     c.blr = run["blr"]
     c.warmup_epochs = run["warmup_epochs"]

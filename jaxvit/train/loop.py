@@ -173,6 +173,18 @@ def sync_batch_norm(model: nnx.Module, axis_name: str) -> None:
             module.axis_name = axis_name
 
 
+def every(config, what: str, steps_per_epoch: int) -> int:
+    """Steps between evals / checkpoints: ``<what>_every_epochs`` (timm's and DeiT's --eval-freq,
+    --ckpt_freq, in epochs of ``steps_per_epoch`` updates) when set, else ``<what>_every`` steps;
+    0: only at the end."""
+    epochs = float(config.get(f"{what}_every_epochs", 0.0))
+    if epochs < 0:
+        raise ConfigError(f"config.{what}_every_epochs={epochs} must be >= 0 (0: use {what}_every steps)")
+    if epochs:
+        return max(1, int(round(epochs * steps_per_epoch)))
+    return int(config[f"{what}_every"])
+
+
 def create_mesh(config):
     """The ('data', 'fsdp') mesh of ``config.mesh``; pmap has no 'fsdp' axis."""
     if config.parallelism == "pmap" and config.mesh.fsdp > 1:
@@ -348,6 +360,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     inp = create_input(config, local_batch)  # bad dataset -> error before the workdir is touched
     steps_per_epoch = max(1, inp.train_examples // config.global_batch_size)
     total_steps = config.total_steps or int(round(optim.total_epochs(config) * steps_per_epoch))
+    eval_every = every(config, "eval", steps_per_epoch)
+    ckpt_every = every(config, "ckpt", steps_per_epoch)
 
     # Model and optimizer.
     model, new_names = create_model(config, inp.num_classes)
@@ -464,7 +478,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             if progress is not None:
                 progress.update(1)
             is_log = step % config.log_every == 0 or step == total_steps
-            is_ckpt = bool(config.ckpt_every and step % config.ckpt_every == 0) or step == total_steps
+            is_ckpt = bool(ckpt_every and step % ckpt_every == 0) or step == total_steps
             stop = preemption.requested(step)
             if is_log or is_ckpt or stop:
                 fetched = jax.device_get(pending)
@@ -478,7 +492,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                     progress.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{means['lr']:.2e}",
                                          img_s=f"{means['img_per_sec']:.0f}")
                 pending, t_log, last_log_step = [], time.time(), step
-            if config.eval_every and step % config.eval_every == 0 and step != total_steps:
+            if eval_every and step % eval_every == 0 and step != total_steps:
                 result = evaluate(runner, inp, writer, state, step)
                 log.info("step %d: %s", step, result)
                 best.update(runner.host_state(state), step, result)
