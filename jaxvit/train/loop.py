@@ -23,7 +23,7 @@ from flax import nnx
 import jaxvit
 from jaxvit import weights
 from jaxvit.data import mix, pipeline
-from jaxvit.errors import CheckpointNotFoundError, ConfigError
+from jaxvit.errors import CheckpointNotFoundError, ConfigError, UserError
 from jaxvit.registry import parse_model_args  # noqa: F401  (re-exported: its old home)
 from jaxvit.train import checkpoint as ckpt_lib
 from jaxvit.train import optim, sharding
@@ -534,8 +534,8 @@ def evaluate(runner, inp: Input, writer: MetricWriter, state, step: int) -> dict
     return result
 
 
-class NonFiniteLoss(FloatingPointError):
-    pass
+class NonFiniteLoss(UserError, FloatingPointError):
+    """The loss went NaN/Inf: a setting or the data to change (main.py: one line, exit 2)."""
 
 
 def check_finite(fetched: list[dict], first_step: int, mngr) -> None:
