@@ -46,6 +46,23 @@ def run_main(workdir: Path, *overrides: str, devices: int = 1, check: bool = Tru
     return proc
 
 
+def train_in_process(workdir: Path, *overrides: str, config: str = "configs/default.py",
+                     tiny: bool = True) -> dict[str, float]:
+    """``loop.run`` in this process (one device) with main.py's own flag parsing: what
+    ``run_main`` does, less a process start (TensorFlow and JAX imports, ~5-10 s). For runs
+    whose tests read the outputs; the command line itself is tested through ``run_main``."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    from jaxvit.train import loop
+
+    argv = ["main.py", "--config=" + str(ROOT / config), *(TINY if tiny else []), *overrides]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv)
+    flag_values(argv)
+    return loop.run(flag_values.config, str(workdir))
+
+
 def read_metrics(workdir: Path) -> list[dict]:
     with open(workdir / "metrics.jsonl") as f:
         return [json.loads(line) for line in f]
