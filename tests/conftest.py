@@ -54,8 +54,11 @@ def train_in_process(workdir: Path, *overrides: str, config: str = "configs/defa
     from absl import flags
     from ml_collections import config_flags
 
+    import jax
+
     from jaxvit.train import loop
 
+    assert jax.device_count() == 1, "in-process runs are the one-device runs; pytest must not see XLA_FLAGS"
     argv = ["main.py", "--config=" + str(ROOT / config), *(TINY if tiny else []), *overrides]
     flag_values = flags.FlagValues()
     config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv)
