@@ -9,7 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import run_main, train_losses
+from conftest import run_main, train_in_process, train_losses
 from flax import nnx
 
 import jaxvit
@@ -177,13 +177,13 @@ def _falls(losses):
 @pytest.fixture(scope="module")
 def io_one_device(tmp_path_factory) -> Path:
     wd = tmp_path_factory.mktemp("io1")
-    run_main(wd, *TRAIN, "--config.model=perceiver_io_tiny", f"--config.model_args={IO_ARGS}", tiny=False)
+    train_in_process(wd, *TRAIN, "--config.model=perceiver_io_tiny", f"--config.model_args={IO_ARGS}", tiny=False)
     return wd
 
 
 def test_perceiver_trains_on_digits(tmp_path):
-    run_main(tmp_path, *TRAIN, "--config.model=perceiver_tiny",
-             f"--config.model_args={PERCEIVER_ARGS}", tiny=False)
+    train_in_process(tmp_path, *TRAIN, "--config.model=perceiver_tiny",
+                     f"--config.model_args={PERCEIVER_ARGS}", tiny=False)
     _falls(train_losses(tmp_path))
 
 
