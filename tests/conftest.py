@@ -30,12 +30,20 @@ TINY = [
 ]
 
 
+def device_env(devices: int) -> dict[str, str]:
+    """This environment for a process with ``devices`` simulated CPU devices. XLA aborts a
+    process whose devices wait over 40 s for each other in a collective (its default), which
+    a loaded 2-core machine reaches (seen: an 8-device run killed at an all-reduce); the
+    timeout is raised so a slow run stays a slow run."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
+        f"--xla_force_host_platform_device_count={devices} "
+        "--xla_cpu_collective_call_terminate_timeout_seconds=900 --xla_cpu_collective_timeout_seconds=900"))
+
+
 def run_main(workdir: Path, *overrides: str, devices: int = 1, check: bool = True,
              config: str = "configs/default.py", tiny: bool = True, **popen):
     """Runs ``main.py`` in a fresh process with ``devices`` simulated CPU devices."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
+    env = device_env(devices)
     cmd = [sys.executable, str(ROOT / "main.py"), "--config=" + str(ROOT / config),
            f"--workdir={workdir}", *(TINY if tiny else []), *overrides]
     if popen.pop("background", False):
