@@ -15,7 +15,7 @@ from flax import nnx
 import jaxvit
 from jaxvit.models.perceiver import PRESETS, param_count
 
-TOL = 1e-4
+TOL = 1e-4  # measured max |logit diff| vs perceiver-pytorch, 4 cases x 2 sizes: 2.7e-7 (2026-11-27)
 NOISE = 0.02  # moves every tensor off its init, so a mis-mapped one shows in the logits
 SIZES = (16, 24)
 SMALL = dict(num_latents=16, latent_dim=32, cross_heads=1, latent_heads=2, cross_dim_head=16,
@@ -194,4 +194,6 @@ def test_perceiver_io_trains_on_digits(io_one_device):
 def test_perceiver_io_eight_devices_same_losses_as_one(io_one_device, tmp_path):
     run_main(tmp_path, *TRAIN, "--config.model=perceiver_io_tiny", f"--config.model_args={IO_ARGS}",
              devices=8, tiny=False)
+    # measured max |loss8 - loss1| over the 80 steps: 4.8e-7 (at step 27; this run's seed, 2-core
+    # CPU, 2026-11-27): 1e-5 holds it 20x
     np.testing.assert_allclose(train_losses(tmp_path), train_losses(io_one_device), atol=1e-5)
