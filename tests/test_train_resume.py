@@ -76,21 +76,27 @@ def test_killed_again_and_again_mid_save_then_rerun_matches_uninterrupted(uninte
     args = [*RESUME_ARGS, "--config.ckpt_every=1"]
     kills = []
     for i in range(10):
+        # each rerun moves on by 1-3 steps (a kill within a step of the target), so ten kills
+        # land well inside the 40 steps
         before = max(logged_steps(tmp_path), default=0)
-        target = before + rng.randint(1, 3)  # each rerun moves on: 10 kills fit in 40 steps
+        target = before + rng.randint(1, 2)
         proc = run_main(tmp_path, *args, background=True)
         deadline = time.time() + 300
         while proc.poll() is None and max(logged_steps(tmp_path), default=0) < target and time.time() < deadline:
             time.sleep(0.005)
         mid_save = i % 2 == 0
-        if mid_save:  # wait for orbax's tmp dir: the next save has started writing
+        if mid_save:  # orbax's tmp dir for this step or a later one: a save is being written
             while proc.poll() is None and time.time() < deadline and not any(
-                    "tmp" in n for n in checkpoint_dir_listing(tmp_path)):
+                    n.split(".")[0].isdigit() and int(n.split(".")[0]) >= target and "tmp" in n
+                    for n in checkpoint_dir_listing(tmp_path)):
                 time.sleep(0.001)
             delay = rng.uniform(0, 0.05)
-        else:
+            time.sleep(delay)
+        else:  # a random moment within the next step or so (step and save, whatever is running)
             delay = rng.uniform(0, 0.5)
-        time.sleep(delay)
+            kill_at = time.time() + delay
+            while proc.poll() is None and time.time() < kill_at and max(logged_steps(tmp_path), default=0) <= target:
+                time.sleep(0.002)
         proc.kill()
         out = proc.communicate()[0].decode()
         kills.append(dict(kill=i, mid_save=mid_save, delay=round(delay, 3), rc=proc.returncode,
