@@ -185,8 +185,8 @@ def test_pmap_same_losses_and_ema_as_pjit_with_mixing(pjit_recipe_run, tmp_path)
     run_main(tmp_path, *RECIPE, "--config.parallelism=pmap", devices=8)
     pj, pm = train_losses(pjit_recipe_run), train_losses(tmp_path)
     assert len(pj) == len(pm) == 3
-    # measured (seed 0, 2-core CPU, 2026-11-27): losses equal to the bit, EMA params 1.4e-7 apart
-    # (atol 1e-6: 7x)
+    # measured (seeds 0 and 1, 2-core CPU, 2026-11-27): losses at most 2.4e-7 apart (atol 1e-5:
+    # 40x), EMA params 1.4e-7 (atol 1e-6: 7x)
     np.testing.assert_allclose(pm, pj, atol=1e-5)
     a, b = final_state(pjit_recipe_run)["ema_params"], final_state(tmp_path)["ema_params"]
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
