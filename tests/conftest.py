@@ -30,12 +30,20 @@ TINY = [
 ]
 
 
+def device_env(devices: int) -> dict[str, str]:
+    """This environment for a process with ``devices`` simulated CPU devices. XLA aborts a
+    process whose devices wait over 40 s for each other in a collective (its default), which
+    a loaded 2-core machine reaches (seen: an 8-device run killed at an all-reduce); the
+    timeout is raised so a slow run stays a slow run."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
+        f"--xla_force_host_platform_device_count={devices} "
+        "--xla_cpu_collective_call_terminate_timeout_seconds=900 --xla_cpu_collective_timeout_seconds=900"))
+
+
 def run_main(workdir: Path, *overrides: str, devices: int = 1, check: bool = True,
              config: str = "configs/default.py", tiny: bool = True, **popen):
     """Runs ``main.py`` in a fresh process with ``devices`` simulated CPU devices."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
+    env = device_env(devices)
     cmd = [sys.executable, str(ROOT / "main.py"), "--config=" + str(ROOT / config),
            f"--workdir={workdir}", *(TINY if tiny else []), *overrides]
     if popen.pop("background", False):
@@ -44,6 +52,26 @@ def run_main(workdir: Path, *overrides: str, devices: int = 1, check: bool = Tru
     if check and proc.returncode != 0:
         raise AssertionError(f"main.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def train_in_process(workdir: Path, *overrides: str, config: str = "configs/default.py",
+                     tiny: bool = True) -> dict[str, float]:
+    """``loop.run`` in this process (one device) with main.py's own flag parsing: what
+    ``run_main`` does, less a process start (TensorFlow and JAX imports, ~5-10 s). For runs
+    whose tests read the outputs; the command line itself is tested through ``run_main``."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    import jax
+
+    from jaxvit.train import loop
+
+    assert jax.device_count() == 1, "in-process runs are the one-device runs; pytest must not see XLA_FLAGS"
+    argv = ["main.py", "--config=" + str(ROOT / config), *(TINY if tiny else []), *overrides]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv)
+    flag_values(argv)
+    return loop.run(flag_values.config, str(workdir))
 
 
 def read_metrics(workdir: Path) -> list[dict]:

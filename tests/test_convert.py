@@ -140,8 +140,15 @@ def test_parity_list_covers_its_families():
     assert not missing, f"add these registered models to PARITY_NAMES: {missing}"
 
 
+# 100M+ parameters or 384 px: tens of seconds each (timm init, conversion, two forwards)
+SLOW_NAMES = ("vit_large_patch16_224", "mixer_l16_224", "mixer_l32_224", "swin_large_patch4_window7_224",
+              "swin_base_patch4_window12_384")
+
+
 @pytest.mark.parametrize(
-    "name,kwargs", [pytest.param(n, k, id=f"{n}-{case_id(k)}") for n, k in PARITY_CASES]
+    "name,kwargs",
+    [pytest.param(n, k, id=f"{n}-{case_id(k)}", marks=[pytest.mark.slow] if n in SLOW_NAMES and not k else [])
+     for n, k in PARITY_CASES],
 )
 def test_logits_match_timm(name, kwargs):
     tmodel = perturbed_timm(name, **kwargs)

@@ -10,14 +10,13 @@ layers (a second Inception compile would cost another minute).
 """
 
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, device_env
 
 # Tiny variants: the mechanics of each family, not its accuracy.
 FAMILIES = {
@@ -32,6 +31,14 @@ FAMILIES = {
     "batchnorm": ("bn_net", dict(img_size=16)),  # Inception-v4's ConvNormAct layers, small
     "inception": ("inception_v4", dict(img_size=75, _x64=True)),
 }
+
+# Loss tolerance, 8 devices vs 1. Measured max |loss8 - loss1| over the 3 steps, 8 seeds (model
+# init and batches) each, this script with the seed varied, 2-core CPU, 2026-11-27:
+# vit, mixer, swin, tnt 4.8e-7; bn_net 4.8e-7 (pmap 4.8e-7, statistics 6e-8): 1e-5 holds
+# them 20x. mvitv2 6.8e-5 (seed 3; other seeds 2e-7..1.4e-6), and seed 0 gave 1.2e-6 here but
+# 1.19e-5 on a fresh clone's run: a heavy tail, so 1e-3 (15x the largest seen). Inception
+# runs in float64 (gradients 5e-12 apart, see above): 1e-5 is far above its spread.
+LOSS_ATOL = {"mvitv2": 1e-3}
 
 SCRIPT = r'''
 import json, sys
@@ -63,72 +70,102 @@ def create(name, **kw):
     return jaxvit.create_model(name, **kw)
 
 
-name, kwargs = json.loads(sys.argv[1])
-kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-x64 = kwargs.pop("_x64", False)
-if x64:
-    jax.config.update("jax_enable_x64", True)
-as_x = (lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)) if x64 else (lambda t: t)
-assert jax.device_count() == 8
-rng = np.random.default_rng(0)
-size = kwargs["img_size"]
-batches = [dict(image=as_x(rng.standard_normal((16, size, size, 3), np.float32)),
-                label=rng.integers(0, 10, 16).astype(np.int32)) for _ in range(2 if x64 else 3)]
-sched = optax.constant_schedule(1e-3)
-tx = optax.adamw(sched, weight_decay=0.05)
+def family(name, kwargs, pmap):
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    x64 = kwargs.pop("_x64", False)
+    if x64:
+        jax.config.update("jax_enable_x64", True)
+    as_x = (lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)) if x64 else (lambda t: t)
+    assert jax.device_count() == 8
+    rng = np.random.default_rng(0)
+    size = kwargs["img_size"]
+    batches = [dict(image=as_x(rng.standard_normal((16, size, size, 3), np.float32)),
+                    label=rng.integers(0, 10, 16).astype(np.int32)) for _ in range(2 if x64 else 3)]
+    sched = optax.constant_schedule(1e-3)
+    tx = optax.adamw(sched, weight_decay=0.05)
 
-def run(parallelism, n_devices):
-    model = create(name, num_classes=10, **kwargs)
-    if parallelism == "pmap":
-        loop.sync_batch_norm(model, "data")
-    eval_model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
-    egraph, _, _, _ = nnx.split(eval_model, nnx.Param, nnx.BatchStat, ...)
-    graph, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-    params, stats, rest = map(nnx.to_pure_dict, (params, stats, rest))
-    params, stats = as_x((params, stats))
-    state = dict(step=jnp.asarray(0, jnp.int32), params=params, batch_stats=stats,
-                 opt_state=tx.init(params), rng=jax.random.PRNGKey(0))
-    state = jax.tree.map(jnp.copy, state)
-    mesh = Mesh(np.asarray(jax.devices()[:n_devices]), ("data",))
-    args = (graph, rest, tx, sched, 10, 0.1)
-    if parallelism == "pmap":
-        runner = loop.PmapRunner(mesh, make_train_step(*args, axis_name="data"),
-                                 make_eval_step(egraph, rest, 10, axis_name="data"))
-    else:
-        runner = loop.PjitRunner(mesh, make_train_step(*args), make_eval_step(egraph, rest, 10))
-    state = runner.put_state(state)
-    losses = []
-    for b in batches:
-        state, m = runner.train(state, runner.batch(b))
-        losses.append(float(np.mean(m["loss"])))
-    host = jax.device_get(runner.host_state(state))
-    stats_leaves = [np.asarray(x).ravel()[:4].tolist() for x in jax.tree.leaves(host["batch_stats"])[:2]]
-    init_leaves = [np.asarray(x).ravel()[:4].tolist() for x in jax.tree.leaves(stats)[:2]]
-    return dict(losses=losses, stats=stats_leaves, init_stats=init_leaves)
+    def run(parallelism, n_devices):
+        model = create(name, num_classes=10, **kwargs)
+        if parallelism == "pmap":
+            loop.sync_batch_norm(model, "data")
+        eval_model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+        egraph, _, _, _ = nnx.split(eval_model, nnx.Param, nnx.BatchStat, ...)
+        graph, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+        params, stats, rest = map(nnx.to_pure_dict, (params, stats, rest))
+        params, stats = as_x((params, stats))
+        state = dict(step=jnp.asarray(0, jnp.int32), params=params, batch_stats=stats,
+                     opt_state=tx.init(params), rng=jax.random.PRNGKey(0))
+        state = jax.tree.map(jnp.copy, state)
+        mesh = Mesh(np.asarray(jax.devices()[:n_devices]), ("data",))
+        args = (graph, rest, tx, sched, 10, 0.1)
+        if parallelism == "pmap":
+            runner = loop.PmapRunner(mesh, make_train_step(*args, axis_name="data"),
+                                     make_eval_step(egraph, rest, 10, axis_name="data"))
+        else:
+            runner = loop.PjitRunner(mesh, make_train_step(*args), make_eval_step(egraph, rest, 10))
+        state = runner.put_state(state)
+        losses = []
+        for b in batches:
+            state, m = runner.train(state, runner.batch(b))
+            losses.append(float(np.mean(m["loss"])))
+        host = jax.device_get(runner.host_state(state))
+        stats_leaves = [np.asarray(x).ravel()[:4].tolist() for x in jax.tree.leaves(host["batch_stats"])[:2]]
+        init_leaves = [np.asarray(x).ravel()[:4].tolist() for x in jax.tree.leaves(stats)[:2]]
+        return dict(losses=losses, stats=stats_leaves, init_stats=init_leaves)
 
-out = {"pjit8": run("pjit", 8), "pjit1": run("pjit", 1)}
-if "--pmap" in sys.argv:
-    out["pmap8"] = run("pmap", 8)
-print("RESULT" + json.dumps(out))
+    out = {"pjit8": run("pjit", 8), "pjit1": run("pjit", 1)}
+    if pmap:
+        out["pmap8"] = run("pmap", 8)
+    return out
+
+
+# several families in one process: one import of JAX and jaxvit, not one per family
+for name, kwargs, pmap in json.loads(sys.argv[1]):
+    try:
+        out = family(name, kwargs, pmap)
+    except Exception:
+        import traceback
+        out = {"error": traceback.format_exc()[-4000:]}
+    print("RESULT" + json.dumps([name, out]), flush=True)
 '''
 
 
-def run_family(name, kwargs, pmap=False):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-c", SCRIPT, json.dumps([name, kwargs])] + (["--pmap"] if pmap else [])
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))
-    return json.loads(line[len("RESULT"):])
+def run_families(families: list[str]) -> dict[str, dict]:
+    env = device_env(8)
+    jobs = [[*FAMILIES[f], f == "batchnorm"] for f in families]
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(jobs)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    results = dict(json.loads(line[len("RESULT"):]) for line in proc.stdout.splitlines()
+                   if line.startswith("RESULT"))
+    by_model = {FAMILIES[f][0]: f for f in families}
+    out = {by_model[name]: r for name, r in results.items()}
+    for f in families:  # a crash names the family it stopped at
+        out.setdefault(f, {"error": f"no result (exit {proc.returncode}):\n{proc.stderr[-4000:]}"})
+    return out
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_family_trains_same_on_8_devices_and_1(family):
-    name, kwargs = FAMILIES[family]
-    out = run_family(name, kwargs, pmap=family == "batchnorm")
+@pytest.fixture(scope="module")
+def family_results():
+    """Runs on first use: every float32 family in one process, Inception (float64) in its own."""
+    cache: dict[str, dict] = {}
+
+    def get(family: str) -> dict:
+        if family not in cache:
+            group = ["inception"] if family == "inception" else [f for f in FAMILIES if f != "inception"]
+            cache.update(run_families(group))
+        return cache[family]
+
+    return get
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f == "inception" else f
+                                    for f in sorted(FAMILIES)])  # Inception-v4: float64 compiles
+def test_family_trains_same_on_8_devices_and_1(family, family_results):
+    out = family_results(family)
+    assert "error" not in out, out.get("error")
     one, eight = out["pjit1"]["losses"], out["pjit8"]["losses"]
     assert all(np.isfinite(one)) and one[0] != one[-1]
-    np.testing.assert_allclose(eight, one, atol=1e-5)
+    np.testing.assert_allclose(eight, one, atol=LOSS_ATOL.get(family, 1e-5))
     if family in ("inception", "batchnorm"):  # statistics moved in training, the same on 8 and 1
         assert not np.allclose(out["pjit1"]["stats"], out["pjit1"]["init_stats"])
         np.testing.assert_allclose(out["pjit8"]["stats"], out["pjit1"]["stats"], atol=1e-5)

@@ -158,7 +158,9 @@ def test_lr_at_every_update_equals_timm_scheduler(sched, unit):
     for update in range(spe * epochs):
         want = [g["lr"] for g in opt.param_groups]
         got = [float(fn(update)) for fn in ours]
-        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=f"update {update}")
+        # float32 schedule vs timm's Python floats: measured max relative gap 8.9e-7 (all
+        # parametrizations, 2026-11-27), which 1e-6 held only 1.1x: 1e-5 (11x)
+        np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=f"update {update}")
         seen.add(want[0])
         theirs.step_update(update + 1)
         if (update + 1) % spe == 0:
@@ -216,7 +218,9 @@ def test_updates_equal_timm_optimizer(name, layer_decay, timm_vit_state):
     flat = flatten(params)
     for e in entries:
         ours = e.to_torch(np.asarray(flat[e.path]))
-        np.testing.assert_allclose(ours, tparams[e.torch_key].detach().numpy(), atol=1e-6, rtol=0,
+        # measured max |ours - torch| after the updates: 3.6e-7 (all parametrizations, 2026-11-27),
+        # which 1e-6 held only 2.8x: 4e-6 (11x)
+        np.testing.assert_allclose(ours, tparams[e.torch_key].detach().numpy(), atol=4e-6, rtol=0,
                                    err_msg=e.torch_key)
 
 

@@ -1,12 +1,9 @@
-"""The trainer end to end through main.py: devices, pmap, resume, errors, logs."""
-
-import signal
-import time
+"""The trainer end to end through main.py: devices, pmap, processes, errors, logs (resume: test_train_resume.py)."""
 
 import numpy as np
 import pytest
 
-from conftest import read_metrics, run_main, train_losses
+from conftest import read_metrics, run_main, train_in_process, train_losses
 
 STEPS = ["--config.total_steps=5"]
 
@@ -14,7 +11,7 @@ STEPS = ["--config.total_steps=5"]
 @pytest.fixture(scope="module")
 def one_device_run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("one")
-    run_main(wd, *STEPS)
+    train_in_process(wd, *STEPS)
     return wd
 
 
@@ -22,12 +19,15 @@ def test_eight_devices_same_losses_as_one(one_device_run, tmp_path):
     run_main(tmp_path, *STEPS, devices=8)
     one, eight = train_losses(one_device_run), train_losses(tmp_path)
     assert len(one) == len(eight) == 5
+    # measured max |loss8 - loss1| (seeds 0-2, 2-core CPU, 2026-11-27): 4.8e-7; 1e-5 is 20x
     np.testing.assert_allclose(eight, one, atol=1e-5)
     assert one[-1] != one[0]  # it trained
 
 
 def test_pmap_same_numbers_as_pjit(one_device_run, tmp_path):
     run_main(tmp_path, *STEPS, "--config.parallelism=pmap", devices=8)
+    # measured (seeds 0-2, 2-core CPU, 2026-11-27): losses 4.8e-7 apart (atol 1e-5: 20x),
+    # grad norms 3.5e-7 apart relatively (rel 1e-4: 280x)
     np.testing.assert_allclose(train_losses(tmp_path), train_losses(one_device_run), atol=1e-5)
     pm = {m["step"]: m for m in read_metrics(tmp_path)}
     pj = {m["step"]: m for m in read_metrics(one_device_run)}
@@ -44,106 +44,13 @@ def final_params(workdir):
     return step, restore_on_one_device(str(workdir / "checkpoints" / str(step) / "state"))["params"]
 
 
-RESUME_ARGS = ["--config.total_steps=40", "--config.ckpt_every=4", "--config.log_every=1"]
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("full")
-    run_main(wd, *RESUME_ARGS)
-    return wd
-
-
-def logged_steps(workdir) -> list[int]:
-    try:
-        return [m["step"] for m in read_metrics(workdir) if "train_loss" in m]
-    except (FileNotFoundError, ValueError):  # not written yet, or a line being written
-        return []
-
-
-def start_and_interrupt(workdir, sig, after_step: int = 1):
-    """Starts a run and sends ``sig`` once it has logged step ``after_step`` (a step, not a
-    checkpoint boundary: the kill lands wherever the run happens to be)."""
-    proc = run_main(workdir, *RESUME_ARGS, background=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if max(logged_steps(workdir), default=0) >= after_step:
-            proc.send_signal(sig)
-            break
-        time.sleep(0.01)
-    out = proc.communicate()[0].decode()
-    return proc.returncode, out
-
-
-def assert_same_final_params(a, b, compare_logged_losses=True):
-    step_a, params_a = final_params(a)
-    step_b, params_b = final_params(b)
-    assert step_a == step_b == 40
-    for x, y in zip(jax_leaves(params_a), jax_leaves(params_b)):
-        np.testing.assert_array_equal(x, y)
-    if not compare_logged_losses:
-        return
-    full_losses = {m["step"]: m["train_loss"] for m in read_metrics(a) if "train_loss" in m}
-    for m in read_metrics(b):
-        if "train_loss" in m and m["step"] in full_losses:
-            assert m["train_loss"] == pytest.approx(full_losses[m["step"]], abs=1e-6)
-
-
-def test_kill_at_a_random_step_then_rerun_matches_uninterrupted(uninterrupted, tmp_path):
-    import random
-
-    at = random.randint(2, 37)
-    code, out = start_and_interrupt(tmp_path, signal.SIGKILL, after_step=at)
-    assert code == -signal.SIGKILL, f"the run ended before it could be killed after step {at}"
-    killed_at = max(logged_steps(tmp_path))
-    run_main(tmp_path, *RESUME_ARGS)  # same command: resumes from the latest checkpoint
-    assert max(logged_steps(tmp_path)) == 40
-    try:
-        assert_same_final_params(uninterrupted, tmp_path)
-    except AssertionError as e:
-        raise AssertionError(f"killed after step {killed_at} (asked {at}): {e}") from None
-
-
-def test_half_written_checkpoint_is_never_resumed_from(uninterrupted, tmp_path):
-    """A save cut short leaves orbax's tmp dir, or (where rename is not atomic) a step dir
-    without its commit marker; resume must take the last complete checkpoint instead."""
-    import shutil
-
-    wd = tmp_path / "wd"
-    shutil.copytree(uninterrupted, wd)
-    ckpts = wd / "checkpoints"
-    assert sorted(int(p.name) for p in ckpts.iterdir()) == [32, 36, 40]
-    # step 40 cut short before its commit marker, and an orbax tmp dir with truncated files
-    (ckpts / "40" / "commit_success.txt").unlink()
-    tmp = ckpts / "44.orbax-checkpoint-tmp-1795397415"
-    shutil.copytree(ckpts / "36", tmp)
-    for f in (tmp / "state").rglob("*"):
-        if f.is_file() and f.stat().st_size > 16:
-            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    n_logged = len(logged_steps(wd))
-    proc = run_main(wd, *RESUME_ARGS)
-    assert "set aside as 40.incomplete-" in proc.stderr
-    assert logged_steps(wd)[n_logged:] == [37, 38, 39, 40]  # resumed from 36
-    assert any(p.name.startswith("40.incomplete-") for p in ckpts.iterdir())  # kept, not deleted
-    assert_same_final_params(uninterrupted, wd)
-
-
-def test_sigterm_saves_exits_zero_and_resumes(uninterrupted, tmp_path):
-    code, out = start_and_interrupt(tmp_path, signal.SIGTERM)
-    assert code == 0, out[-3000:]
-    assert "preempted: checkpoint saved at step" in out
-    saved = int(out.split("checkpoint saved at step ")[1].split(";")[0])
-    assert saved < 40 and (tmp_path / "checkpoints" / str(saved)).is_dir()
-    run_main(tmp_path, *RESUME_ARGS)
-    # logged losses are means over log windows, which a stop between log steps splits
-    assert_same_final_params(uninterrupted, tmp_path, compare_logged_losses=False)
-
-
 def test_nan_loss_stops_naming_step_and_checkpoint(tmp_path):
-    proc = run_main(tmp_path, "--config.total_steps=20", "--config.lr=1e30", "--config.warmup_steps=1",
-                    "--config.ckpt_every=1", check=False)
-    assert proc.returncode != 0
-    assert "loss is nan at step" in proc.stderr and "Last good checkpoint" in proc.stderr
+    from jaxvit.train.loop import NonFiniteLoss
+
+    with pytest.raises(NonFiniteLoss, match="loss is nan at step") as e:
+        train_in_process(tmp_path, "--config.total_steps=20", "--config.lr=1e30", "--config.warmup_steps=1",
+                         "--config.ckpt_every=1")
+    assert "Last good checkpoint" in str(e.value)
 
 
 def test_eval_only_reports_the_checkpoint(one_device_run):
@@ -225,13 +132,13 @@ def test_tensorboard_and_jsonl_hold_the_scalars(one_device_run):
 
 
 def test_imagefolder_on_cifar10_subset(cifar_subset, tmp_path):
-    proc = run_main(
+    result = train_in_process(
         tmp_path, "--config.dataset=imagefolder", f"--config.data_dir={cifar_subset}",
         "--config.eval_split=val", "--config.img_size=32", "--config.patch_size=8",
         "--config.total_steps=3", "--config.aug.hflip=0.5", "--config.cache_train=False",
     )
-    assert "final eval" in proc.stdout
     final = [m for m in read_metrics(tmp_path) if "eval_top1" in m][-1]
+    assert final["step"] == 3 and result["eval_top1"] == pytest.approx(final["eval_top1"])
     # 10% of each class held out: about 509 of the 5,085 images, each counted once
     assert 480 <= final["eval_count"] <= 540
 
@@ -244,6 +151,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two trainer processes, 4 devices each
 def test_two_processes_same_as_one(one_device_run, tmp_path):
     """Two real processes (jax.distributed, localhost coordinator, 4 CPU devices each)."""
     addr = f"localhost:{free_port()}"
@@ -255,13 +163,15 @@ def test_two_processes_same_as_one(one_device_run, tmp_path):
     outs = [p.communicate(timeout=600)[0].decode() for p in procs]
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-3000:]
+    # measured (seeds 0-2, 2-core CPU, 2026-11-27): losses 4.8e-7 apart (atol 1e-5: 20x);
+    # params after 5 AdamW steps 8e-7..2.4e-6 apart, which left 1e-5 only 4x: 3e-5 (12x)
     np.testing.assert_allclose(train_losses(tmp_path), train_losses(one_device_run), atol=1e-5)
     final = [m for m in read_metrics(tmp_path) if "eval_count" in m][-1]
     assert final["eval_count"] == 360  # each test example counted once across both hosts
     _, a = final_params(tmp_path)
     _, b = final_params(one_device_run)
     for x, y in zip(jax_leaves(a), jax_leaves(b)):
-        np.testing.assert_allclose(x, y, atol=1e-5)
+        np.testing.assert_allclose(x, y, atol=3e-5)
 
 
 def test_relative_workdir_as_in_the_readme(tmp_path):
@@ -283,6 +193,6 @@ def test_train_and_eval_steps_compile_once(tmp_path, monkeypatch):
 
 
 def test_synthetic_dataset_trains_and_evaluates(tmp_path):
-    proc = run_main(tmp_path, "--config.dataset=synthetic", "--config.total_steps=2")
+    result = train_in_process(tmp_path, "--config.dataset=synthetic", "--config.total_steps=2")
     final = [m for m in read_metrics(tmp_path) if "eval_count" in m][-1]
-    assert "final eval" in proc.stdout and final["eval_count"] == 2 * 32  # two masked batches
+    assert final["step"] == 2 and final["eval_count"] == result["eval_count"] == 2 * 32  # two masked batches
