@@ -1,0 +1,303 @@
+"""Each seed recipe end to end, the way its user runs it, at tiny size.
+
+Per seed config (one variant each): a random-init timm checkpoint with the pretrained class
+count, saved as the user has it -> ``python -m convert`` as the config's docstring says (plus
+``--model-args`` for the tiny size) -> main.py's path with that config (loaded as main.py loads
+it, the overrides a user passes: tiny model, init_from, data_dir on a stand-in in the config's
+official layout with the real class count, 2 steps) -> the run's final eval -> ``jaxvit.predict``
+on a PNG -> ``convert.export`` -> timm ``create_model(...).load_state_dict(strict=True)`` -> timm's
+logits (eval, fp32) equal jaxvit's of the same (EMA) weights.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:  # before anything loads TensorFlow: torch imported after it can crash the process
+    import timm
+    import torch
+except ImportError:  # pragma: no cover
+    timm = torch = None
+
+from conftest import ROOT, read_metrics
+from test_layouts import make_cifar10, make_cifar100, make_dtd, make_pets
+
+pytestmark = pytest.mark.skipif(torch is None, reason="needs torch and timm: pip install -e '.[torch]'")
+
+# jaxvit vs timm, fp32, eval mode, the same weights: measured max |logit diff| per test below
+# (each under 1e-5); 1e-4 leaves an order of magnitude for other BLAS builds.
+TOL = 1e-4
+
+
+# --- the user's steps ---------------------------------------------------------------------------
+def convert(*argv: str) -> None:
+    from convert.__main__ import main
+
+    assert main(list(argv)) == 0, argv
+
+
+def train(spec: str, workdir: Path, **overrides) -> dict:
+    """main.py --config=configs/<spec> --workdir=workdir --config.k=v ..., in this process."""
+    from jaxvit.train import loop
+    from jaxvit.train.config_util import load_config_file
+
+    config = load_config_file(str(ROOT / "configs" / spec))
+    overrides = dict(total_steps=2, progress_bar=False, log_every=1, **overrides)
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        assert leaf in node, f"{spec} has no config key {key!r}"
+        node[leaf] = value
+    return loop.run(config, str(workdir))
+
+
+def check_eval(result: dict, workdir: Path, eval_size: int, ema: bool) -> None:
+    """The run's final eval covered the whole eval split once, with finite numbers."""
+    prefixes = ("eval", "eval_ema") if ema else ("eval",)
+    for p in prefixes:
+        assert result[f"{p}_count"] == eval_size, result
+        for k in ("loss", "top1", "top5"):
+            assert np.isfinite(result[f"{p}_{k}"]), result
+    assert ("eval_ema_top1" in result) == ema
+    losses = [m["train_loss"] for m in read_metrics(workdir) if "train_loss" in m]
+    assert len(losses) == 2 and np.all(np.isfinite(losses)), losses
+
+
+def png(path: Path, size: int) -> Path:
+    from jaxvit.data.tf_util import import_tf
+
+    tf = import_tf()
+    img = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    path.write_bytes(tf.io.encode_png(img).numpy())
+    return path
+
+
+def predict(workdir: Path, image: Path, ema: bool, capsys) -> list[str]:
+    """python -m jaxvit.predict [--ema] --checkpoint workdir image: the class names it prints."""
+    from jaxvit import predict as predict_mod
+
+    capsys.readouterr()
+    flags = ["--ema"] if ema else []
+    assert predict_mod.main([*flags, "--checkpoint", str(workdir), str(image)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(image) and len(lines) == 6, lines
+    rows = [re.fullmatch(r"\s+([\d.]+)%\s+(.+)", line) for line in lines[1:]]
+    assert all(rows), lines
+    probs = [float(r.group(1)) for r in rows]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 100.01, lines
+    return [r.group(2) for r in rows]
+
+
+def export_and_compare(workdir: Path, tmp: Path, ema: bool, img_size: int, capsys) -> float:
+    """python -m convert.export [--ema] -> timm strict load -> logits; returns the max diff."""
+    import jax
+    from flax import nnx
+    from safetensors.torch import load_file
+
+    import jaxvit
+    from convert.export import main as export_main
+    from jaxvit import weights
+
+    out = tmp / "export.safetensors"
+    capsys.readouterr()
+    assert export_main(["--checkpoint", str(workdir), "--out", str(out), *(["--ema"] if ema else [])]) == 0
+    printed = capsys.readouterr().out
+    meta = weights.locate(str(workdir)).meta
+    name, kwargs = meta["model"], dict(meta["kwargs"])
+    kw = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+    assert f"timm.create_model({name!r}, pretrained=False{kw})" in printed, printed
+
+    torch.manual_seed(0)
+    ref = timm_model(name, **kwargs)
+    ref.load_state_dict(load_file(str(out)), strict=True)
+    ref.eval()
+    x = np.random.default_rng(1).standard_normal((2, img_size, img_size, 3)).astype(np.float32)
+    with torch.no_grad():
+        tfeat = ref.forward_head(ref.forward_features(torch.from_numpy(x).permute(0, 3, 1, 2)), pre_logits=True)
+        want = {"pre_logits": tfeat.numpy(), "logits": ref.forward_head(ref.forward_features(
+            torch.from_numpy(x).permute(0, 3, 1, 2))).numpy()}
+    model = jaxvit.create_model(name, checkpoint=str(workdir), ema=ema)
+    model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+    feat = model.forward_head(model.forward_features(jax.numpy.asarray(x)), pre_logits=True)
+    got = {"pre_logits": np.asarray(feat), "logits": np.asarray(model(jax.numpy.asarray(x)))}
+    assert got["logits"].shape == want["logits"].shape == (2, kwargs["num_classes"])
+    # a fine-tuned head starts at zero in some families: the features carry the comparison then
+    assert np.abs(want["pre_logits"]).max() > 0.1, "features near zero: the comparison would be vacuous"
+    diff = max(float(np.abs(got[k] - want[k]).max()) for k in want)
+    print(f"{name}: max |diff| jaxvit vs timm {diff:.2e} (pre-logits features and logits; "
+          f"|logits| up to {np.abs(want['logits']).max():.2e})")
+    assert diff < TOL, diff
+    return diff
+
+
+def timm_model(name: str, **kwargs) -> torch.nn.Module:
+    """timm.create_model(name, pretrained=False, **kwargs); timm's mixer_* functions fix
+    num_blocks / embed_dim / patch_size (a reduced size is a TypeError there), so a tiny Mixer is
+    timm's MlpMixer class itself, which those functions build."""
+    if name.startswith("mixer_"):
+        from timm.models.mlp_mixer import MlpMixer
+
+        return MlpMixer(**kwargs)
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def _kw(model_args: str) -> dict:
+    from jaxvit.registry import parse_model_args
+
+    return parse_model_args(model_args)
+
+
+def timed(label: str, t0: float) -> float:
+    print(f"{label}: {time.time() - t0:.1f}s")
+    return time.time()
+
+
+# --- seed 000: Mixer-B/16 miil in21k -> CIFAR-100 -------------------------------------------------
+MIXER_TINY = "num_blocks=1,embed_dim=32"
+
+
+def test_seed000_mixer_miil_cifar100(tmp_path, capsys):
+    """configs/mixer_b16_cifar100.py:miil: the miil 21k checkpoint (11,221 classes) converted as
+    its docstring says, fine-tuned on torchvision's CIFAR-100 layout (100 classes), EMA."""
+    t0 = time.time()
+    torch.manual_seed(0)
+    src = timm_model("mixer_b16_224.miil_in21k", num_classes=11221, num_blocks=1, embed_dim=32,
+                     img_size=32, patch_size=8)
+    pth = tmp_path / "mixer_miil.pth"
+    torch.save(src.state_dict(), pth)
+    conv = tmp_path / "runs/convert/mixer_b16_224.miil_in21k"
+    convert("--model", "mixer_b16_224", "--checkpoint", str(pth), "--out", str(conv),
+            "--model-args", MIXER_TINY, "--img-size", "32", "--patch-size", "8")
+    t0 = timed("convert", t0)
+
+    data = tmp_path / "data/cifar100"
+    make_cifar100(data, n_train=20, n_test=10)
+    workdir = tmp_path / "runs/mixer_c100_miil"
+    result = train("mixer_b16_cifar100.py:miil", workdir, model_args=MIXER_TINY, img_size=32, patch_size=8,
+                   init_from=str(conv), data_dir=str(data), global_batch_size=8)
+    t0 = timed("train", t0)
+    check_eval(result, workdir, eval_size=10, ema=True)
+
+    names = predict(workdir, png(tmp_path / "x.png", 40), ema=True, capsys=capsys)
+    assert all(re.fullmatch(r"fine\d+", n) for n in names), names  # CIFAR-100's fine label names
+    export_and_compare(workdir, tmp_path, ema=True, img_size=32, capsys=capsys)
+    timed("predict+export", t0)
+
+
+# --- seed 001: Swin-B (ImageNet-1k) fine-tuned on CIFAR-10 ----------------------------------------
+SWIN_TINY = "embed_dim=16,depths=(1,1),num_heads=(1,2),window_size=4"
+
+
+def test_seed001_swin_pretrained_cifar10(tmp_path, capsys):
+    """configs/swin_small_data.py:cifar10_pretrained: a 224-px, 1000-class Swin-B checkpoint
+    converted, fine-tuned at 32 px on torchvision's CIFAR-10 layout; no EMA."""
+    t0 = time.time()
+    torch.manual_seed(0)
+    src = timm_model("swin_base_patch4_window7_224", num_classes=1000, **_kw(SWIN_TINY))
+    pth = tmp_path / "swin_base.pth"
+    torch.save(src.state_dict(), pth)
+    conv = tmp_path / "runs/convert/swin_base_patch4_window7_224"
+    convert("--model", "swin_base_patch4_window7_224", "--checkpoint", str(pth), "--out", str(conv),
+            "--model-args", SWIN_TINY)
+    t0 = timed("convert", t0)
+
+    data = tmp_path / "data/cifar10"
+    make_cifar10(data, n_train=20, n_test=10)
+    workdir = tmp_path / "runs/swin_c10_ft"
+    result = train("swin_small_data.py:cifar10_pretrained", workdir, model_args=SWIN_TINY, img_size=32,
+                   init_from=str(conv), data_dir=str(data), global_batch_size=8)
+    t0 = timed("train", t0)
+    check_eval(result, workdir, eval_size=10, ema=False)
+
+    names = predict(workdir, png(tmp_path / "x.png", 32), ema=False, capsys=capsys)
+    assert all(re.fullmatch(r"class\d", n) for n in names), names  # the stand-in's batches.meta names
+    export_and_compare(workdir, tmp_path, ema=False, img_size=32, capsys=capsys)
+    timed("predict+export", t0)
+
+
+# --- seed 002: MoCo v3 ViT-B -> Oxford-IIIT Pets --------------------------------------------------
+VIT_TINY = "depth=1,embed_dim=32,num_heads=2"
+
+
+def moco_v3_checkpoint(path: Path, mlp_dim: int = 64, dim: int = 16) -> None:
+    """What moco-v3's main_moco.py saves (vit-b-300ep.pth.tar): {'epoch', 'arch', 'state_dict',
+    'optimizer', 'scaler'}, the state dict under DistributedDataParallel's 'module.': the base
+    encoder (timm's VisionTransformer, its head replaced by the 3-layer projection MLP of
+    moco/builder.py's _build_mlp), the momentum encoder (a copy) and the 2-layer predictor."""
+    torch.manual_seed(0)
+    vit = timm_model("vit_base_patch16_224", num_classes=0, **_kw(VIT_TINY))
+    width = vit.embed_dim
+
+    def mlp(num_layers, input_dim, last_bn=True):
+        layers = []
+        for i in range(num_layers):
+            d1, d2 = input_dim if i == 0 else mlp_dim, dim if i == num_layers - 1 else mlp_dim
+            layers.append(torch.nn.Linear(d1, d2, bias=False))
+            if i < num_layers - 1:
+                layers += [torch.nn.BatchNorm1d(d2), torch.nn.ReLU(inplace=True)]
+            elif last_bn:
+                layers.append(torch.nn.BatchNorm1d(d2, affine=False))
+        return torch.nn.Sequential(*layers)
+
+    vit.head = mlp(3, width)
+    encoder = vit.state_dict()
+    sd = {f"module.base_encoder.{k}": v for k, v in encoder.items()}
+    sd.update({f"module.momentum_encoder.{k}": v.clone() for k, v in encoder.items()})
+    sd.update({f"module.predictor.{k}": v for k, v in mlp(2, dim, last_bn=False).state_dict().items()})
+    optimizer = {"state": {0: {"mu": torch.zeros(3)}}, "param_groups": [{"lr": 1.5e-4, "params": [0]}]}
+    scaler = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
+              "_growth_tracker": 10}
+    torch.save({"epoch": 300, "arch": "vit_base", "state_dict": sd, "optimizer": optimizer, "scaler": scaler},
+               path)
+
+
+def test_seed002_moco_v3_pets(tmp_path, capsys):
+    """configs/moco_v3_vit_b_transfer.py:pets: moco-v3's checkpoint file converted as the docstring
+    says (prefixes, momentum encoder, predictor and projection head dropped or re-initialized),
+    fine-tuned at 32 px (pos_embed resampled from 224's grid) on the official Pets files (37
+    breeds) with mixup and EMA."""
+    t0 = time.time()
+    ckpt = tmp_path / "vit-b-300ep.pth.tar"
+    moco_v3_checkpoint(ckpt)
+    conv = tmp_path / "runs/convert/mocov3_vit_b"
+    convert("--checkpoint", str(ckpt), "--model", "vit_base_patch16_224", "--out", str(conv),
+            "--model-args", VIT_TINY)
+    t0 = timed("convert", t0)
+
+    data = make_pets(tmp_path / "pets")
+    workdir = tmp_path / "runs/moco_pets"
+    result = train("moco_v3_vit_b_transfer.py:pets", workdir, model_args=VIT_TINY, img_size=32,
+                   init_from=str(conv), data_dir=str(data), global_batch_size=8)
+    t0 = timed("train", t0)
+    check_eval(result, workdir, eval_size=37, ema=True)
+
+    names = predict(workdir, png(tmp_path / "x.png", 48), ema=True, capsys=capsys)
+    assert all(re.fullmatch(r"breed_\d\d", n) for n in names), names  # breeds from the file names
+    export_and_compare(workdir, tmp_path, ema=True, img_size=32, capsys=capsys)
+    timed("predict+export", t0)
+
+
+# --- seed 004: ViT-Tiny from scratch on CIFAR-10 at 32 px -----------------------------------------
+def test_seed004_vit_tiny_cifar10_from_scratch(tmp_path, capsys):
+    """configs/vit_tiny_cifar10.py:32 on torchvision's CIFAR-10 download (data/cifar-10-batches-py),
+    RandAugment, repeated augmentation, erasing; no conversion, no EMA."""
+    t0 = time.time()
+    data = tmp_path / "data"
+    make_cifar10(data, n_train=20, n_test=10)
+    workdir = tmp_path / "runs/vit_c10_32"
+    result = train("vit_tiny_cifar10.py:32", workdir, model_args=VIT_TINY, patch_size=8, data_dir=str(data),
+                   global_batch_size=8)
+    t0 = timed("train", t0)
+    check_eval(result, workdir, eval_size=10, ema=False)
+
+    names = predict(workdir, png(tmp_path / "x.png", 32), ema=False, capsys=capsys)
+    assert all(re.fullmatch(r"class\d", n) for n in names), names
+    export_and_compare(workdir, tmp_path, ema=False, img_size=32, capsys=capsys)
+    timed("predict+export", t0)
