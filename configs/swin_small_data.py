@@ -14,6 +14,12 @@ CIFAR-10, RandomResizedCrop + flip, dataset mean/std.
   python main.py --config=configs/swin_small_data.py:cifar10 --workdir=runs/swin_c10
   python main.py --config=configs/swin_small_data.py:tiny_imagenet --workdir=runs/swin_tin \
       --config.data_dir=/data/tiny-imagenet-200      # the official download, as unpacked
+  # :cifar10_pretrained: convert timm's Swin-B once (the torch extra), then fine-tune
+  python -c "import timm, torch; torch.save(timm.create_model('swin_base_patch4_window7_224.ms_in1k',
+      pretrained=True).state_dict(), 'swin_base.pth')"
+  python -m convert --model swin_base_patch4_window7_224 --checkpoint swin_base.pth \
+      --out runs/convert/swin_base_patch4_window7_224
+  python main.py --config=configs/swin_small_data.py:cifar10_pretrained --workdir=runs/swin_c10_ft
 Data (shared by tnt_, mixer_ and perceiver_small_data.py): seed 001's code reads CIFAR-10 and STL-10
 through torchvision (datasets.CIFAR10 / STL10(root=data/<dataset>, download=True) in its
 src/perceiver/lib/train_utils.py and the Perceiver IO notebook; CIFAR10(root='./data') in

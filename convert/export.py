@@ -22,7 +22,19 @@ from flax import nnx
 import jaxvit
 from convert.rules import ConversionError, to_timm
 from jaxvit.errors import report
+from jaxvit.registry import get_entry
 from jaxvit.weights import read_model_meta
+
+# Keywords a jaxvit checkpoint records (the trainer writes img_size for every model) that timm's
+# constructor for that family rejects: timm's InceptionV4 takes no img_size (any input of at
+# least 75 px runs), so create_model('inception_v4', img_size=...) would be a TypeError.
+NOT_TIMM_KWARGS = {"inception": ("img_size",)}
+
+
+def timm_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The recorded keywords that ``timm.create_model(name, ...)`` takes."""
+    drop = NOT_TIMM_KWARGS.get(get_entry(name).family, ())
+    return {k: v for k, v in kwargs.items() if k not in drop}
 
 
 def to_timm_state_dict(model: nnx.Module) -> dict[str, torch.Tensor]:
@@ -43,8 +55,8 @@ def export_checkpoint(
     name = name or meta.get("model")
     if not name:
         raise ConversionError(f"{directory} does not record its model name; pass --model")
-    kwargs = dict(meta.get("kwargs") or {})
     model = jaxvit.create_model(name, checkpoint=directory, ema=ema)
+    kwargs = timm_kwargs(name, dict(meta.get("kwargs") or {}))
     sd = to_timm_state_dict(model)
     tmp = f"{out}.partial"
     try:
