@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import json
 import os
 import random
@@ -89,9 +88,9 @@ def parse_args(argv=None):
 
 # --- shared inputs: file lists and init -------------------------------------------------------
 def split_files(root: str, seed: int, limit: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """jaxvit's own imagefolder split (10% of each class held out as 'val'), read from the source's
-    closure so both sides see exactly the same files; ``limit`` keeps evenly spaced ones."""
-    splits = inspect.getclosurevars(imagefolder_source(root, 0.1, seed).make).nonlocals["splits"]
+    """jaxvit's own imagefolder split (10% of each class held out as 'val'), the source's own file
+    lists, so both sides see exactly the same files; ``limit`` keeps evenly spaced ones."""
+    splits = dict(imagefolder_source(root, 0.1, seed).arrays)
     if limit:
         for name, n in (("train", limit), ("val", max(limit // 4, 10))):
             files, labels = splits[name]

@@ -88,3 +88,15 @@ def cifar_subset() -> Path:
     if not (CIFAR_SUBSET / "train").is_dir():
         pytest.skip(f"cifar10-subset not found at {CIFAR_SUBSET} (shared data absent on this machine)")
     return CIFAR_SUBSET
+
+
+# `make test` runs `pytest -n 2 --dist loadgroup`: each file is a group (a file's tests share a worker
+# and its module fixtures, as --dist loadfile did), except tests marked xdist_group("memory"): those
+# need 5-12 GB each (Inception-v4 in float64 on 8 devices, 100M+ parameter parity) and run one after
+# another on one worker, so the two workers never hold two of them at once (24 GB machine; two at
+# once were OOM-killed).
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))

@@ -147,7 +147,8 @@ SLOW_NAMES = ("vit_large_patch16_224", "mixer_l16_224", "mixer_l32_224", "swin_l
 
 @pytest.mark.parametrize(
     "name,kwargs",
-    [pytest.param(n, k, id=f"{n}-{case_id(k)}", marks=[pytest.mark.slow] if n in SLOW_NAMES and not k else [])
+    [pytest.param(n, k, id=f"{n}-{case_id(k)}",
+                  marks=[pytest.mark.slow, pytest.mark.xdist_group("memory")] if n in SLOW_NAMES else [])
      for n, k in PARITY_CASES],
 )
 def test_logits_match_timm(name, kwargs):

@@ -158,8 +158,8 @@ def family_results():
     return get
 
 
-@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f == "inception" else f
-                                    for f in sorted(FAMILIES)])  # Inception-v4: float64 compiles
+@pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow, pytest.mark.xdist_group("memory")])
+                                    if f == "inception" else f for f in sorted(FAMILIES)])  # Inception-v4: float64 compiles
 def test_family_trains_same_on_8_devices_and_1(family, family_results):
     out = family_results(family)
     assert "error" not in out, out.get("error")

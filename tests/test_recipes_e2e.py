@@ -327,6 +327,7 @@ def with_batch_statistics(model: torch.nn.Module, size: int) -> torch.nn.Module:
 
 
 # --- seed 003: Inception-v4 (ImageNet-1k) -> DTD, non-binary transfer ------------------------------
+@pytest.mark.xdist_group("memory")  # the full-size inception_v4 in torch and jax (tests/conftest.py)
 def test_seed003_inception_v4_dtd(tmp_path, capsys):
     """configs/inception_v4_nonbinary.py:dtd, the parts that are cheap here: timm's full-size
     inception_v4 checkpoint (1000 classes; it has no size keywords) converted as the docstring

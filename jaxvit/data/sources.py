@@ -37,6 +37,8 @@ class Source:
     make: Callable[[str, int, int], Any] = field(repr=False)
     # local shard size of a split
     local_examples: Callable[[str, int, int], int] = field(repr=False)
+    # in-memory sources: per split, (items, labels) as listed (file paths or images)
+    arrays: dict[str, tuple[Any, np.ndarray]] | None = field(default=None, repr=False)
 
     def size(self, split: str) -> int:
         """Global example count of a split or split expression ('train[:90%]', 'train+val')."""
@@ -74,7 +76,7 @@ def _in_memory(name: str, splits: dict[str, tuple[Any, np.ndarray]], class_names
         lo, hi = _shard_bounds(split_expr.size(name, split, sizes), index, count)
         return hi - lo
 
-    return Source(name, len(class_names), list(class_names), sizes, make, local)
+    return Source(name, len(class_names), list(class_names), sizes, make, local, arrays=splits)
 
 
 def digits_source(test_fraction: float = 0.2) -> Source:
