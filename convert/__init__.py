@@ -19,6 +19,7 @@ import jaxvit
 from convert.adapt import adapt
 from convert.rules import ConversionError, plan, to_jaxvit, to_timm
 from convert.source import Log, load_state_dict, to_numpy
+from jaxvit._compat import without_weights
 from jaxvit.weights import assign, collections_of, save_model_checkpoint
 
 # The constructor keywords conversion may change; all are recorded in the checkpoint's meta.
@@ -74,8 +75,14 @@ def convert_state_dict(
         num_classes = int(head.shape[0])
         log(f"num_classes={num_classes}, from the checkpoint's head (pass --num-classes for a new head)")
     kwargs = dict(model_kwargs, **_given(num_classes=num_classes, img_size=img_size, patch_size=patch_size))
-    model = jaxvit.create_model(name, seed=seed, **kwargs)
+    def make():
+        return jaxvit.create_model(name, seed=seed, **kwargs)
+
+    # shapes only: the checkpoint supplies every weight, unless a classifier is re-initialized
+    model = without_weights(make)
     sd, keep = adapt(model, sd, log)
+    if keep:
+        model = make()
     assign(model, to_jaxvit(model, sd, keep=keep), source="converted checkpoint")
     meta = {"model": name, "kwargs": {**kwargs, **rebuild_kwargs(model)}}
     if keep:

@@ -62,3 +62,12 @@ def create_model(
 
 
 __all__ = ["create_model", "list_models"]
+
+
+def abstract_model(name: str, **kwargs: Any):
+    """``create_model(name, **kwargs)`` as shapes and dtypes only (``nnx.eval_shape``): nothing
+    is initialized or computed, so a ViT-L costs what a ViT-Ti does. For parameter counts,
+    conversion plans, and sharding before the real state is made."""
+    from jaxvit._compat import eval_shape
+
+    return eval_shape(lambda: create_model(name, **kwargs))

@@ -194,13 +194,14 @@ def classifier_paths(model: nnx.Module) -> list[str]:
 def _checkpoint_classifier_paths(meta: Mapping) -> list[str]:
     """The classifier paths of the model a checkpoint was written by, built abstractly (no
     compute): needed when the model it loads into is headless (``num_classes=0``)."""
+    from jaxvit._compat import eval_shape
     from jaxvit.registry import get_entry
 
     name, kwargs = meta.get("model"), dict(meta.get("kwargs") or {})
     if not name:
         return []
     try:
-        abstract = nnx.eval_shape(lambda: get_entry(name).fn(**kwargs))
+        abstract = eval_shape(lambda: get_entry(name).fn(**kwargs))
     except Exception:  # an old or foreign meta: then the classifier is simply not found
         return []
     return classifier_paths(abstract)

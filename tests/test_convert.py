@@ -61,14 +61,34 @@ PARITY_NAMES = [
     "mvitv2_small_cls",
     "inception_v4",  # fixed 299px in timm: default size only
 ]
+# Depth, not width, is cut for parity where the full model would take tens of seconds: the
+# rules are per layer type, so two blocks of ViT-L/16 exercise every rule its 24 do, at
+# its full width and size. Each family's reduced depth keeps every kind of block: Swin two
+# per stage (plain and shifted windows), MViTv2 its stage-first (pooling, dim change) and
+# later blocks. Every tensor of every name at full depth is checked by key and shape in
+# test_full_size_tensors_match_timm (abstract models, no values), and the small names of
+# each family run their parity at full depth.
+REDUCED = {"vit": dict(depth=2), "deit": dict(depth=2), "mixer": dict(num_blocks=2), "tnt": dict(depth=2),
+           "swin": dict(depths=(2, 2, 2, 2)), "mvitv2": dict(depths=(1, 2, 2, 1))}
+FULL_DEPTH = ("vit_tiny_patch16_224", "vit_small_patch16_224", "deit_tiny_patch16_224",
+              "deit_small_patch16_224", "deit_tiny_distilled_patch16_224",
+              "deit_small_distilled_patch16_224", "mixer_s16_224", "mixer_s32_224", "tnt_s_patch16_224",
+              "tnt_s_legacy_patch16_224", "swin_tiny_patch4_window7_224", "mvitv2_tiny", "inception_v4")
+
+
+def depth_kwargs(name: str) -> dict:
+    return {} if name in FULL_DEPTH else REDUCED[name.split("_")[0]]
+
+
 # Every name at its default size. At 96px: every ViT/DeiT name, and the smallest name of
 # each other family (the size-dependent parts -- windows, pooled grids, relative
-# positions, pixel embeddings -- are per family, not per size preset; this keeps the
-# suite inside its time budget on a 2-core machine). One patch-size change on a tiny model.
+# positions, pixel embeddings -- are per family, not per size preset), all at reduced
+# depth. One patch-size change on a tiny model.
 OTHER_SIZE = [n for n in PARITY_NAMES if n.startswith(("vit_", "deit_"))] + [
     "mixer_s32_224", "tnt_s_patch16_224", "swin_tiny_patch4_window7_224", "mvitv2_tiny",
 ]
-PARITY_CASES = [(n, {}) for n in PARITY_NAMES] + [(n, {"img_size": 96}) for n in OTHER_SIZE]
+PARITY_CASES = [(n, depth_kwargs(n)) for n in PARITY_NAMES]
+PARITY_CASES += [(n, {"img_size": 96, **REDUCED[n.split("_")[0]]}) for n in OTHER_SIZE]
 PARITY_CASES.append(("vit_tiny_patch16_224", {"img_size": 64, "patch_size": 8}))
 PARITY_CASES.append(("tnt_s_patch16_224", {"img_size": 32, "patch_size": 4, "first_stride": 1}))
 
@@ -76,7 +96,10 @@ torch.set_num_threads(2)
 
 
 def case_id(kwargs: dict) -> str:
-    return "-".join(f"{k.split('_')[0]}{v}" for k, v in kwargs.items()) or "default"
+    def short(v):
+        return "x".join(map(str, v)) if isinstance(v, tuple) else v
+
+    return "-".join(f"{k.split('_')[0]}{short(v)}" for k, v in kwargs.items()) or "default"
 
 
 def quiet(_: str) -> None:
@@ -99,10 +122,33 @@ def images(size: int, n: int = 2) -> np.ndarray:
     return ((x - 0.5) / 0.5).transpose(0, 3, 1, 2).copy()
 
 
+MIXER_WIDTH = {"s": 512, "b": 768, "l": 1024}
+
+
+def timm_model(name: str, **kwargs) -> torch.nn.Module:
+    """``timm.create_model(name, **kwargs)``, where the name's own depth can be overridden:
+    timm's mixer_* functions fix num_blocks and MViTv2 takes its depths from a config table."""
+    if name.startswith("mixer_") and "num_blocks" in kwargs:
+        from timm.models.mlp_mixer import _create_mixer
+
+        size, patch = name.split("_")[1][0], int(name.split("_")[1][1:])
+        return _create_mixer(name, patch_size=patch, embed_dim=MIXER_WIDTH[size], **kwargs)
+    if name.startswith("mvitv2_") and "depths" in kwargs:
+        import dataclasses
+
+        from timm.models import build_model_with_cfg
+        from timm.models.mvitv2 import MultiScaleVit, model_cfgs
+
+        cfg = dataclasses.replace(model_cfgs[name], depths=tuple(kwargs.pop("depths")))
+        return build_model_with_cfg(MultiScaleVit, name, False, model_cfg=cfg,
+                                    feature_cfg=dict(out_indices=4, feature_cls="getter"), **kwargs)
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
 def perturbed_timm(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
     """timm's model in eval mode with seeded noise added to every floating tensor."""
     torch.manual_seed(seed)
-    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    model = timm_model(name, **kwargs).eval()
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for key, t in model.state_dict().items():
@@ -140,17 +186,7 @@ def test_parity_list_covers_its_families():
     assert not missing, f"add these registered models to PARITY_NAMES: {missing}"
 
 
-# 100M+ parameters or 384 px: tens of seconds each (timm init, conversion, two forwards)
-SLOW_NAMES = ("vit_large_patch16_224", "mixer_l16_224", "mixer_l32_224", "swin_large_patch4_window7_224",
-              "swin_base_patch4_window12_384")
-
-
-@pytest.mark.parametrize(
-    "name,kwargs",
-    [pytest.param(n, k, id=f"{n}-{case_id(k)}",
-                  marks=[pytest.mark.slow, pytest.mark.xdist_group("memory")] if n in SLOW_NAMES else [])
-     for n, k in PARITY_CASES],
-)
+@pytest.mark.parametrize("name,kwargs", [pytest.param(n, k, id=f"{n}-{case_id(k)}") for n, k in PARITY_CASES])
 def test_logits_match_timm(name, kwargs):
     tmodel = perturbed_timm(name, **kwargs)
     jmodel, meta = convert_state_dict(name, tmodel.state_dict(), log=quiet, **kwargs)
@@ -160,6 +196,20 @@ def test_logits_match_timm(name, kwargs):
     diff = max_diff(yt, yj)
     print(f"{name} {kwargs}: max |logits diff| {diff:.2e} (|logits| up to {np.abs(yt).max():.2f})")
     assert diff <= TOL
+
+
+@pytest.mark.parametrize("name", PARITY_NAMES)
+def test_full_size_tensors_match_timm(name):
+    """Every tensor of the full-size model, by timm key and torch shape, is one the converter
+    places (abstract models on both sides: shapes, no values), so the reduced-depth parity
+    above stands for the whole model."""
+    from convert.rules import _is_ignored, plan
+
+    ours = {e.torch_key: e.torch_shape for e in plan(jaxvit.abstract_model(name))}
+    sd = timm.create_model(name, pretrained=False, device="meta").state_dict()
+    theirs = {k: tuple(v.shape) for k, v in sd.items() if not _is_ignored(k)}
+    assert sorted(set(theirs) - set(ours)) == [] and sorted(set(ours) - set(theirs)) == []
+    assert {k: v for k, v in ours.items() if theirs[k] != v} == {}
 
 
 def test_export_round_trip_loads_strict_in_timm(tmp_path):

@@ -61,7 +61,7 @@ def n_params(tree) -> int:
 
 @pytest.mark.parametrize("name", sorted(TIMM_PARAM_COUNTS))
 def test_param_count_matches_timm(name):
-    abstract = nnx.eval_shape(lambda: jaxvit.create_model(name))
+    abstract = jaxvit.abstract_model(name)
     assert n_params(nnx.state(abstract, nnx.Param)) == TIMM_PARAM_COUNTS[name]
 
 
@@ -94,7 +94,7 @@ MIXER_ALIASES = {
 def test_legacy_aliases_resolve():
     for alias, target in MIXER_ALIASES.items():
         assert split_name(alias) == tuple(target.split(".")), alias
-    m = nnx.eval_shape(lambda: jaxvit.create_model("mixer_b16_224_miil", **MIXER_TINY))
+    m = jaxvit.abstract_model("mixer_b16_224_miil", **MIXER_TINY)
     assert m.pretrained_cfg["architecture"] == "mixer_b16_224"
     assert m.pretrained_cfg["tag"] == "miil_in21k_ft_in1k"
     assert m.head.kernel.shape == (32, 10)
@@ -137,7 +137,7 @@ def test_bfloat16_compute_float32_params_and_logits(key):
 
 
 def test_drop_path_rules_follow_timm():
-    mixer = nnx.eval_shape(lambda: jaxvit.create_model("mixer_s16_224", **MIXER_TINY, drop_path_rate=0.2))
+    mixer = jaxvit.abstract_model("mixer_s16_224", **MIXER_TINY, drop_path_rate=0.2)
     assert [b.drop_path.rate for b in mixer.blocks] == [0.2, 0.2]  # timm: the same in every block
     name, kwargs = TINY["tnt-stride2"]
     tnt = jaxvit.create_model(name, **kwargs, drop_path_rate=0.2)
@@ -155,7 +155,7 @@ def test_classifier_interface():
     mixer.reset_classifier(0, global_pool="")
     assert forward(mixer, batch()).shape == (2, 64, 32)
     name, kwargs = TINY["tnt-stride2"]
-    tnt = nnx.eval_shape(lambda: jaxvit.create_model(name, **kwargs))
+    tnt = jaxvit.abstract_model(name, **kwargs)
     tnt.reset_classifier(3)
     assert tnt.head.kernel.shape == (32, 3)
     assert tnt.no_weight_decay() == {"patch_pos", "pixel_pos", "cls_token"}

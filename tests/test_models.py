@@ -21,7 +21,7 @@ TIMM_PARAM_COUNTS = {
 
 
 def count_params(name, **kwargs) -> int:
-    abstract = nnx.eval_shape(lambda: jaxvit.create_model(name, **kwargs))
+    abstract = jaxvit.abstract_model(name, **kwargs)
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
 
 

@@ -47,7 +47,7 @@ def count(tree) -> int:
 
 
 def abstract(name: str, **kwargs):
-    return nnx.eval_shape(lambda: jaxvit.create_model(name, **kwargs))
+    return jaxvit.abstract_model(name, **kwargs)
 
 
 def timm_mvit(depths=TINY_DEPTHS, img_size=224, num_classes=1000, **cfg) -> torch.nn.Module:

@@ -134,7 +134,7 @@ def torch_dems(*, img_size, patch_size, dim, depth, heads, merge_num, merge_laye
 
 def _abstract(name: str, **kw):
     """The model as shapes only (no init, no compute): fast for the full-size presets."""
-    return nnx.eval_shape(lambda: jaxvit.create_model(name, num_classes=10, **kw))
+    return jaxvit.abstract_model(name, num_classes=10, **kw)
 
 
 def _out_shapes(model, x_shape):

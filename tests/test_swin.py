@@ -63,7 +63,7 @@ def abstract(name: str, **kwargs):
 
 @functools.lru_cache(maxsize=None)
 def _abstract(name: str, items: tuple):
-    return nnx.eval_shape(lambda: jaxvit.create_model(name, **dict(items)))
+    return jaxvit.abstract_model(name, **dict(items))
 
 
 def n_params(model) -> int:

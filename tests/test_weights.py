@@ -136,13 +136,13 @@ def test_every_family_is_covered():
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_classifier_found_through_get_classifier(family):
     name, args, expected = FAMILIES[family]
-    model = nnx.eval_shape(lambda: jaxvit.create_model(name, num_classes=5, **parse_model_args(args)))
+    model = jaxvit.abstract_model(name, num_classes=5, **parse_model_args(args))
     assert weights.classifier_paths(model) == expected
     params = weights.flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     for path in expected:  # each path names the 5-class layer's params
         shapes = [v.shape for k, v in params.items() if k == path + ".kernel"]
         assert shapes and shapes[0][-1] == 5, (path, shapes)
-    headless = nnx.eval_shape(lambda: jaxvit.create_model(name, num_classes=0, **parse_model_args(args)))
+    headless = jaxvit.abstract_model(name, num_classes=0, **parse_model_args(args))
     assert weights.classifier_paths(headless) == []
 
 
