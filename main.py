@@ -35,23 +35,32 @@ def init_distributed() -> None:
         jax.distributed.initialize()
 
 
-def main(argv):
-    del argv
-    init_distributed()
+def train(config, workdir: str) -> int:
+    """Trains (or evaluates) and prints the final line; returns the exit status: 0, or 2 for
+    the user's mistake (one ``error:`` line; anything else keeps its traceback)."""
     from jaxvit.errors import UserError, report
     from jaxvit.train import loop
 
     try:
-        result = loop.run(FLAGS.config, FLAGS.workdir)
-    except UserError as e:  # the user's mistake: one line, exit 2; anything else keeps its traceback
-        sys.exit(report(e))
+        result = loop.run(config, workdir)
+    except UserError as e:
+        return report(e)
     if "preempted_step" in result:
         print(f"preempted: checkpoint saved at step {int(result['preempted_step'])}; "
               "run the same command to resume", flush=True)
-        return
+        return 0
     # the last eval, then the best one kept in WORKDIR/best (best_step, best_eval_top1 or best_eval_ema_top1)
     print("final eval: " + "  ".join(f"{k}={int(v)}" if k == "best_step" else f"{k}={v:.4f}"
                                      for k, v in result.items()), flush=True)
+    return 0
+
+
+def main(argv):
+    del argv
+    init_distributed()
+    status = train(FLAGS.config, FLAGS.workdir)
+    if status:
+        sys.exit(status)
 
 
 def precheck(argv: list[str]) -> None:

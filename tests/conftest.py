@@ -74,6 +74,36 @@ def train_in_process(workdir: Path, *overrides: str, config: str = "configs/defa
     return loop.run(flag_values.config, str(workdir))
 
 
+def main_in_process(workdir: Path | str, *overrides: str, config: str = "configs/default.py",
+                    tiny: bool = True) -> tuple[int, str, str]:
+    """``python main.py ...`` in this process (one device): main.py's own precheck, flag parsing
+    and ``train``; returns (exit status, stdout, stderr). For the trainer's answers to a command
+    (errors, final lines); one real process per error kind stays in test_bad_input.py."""
+    import contextlib
+    import io
+
+    import main as main_py
+
+    argv = ["main.py", "--config=" + str(ROOT / config), f"--workdir={workdir}", *(TINY if tiny else []),
+            *overrides]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main_py.precheck(argv)
+            from absl import flags
+            from ml_collections import config_flags
+
+            flag_values = flags.FlagValues()
+            config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True,
+                                            sys_argv=argv)
+            flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
+            flag_values(argv)
+            status = main_py.train(flag_values.config, flag_values.workdir)
+        except SystemExit as e:
+            status = e.code
+    return status, out.getvalue(), err.getvalue()
+
+
 def read_metrics(workdir: Path) -> list[dict]:
     with open(workdir / "metrics.jsonl") as f:
         return [json.loads(line) for line in f]
@@ -90,13 +120,37 @@ def cifar_subset() -> Path:
     return CIFAR_SUBSET
 
 
-# `make test` runs `pytest -n 2 --dist loadgroup`: each file is a group (a file's tests share a worker
-# and its module fixtures, as --dist loadfile did), except tests marked xdist_group("memory"): those
-# need 5-12 GB each (Inception-v4 in float64 on 8 devices, 100M+ parameter parity) and run one after
-# another on one worker, so the two workers never hold two of them at once (24 GB machine; two at
-# once were OOM-killed).
+# `make test` runs `pytest -n 2 --dist loadgroup`. A file whose tests share a module-scoped
+# fixture (a training run several tests read) is one group, so one worker makes that fixture
+# once; other tests are groups of their own and spread over both workers. Tests marked
+# xdist_group("memory") need 5-12 GB each (Inception-v4 in float64 on 8 devices, the full-size
+# Inception-v4 end to end) and run one after another on one worker, so the two workers never
+# hold two of them at once (24 GB machine; two at once were OOM-killed).
+# The longest first (measured on this 2-core machine): xdist hands groups out in collection
+# order, and a long group started last leaves one worker idle.
+LONG_FIRST = ("test_train_resume.py", "test_families_train.py", "test_train.py", "test_scale.py",
+              "test_recipes_e2e.py", "test_configs.py", "test_convert.py")
+
+
+def _shares_module_fixture(item) -> bool:
+    for defs in item._fixtureinfo.name2fixturedefs.values():
+        for d in defs:
+            if d.scope in ("module", "package", "session") and getattr(d.func, "__module__", "") == item.module.__name__:
+                return True
+    return False
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
+            group = item.path.name if _shares_module_fixture(item) else item.nodeid
+            item.add_marker(pytest.mark.xdist_group(group))
+
+    def rank(item):
+        if item.get_closest_marker("xdist_group").args[0] == "memory":
+            return -1
+        name = item.path.name
+        return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: a file's own order is kept

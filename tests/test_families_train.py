@@ -144,10 +144,19 @@ def run_families(families: list[str]) -> dict[str, dict]:
     return out
 
 
-@pytest.fixture(scope="module")
+# one worker runs the float32 families (one process for all of them); Inception is "memory"
+pytestmark = pytest.mark.xdist_group("test_families_train.py")
+
+# Kept for the worker process's life, not the module's: a worker may run tests of other files
+# between this file's (the "memory" group), which would tear a module fixture down and make
+# the next family rerun the whole ~100 s process.
+_RESULTS: dict[str, dict] = {}
+
+
+@pytest.fixture
 def family_results():
     """Runs on first use: every float32 family in one process, Inception (float64) in its own."""
-    cache: dict[str, dict] = {}
+    cache = _RESULTS
 
     def get(family: str) -> dict:
         if family not in cache:

@@ -73,12 +73,16 @@ def test_checkpoint_moves_between_meshes(data_parallel, tmp_path):
 
 @pytest.mark.slow  # two trainer processes, 4 devices each
 def test_two_processes_data_x_fsdp_same_as_one(data_parallel, tmp_path):
-    """Two real processes (localhost coordinator, 4 CPU devices each) on a 2 x 4 (data, fsdp) mesh."""
+    """Two real processes (jax.distributed, localhost coordinator, 4 CPU devices each) on a 4 x 2
+    (data, fsdp) mesh: each process feeds its own half of every batch to its two data rows and
+    holds half of each large array; losses, eval count and final state are the one-process
+    8-device run's. (The multi-host test: plain data parallelism across hosts is this mesh
+    with fsdp=1, the same per-host feeding with one fewer axis.)"""
     from test_train import free_port
 
     addr = f"localhost:{free_port()}"
     procs = [
-        run_main(tmp_path, *ARGS, "--config.total_steps=6", "--config.mesh.fsdp=4",
+        run_main(tmp_path, *ARGS, "--config.total_steps=6", "--config.mesh.fsdp=2",
                  f"--coordinator_address={addr}", "--num_processes=2", f"--process_id={i}",
                  devices=4, background=True)
         for i in range(2)
@@ -86,10 +90,10 @@ def test_two_processes_data_x_fsdp_same_as_one(data_parallel, tmp_path):
     outs = [p.communicate(timeout=600)[0].decode() for p in procs]
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-3000:]
-    # the state is split: each device holds well under the whole
+    # the state is split: each device holds half of every large array (small ones replicated)
     line = next(ln for ln in outs[0].splitlines() if "MiB per device" in ln)
     total, per_device = (float(x) for x in line.split("train state ")[1].split(" MiB per")[0].split(" MiB, "))
-    assert per_device < 0.5 * total, line
+    assert per_device < 0.75 * total, line
     # measured (this seed, 2-core CPU, 2026-11-27): losses 1.0e-7 apart relatively (rtol 1e-5:
     # 100x); params and optimizer state at most 6e-8 apart (atol 1e-6: 17x)
     np.testing.assert_allclose(train_losses(tmp_path), train_losses(data_parallel), rtol=1e-5)
