@@ -3,7 +3,6 @@ wrappers through the CLI, fine-tune adaptation against timm's own, and bad input
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,13 +79,12 @@ def depth_kwargs(name: str) -> dict:
     return {} if name in FULL_DEPTH else REDUCED[name.split("_")[0]]
 
 
-# Every name at its default size. At 96px: every ViT/DeiT name, and the smallest name of
-# each other family (the size-dependent parts -- windows, pooled grids, relative
-# positions, pixel embeddings -- are per family, not per size preset), all at reduced
-# depth. One patch-size change on a tiny model.
-OTHER_SIZE = [n for n in PARITY_NAMES if n.startswith(("vit_", "deit_"))] + [
-    "mixer_s32_224", "tnt_s_patch16_224", "swin_tiny_patch4_window7_224", "mvitv2_tiny",
-]
+# Every name at its default size. At 96px, at reduced depth, one name per family and per
+# token layout: the size-dependent parts (position tables, windows, pooled grids, relative
+# positions, pixel embeddings) are per family and layout, not per width preset: ViT at
+# patch 16 and 32, DeiT with its distillation token. One patch-size change on a tiny model.
+OTHER_SIZE = ["vit_tiny_patch16_224", "vit_base_patch32_224", "deit_tiny_distilled_patch16_224",
+              "mixer_s32_224", "tnt_s_patch16_224", "swin_tiny_patch4_window7_224", "mvitv2_tiny"]
 PARITY_CASES = [(n, depth_kwargs(n)) for n in PARITY_NAMES]
 PARITY_CASES += [(n, {"img_size": 96, **REDUCED[n.split("_")[0]]}) for n in OTHER_SIZE]
 PARITY_CASES.append(("vit_tiny_patch16_224", {"img_size": 64, "patch_size": 8}))
@@ -236,9 +234,9 @@ def test_export_round_trip_loads_strict_in_timm(tmp_path):
     assert max_diff(yt, yj) <= TOL
 
 
-def test_moco_wrapped_checkpoint_through_cli(tmp_path):
+def test_moco_wrapped_checkpoint_through_cli(tmp_path, capsys):
     """{'model': sd} with MoCo v3's module.base_encoder. prefix and momentum/predictor
-    tensors converts with a real `python -m convert` and keeps the logits."""
+    tensors converts through `python -m convert`'s main and keeps the logits."""
     name = "vit_tiny_patch16_224"
     tmodel = perturbed_timm(name, img_size=64)
     sd = {f"module.base_encoder.{k}": v for k, v in tmodel.state_dict().items()}
@@ -247,13 +245,11 @@ def test_moco_wrapped_checkpoint_through_cli(tmp_path):
     torch.save({"model": sd, "epoch": 300, "arch": "vit_tiny"}, tmp_path / "moco.pth.tar")
 
     out = tmp_path / "converted"
-    proc = subprocess.run(
-        [sys.executable, "-m", "convert", "--model", name, "--checkpoint", str(tmp_path / "moco.pth.tar"),
-         "--out", str(out), "--img-size", "64"],
-        cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "momentum_encoder and predictor" in proc.stdout and "'module.base_encoder.'" in proc.stdout
+    capsys.readouterr()
+    assert convert_main(["--model", name, "--checkpoint", str(tmp_path / "moco.pth.tar"), "--out", str(out),
+                         "--img-size", "64"]) == 0
+    printed = capsys.readouterr().out
+    assert "momentum_encoder and predictor" in printed and "'module.base_encoder.'" in printed
     jmodel = jaxvit.create_model(name, checkpoint=str(out))
     yt, yj = logits(tmodel, jmodel, images(64))
     assert max_diff(yt, yj) <= TOL

@@ -21,7 +21,7 @@ try:  # before anything loads TensorFlow: torch imported after it can crash the 
 except ImportError:
     timm = torch = None
 
-from conftest import read_metrics, run_main
+from conftest import main_in_process, read_metrics
 
 import jaxvit
 from jaxvit import weights
@@ -387,16 +387,15 @@ def test_rerun_with_another_model_size_fails_before_restore(ema_run):
     """main.py on a workdir written by another model: one line, exit 2, the workdir untouched."""
     workdir, _ = ema_run
     before = snapshot(workdir)
-    proc = run_main(
+    status, _, err = main_in_process(
         workdir,
         "--config.model_args=depth=3,embed_dim=32,num_heads=2",
         "--config.total_steps=4",
         "--config.model_ema=True",
-        check=False,
     )
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert status == 2, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
     msg = errors[0]
     assert f"workdir {workdir} holds a run (step 4) of vit_tiny_patch16_224(depth=2, " in msg
     assert "this config asks for vit_tiny_patch16_224(depth=3, " in msg
@@ -404,7 +403,7 @@ def test_rerun_with_another_model_size_fails_before_restore(ema_run):
     first = r"in the model, not the workdir \(\d+\): params\.blocks\.2\.attn\.proj\.bias \(32,\)"
     assert re.search(first, msg), msg
     assert "fix: a new --workdir" in msg
-    assert "partial_restore" not in proc.stderr
+    assert "partial_restore" not in err
     assert snapshot(workdir) == before
 
 
