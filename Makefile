@@ -24,7 +24,7 @@ train: $(VENV)/.core
 	$(PY) main.py --config=configs/default.py --workdir=$(WORKDIR)
 
 test: $(VENV)/.test
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=25
 
 clean:
 	rm -rf $(VENV) .jax_cache runs

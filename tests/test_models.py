@@ -133,3 +133,23 @@ def test_attention_matches_explicit_softmax():
     weights = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(8.0), axis=-1)
     expected = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
     np.testing.assert_allclose(attention(q, k, v), expected, atol=1e-5)
+
+
+def test_abstract_model_has_shapes_only_and_leaves_jax_as_it_was():
+    """jaxvit.abstract_model: the model's structure with ShapeDtypeStructs for values; the
+    tracer-probe work-around (jaxvit/_compat.py) is undone on the way out, errors included."""
+    from jax._src import core
+
+    from jaxvit._compat import quick_tracer_probes
+
+    before = core.Tracer.__dict__.get("sharding")
+    model = jaxvit.abstract_model("vit_tiny_patch16_224", num_classes=7)
+    leaves = jax.tree.leaves(nnx.state(model, nnx.Param))
+    assert leaves and all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
+    assert model.head.kernel.shape == (192, 7)
+    assert core.Tracer.__dict__.get("sharding") is before
+    with pytest.raises(RuntimeError):
+        with quick_tracer_probes():
+            jax.eval_shape(lambda x: getattr(x, "sharding", None) is None or 1 / 0, 1.0)
+            raise RuntimeError("inside")
+    assert core.Tracer.__dict__.get("sharding") is before
