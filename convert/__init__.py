@@ -75,6 +75,7 @@ def convert_state_dict(
         num_classes = int(head.shape[0])
         log(f"num_classes={num_classes}, from the checkpoint's head (pass --num-classes for a new head)")
     kwargs = dict(model_kwargs, **_given(num_classes=num_classes, img_size=img_size, patch_size=patch_size))
+
     def make():
         return jaxvit.create_model(name, seed=seed, **kwargs)
 

@@ -61,9 +61,6 @@ def create_model(
     return model
 
 
-__all__ = ["create_model", "list_models"]
-
-
 def abstract_model(name: str, **kwargs: Any):
     """``create_model(name, **kwargs)`` as shapes and dtypes only (``nnx.eval_shape``): nothing
     is initialized or computed, so a ViT-L costs what a ViT-Ti does. For parameter counts,
@@ -71,3 +68,6 @@ def abstract_model(name: str, **kwargs: Any):
     from jaxvit._compat import eval_shape
 
     return eval_shape(lambda: create_model(name, **kwargs))
+
+
+__all__ = ["abstract_model", "create_model", "list_models"]

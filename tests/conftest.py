@@ -54,24 +54,31 @@ def run_main(workdir: Path, *overrides: str, devices: int = 1, check: bool = Tru
     return proc
 
 
+def _parse(argv: list[str]):
+    """main.py's flags (--config with its overrides, --workdir) parsed from ``argv``, in fresh
+    FlagValues: what main.py's absl.app.run does, repeatable in one process."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv)
+    flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
+    flag_values(argv)
+    return flag_values
+
+
 def train_in_process(workdir: Path, *overrides: str, config: str = "configs/default.py",
                      tiny: bool = True) -> dict[str, float]:
     """``loop.run`` in this process (one device) with main.py's own flag parsing: what
     ``run_main`` does, less a process start (TensorFlow and JAX imports, ~5-10 s). For runs
     whose tests read the outputs; the command line itself is tested through ``run_main``."""
-    from absl import flags
-    from ml_collections import config_flags
-
     import jax
 
     from jaxvit.train import loop
 
     assert jax.device_count() == 1, "in-process runs are the one-device runs; pytest must not see XLA_FLAGS"
     argv = ["main.py", "--config=" + str(ROOT / config), *(TINY if tiny else []), *overrides]
-    flag_values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv)
-    flag_values(argv)
-    return loop.run(flag_values.config, str(workdir))
+    return loop.run(_parse(argv).config, str(workdir))
 
 
 def main_in_process(workdir: Path | str, *overrides: str, config: str = "configs/default.py",
@@ -90,14 +97,7 @@ def main_in_process(workdir: Path | str, *overrides: str, config: str = "configs
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             main_py.precheck(argv)
-            from absl import flags
-            from ml_collections import config_flags
-
-            flag_values = flags.FlagValues()
-            config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True,
-                                            sys_argv=argv)
-            flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
-            flag_values(argv)
+            flag_values = _parse(argv)
             status = main_py.train(flag_values.config, flag_values.workdir)
         except SystemExit as e:
             status = e.code
@@ -123,9 +123,9 @@ def cifar_subset() -> Path:
 # `make test` runs `pytest -n 2 --dist loadgroup`. A file whose tests share a module-scoped
 # fixture (a training run several tests read) is one group, so one worker makes that fixture
 # once; other tests are groups of their own and spread over both workers. Tests marked
-# xdist_group("memory") need 5-12 GB each (Inception-v4 in float64 on 8 devices, the full-size
-# Inception-v4 end to end) and run one after another on one worker, so the two workers never
-# hold two of them at once (24 GB machine; two at once were OOM-killed).
+# xdist_group("memory") need 5-12 GB each (today: the full-size Inception-v4 end to end) and
+# run one after another on one worker, so the two workers never hold two of them at once
+# (24 GB machine; two at once were OOM-killed).
 # The longest first (measured on this 2-core machine): xdist hands groups out in collection
 # order, and a long group started last leaves one worker idle.
 LONG_FIRST = ("test_train_resume.py", "test_families_train.py", "test_train.py", "test_scale.py",
