@@ -1,11 +1,12 @@
 # `make train`: set up .venv and train ViT-Tiny on the offline digits default.
 # `make test`:  set up .venv with the torch/timm extra and run the whole test suite.
+# `make lint`:  ruff with the rule set in pyproject.toml (CI runs it before the tests).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/digits
 
-.PHONY: train test venv venv-test clean
+.PHONY: train test lint venv venv-test clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ train: $(VENV)/.core
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=25
+
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) .jax_cache runs

@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
@@ -137,7 +137,7 @@ def bench_torch(args, modes: list[str]) -> list[dict]:
         fwd = torch.compile(model) if mode == "compile" else model
         amp = torch.autocast(dev, dtype=torch.bfloat16, enabled=(mode == "amp" or args.dtype == "bfloat16"))
 
-        def one_step():
+        def one_step(opt=opt, amp=amp, fwd=fwd, x=x, y=y):
             opt.zero_grad(set_to_none=True)
             with amp:
                 loss = torch.nn.functional.cross_entropy(fwd(x), y)
@@ -156,7 +156,7 @@ def bench_torch(args, modes: list[str]) -> list[dict]:
         model.eval()
         with torch.no_grad():
             with amp:
-                isec = timed(lambda: fwd(x), args.steps, args.warmup, sync)
+                isec = timed(lambda fwd=fwd, x=x: fwd(x), args.steps, args.warmup, sync)
         name = f"timm {mode}"
         rows += [dict(impl=name, task="train", sec=sec, flops=None, mem=mem),
                  dict(impl=name, task="infer", sec=isec, flops=None, mem=None)]
@@ -177,7 +177,7 @@ def main(argv=None) -> list[dict]:
           f"  on {device}"
           f"  (peak {peak:.2f} TFLOP/s{' measured' if not args.peak_tflops else ''})")
     print(f"{'impl':<14}{'task':<7}{'img/s':>10}{'ms/step':>10}{'jaxvit x':>10}{'MFU':>8}{'peak GB':>9}")
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     for r in rows:
         r.update(img_s=args.batch / r["sec"], speedup=r["sec"] / ref[r["task"]])
         mfu = r["flops"] / r["sec"] / (peak * 1e12) if r["flops"] else None

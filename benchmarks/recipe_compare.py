@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run from a checkout
@@ -307,7 +307,7 @@ def report(rows: list[dict], text: str, path: str) -> None:
         w = csv.writer(f)
         if new:
             w.writerow(["date", "impl", "top1", "ema_top1", "minutes", "settings"])
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
         for r in rows:
             w.writerow([stamp, r["impl"], fmt(r["top1"]), fmt(r["ema_top1"]), fmt(r["minutes"], ".3f"), text])
 

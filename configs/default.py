@@ -30,7 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.layout.dtd_fold = 1  # files:dtd: labels/{train,val,test}N.txt, N in 1..10
     c.layout.cifar100_labels = "fine"  # files:cifar100: 'fine' (100 classes) | 'coarse' (20 superclasses)
     c.layout.stl10_fold = -1  # files:stl10: 0..9 keeps that fold's 1,000 train images (fold_indices.txt)
-    c.skip_bad_images = False  # imagefolder, files:*: undecodable files stop the run, listed; True: leave them out (logged)
+    # imagefolder, files:*: undecodable files stop the run, listed; True: leave them out (logged)
+    c.skip_bad_images = False
     c.num_classes = -1  # -1: from the dataset
     c.img_size = 16
     c.mean = (0.5, 0.5, 0.5)
@@ -139,7 +140,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_every_epochs = 0.0  # >0: every N epochs instead (timm/DeiT --eval-freq); overrides eval_every
     c.ckpt_every_epochs = 0.0  # >0: every N epochs instead (--ckpt_freq); overrides ckpt_every
     c.keep_checkpoints = 3
-    c.best_metric = "auto"  # WORKDIR/best: best eval by 'top1' | 'ema_top1' | '' (off); 'auto': as timm, ema_top1 with EMA
+    # WORKDIR/best: best eval by 'top1' | 'ema_top1' | '' (off); 'auto': as timm, ema_top1 with EMA
+    c.best_metric = "auto"
     c.progress_bar = True
     c.eval_only = False  # evaluate the workdir's latest checkpoint (or init_from) and exit
     return c

@@ -7,9 +7,9 @@ map as timm does), lr 5e-4, batch 1024 on CIFAR-10; ":cifar10_pretrained" fine-t
 Swin-B (swin_base_patch4_window7_224, ImageNet weights) for one epoch on CIFAR-10 resized
 to 224 (reported 96.39%); "All models were trained with learning rate 5e-4", the fine-tune
 included. (The seed repository's src/swin/cifar10.py differs from its write-up: Adam lr 1e-3,
-no weight decay, 40 epochs, batch 1024, no augmentation; the write-up is followed here.) Not stated in the seed (chosen here, Swin paper's defaults):
-adamw, weight decay 0.05, cosine with 5% warmup, 100 epochs from scratch, batch 128 outside
-CIFAR-10, RandomResizedCrop + flip, dataset mean/std.
+no weight decay, 40 epochs, batch 1024, no augmentation; the write-up is followed here.) Not
+stated in the seed (chosen here, Swin paper's defaults): adamw, weight decay 0.05, cosine with 5%
+warmup, 100 epochs from scratch, batch 128 outside CIFAR-10, RandomResizedCrop + flip, dataset mean/std.
 
   python main.py --config=configs/swin_small_data.py:cifar10 --workdir=runs/swin_c10
   python main.py --config=configs/swin_small_data.py:tiny_imagenet --workdir=runs/swin_tin \

@@ -10,7 +10,8 @@ CLI: ``python -m convert`` (import) and ``python -m convert.export`` (export).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from flax import nnx

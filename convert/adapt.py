@@ -5,7 +5,7 @@ patch-embedding kernel. Everything here works in torch layout, before the rules 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -11,13 +11,13 @@ This module only needs numpy: state dicts arrive as ``{key: np.ndarray}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
 
 import numpy as np
 from flax import nnx
-from jaxvit.errors import CheckpointError
 
+from jaxvit.errors import CheckpointError
 from jaxvit.train.checkpoint import collections_of, flatten, unflatten_like
 
 Array = np.ndarray

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ast
 import difflib
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from jaxvit.errors import ConfigError
 

@@ -26,7 +26,8 @@ import logging
 import os
 import re
 import shutil
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -135,7 +135,8 @@ LONG_FIRST = ("test_train_resume.py", "test_families_train.py", "test_train.py",
 def _shares_module_fixture(item) -> bool:
     for defs in item._fixtureinfo.name2fixturedefs.values():
         for d in defs:
-            if d.scope in ("module", "package", "session") and getattr(d.func, "__module__", "") == item.module.__name__:
+            own = getattr(d.func, "__module__", "") == item.module.__name__
+            if d.scope in ("module", "package", "session") and own:
                 return True
     return False
 

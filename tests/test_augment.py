@@ -16,12 +16,12 @@ timm_aa = pytest.importorskip("timm.data.auto_augment")
 F = pytest.importorskip("torchvision.transforms.functional")
 InterpolationMode = F.InterpolationMode
 
-import tensorflow as tf
-from test_data import config
+import tensorflow as tf  # noqa: E402
+from test_data import config  # noqa: E402
 
-from jaxvit.data import autoaugment as aa
-from jaxvit.data import pipeline, transforms
-from jaxvit.data.sources import _in_memory
+from jaxvit.data import autoaugment as aa  # noqa: E402
+from jaxvit.data import pipeline, transforms  # noqa: E402
+from jaxvit.data.sources import _in_memory  # noqa: E402
 
 FILL = (125, 123, 114)  # timm's img_mean for the CIFAR-10 mean
 PIL_FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
@@ -75,7 +75,8 @@ def test_augment_ops_match_timm(images, interpolation):
         signs = set()
         for k, image in enumerate(images):
             ours = _ours(name, 9, image, interpolation, [k, 3])
-            refs = {neg: _timm(name, 9, image, interpolation, neg) for neg in ((False, True) if name in SIGNED else (False,))}
+            negs = (False, True) if name in SIGNED else (False,)
+            refs = {neg: _timm(name, 9, image, interpolation, neg) for neg in negs}
             negate = min(refs, key=lambda neg: np.abs(ours - refs[neg]).sum())
             signs.add(negate)
             _assert_close(ours, refs[negate], name in EXACT, f"{name} ({interpolation}) image {k}")
@@ -255,7 +256,8 @@ def test_repeated_aug_repeats_within_an_epoch_and_resumes():
     labels = np.concatenate([b["label"] for b in batches])
     images = np.concatenate([b["image"] for b in batches])
     first_epoch = labels[:60]
-    assert len(np.unique(first_epoch)) == 20 and (np.bincount(first_epoch, minlength=60)[np.unique(first_epoch)] == 3).all()
+    drawn = np.unique(first_epoch)
+    assert len(drawn) == 20 and (np.bincount(first_epoch, minlength=60)[drawn] == 3).all()
     assert (labels[:60:3] == labels[1:60:3]).all() and (labels[:60:3] == labels[2:60:3]).all()  # copies in a row
     assert not np.array_equal(images[0], images[1]), "repeats must be augmented differently"
     assert (np.bincount(labels, minlength=60) == 3).all(), "three epochs see every example three times"

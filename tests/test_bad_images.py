@@ -13,8 +13,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, TINY, read_metrics, run_main
+
 from jaxvit.data.image_check import find_bad_images
 from jaxvit.data.sources import imagefolder_source
 from jaxvit.errors import DataError

@@ -10,8 +10,8 @@ import argparse
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_main
+
 from convert.__main__ import main as convert_main
 from convert.source import load_state_dict
 from jaxvit.errors import ConfigError, UserError, one_line

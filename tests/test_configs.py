@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 
 CONFIG_FILES = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.name != "__init__.py")
@@ -97,8 +96,9 @@ def test_every_variant_builds_and_validates(stem):
 
 @pytest.mark.parametrize("stem", CONFIG_FILES)
 def test_config_trains_on_digits(stem, tmp_path: Path):
-    from jaxvit.train import loop
     from conftest import read_metrics
+
+    from jaxvit.train import loop
 
     arg = variants(stem)[0]
     result = loop.run(smoke(load(stem, arg)), str(tmp_path))

@@ -19,7 +19,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, device_env
 
 # Tiny variants: the mechanics of each family, not its accuracy.

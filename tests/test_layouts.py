@@ -245,7 +245,8 @@ def test_missing_files_and_bad_ids_name_the_path(tmp_path):
     assert "\n" not in str(e.value)
     (flowers / "setid.bak").rename(flowers / "setid.mat")
     os.remove(flowers / "jpg" / "image_00007.jpg")
-    with pytest.raises(DataError, match=r"setid\.mat \(\w+\) names 1 image\(s\) that are not there, e\.g\. .*image_00007"):
+    with pytest.raises(DataError,
+                       match=r"setid\.mat \(\w+\) names 1 image\(s\) that are not there, e\.g\. .*image_00007"):
         get_source(config("files:flowers102", flowers))
 
     pets = make_pets(tmp_path / "pets")
@@ -279,6 +280,7 @@ def test_split_expressions_and_unknown_splits(tmp_path):
 
 def test_batch_larger_than_train_split_stops_before_the_workdir(tmp_path):
     from conftest import ROOT
+
     from jaxvit.train import loop
 
     spec = importlib.util.spec_from_file_location("default_cfg", ROOT / "configs" / "default.py")
@@ -288,7 +290,8 @@ def test_batch_larger_than_train_split_stops_before_the_workdir(tmp_path):
     c.update(dict(dataset="files:flowers102", data_dir=str(make_flowers(tmp_path / "flowers", n_per_split=20)),
                   train_split="train+val", global_batch_size=64, model_args="depth=1,embed_dim=32,num_heads=2"))
     workdir = tmp_path / "run"
-    with pytest.raises(DataError, match=r"'train\+val' of files:flowers102 has 40 examples.*global_batch_size to at most 40"):
+    with pytest.raises(DataError,
+                       match=r"'train\+val' of files:flowers102 has 40 examples.*global_batch_size to at most 40"):
         loop.run(c, str(workdir))
     assert not workdir.exists()
     c.train_split, c.global_batch_size = "train", 8
@@ -354,7 +357,8 @@ class _Py2Pickler(pickle._Pickler):
 
     def _save_py2_str(self, obj):
         n = len(obj)
-        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj)
+        head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+        self.write(head + obj)
         self.memoize(obj)
 
     dispatch[bytes] = _save_py2_str

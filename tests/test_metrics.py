@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from jaxvit.train.metrics import MetricWriter, crc32c
 
 

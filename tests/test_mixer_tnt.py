@@ -198,6 +198,7 @@ def with_timm_weights(name: str, kwargs: dict):
     try:
         import timm  # noqa: F401
         import torch  # noqa: F401
+
         from convert import convert_state_dict
     except ImportError:
         return jaxvit.create_model(name, **kwargs), None

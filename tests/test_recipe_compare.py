@@ -34,7 +34,7 @@ def test_recipe_compare_prints_both_accuracies_and_appends_two_rows(tmp_path, ci
         if len(cells) == 4 and cells[0] in ("jaxvit", "torch+timm"):
             rows[cells[0]] = cells
     assert set(rows) == {"jaxvit", "torch+timm"}, proc.stdout
-    for impl, (_, top1, ema_top1, minutes) in rows.items():
+    for impl, (_, top1, ema_top1, _minutes) in rows.items():
         assert 0.0 <= float(top1) <= 1.0, (impl, top1)
         assert 0.0 <= float(ema_top1) <= 1.0, (impl, ema_top1)  # EMA is on by default
     assert "train=400 val=100" in proc.stdout  # --limit reached both sides' settings

@@ -3,7 +3,6 @@ processes and across meshes (a checkpoint from one mesh resumes on another)."""
 
 import numpy as np
 import pytest
-
 from conftest import read_metrics, run_main, train_in_process, train_losses
 
 # Constant LR: a run resumed with a larger total_steps follows the same schedule. SGD with

@@ -26,8 +26,8 @@ def _torch():
 def torch_dems(*, img_size, patch_size, dim, depth, heads, merge_num, merge_layer, num_classes):
     """erow/vitookit vitookit/models/dmes.py (d6f4dd1) ``DEMS_ViT``, minimally transcribed."""
     torch = _torch()
-    from torch import nn
     from timm.models.vision_transformer import Block
+    from torch import nn
 
     def labels(img, p1, p2, s2):
         grid1, grid2, n = img // p1, (img - p2) // s2 + 1, p2 // p1
@@ -355,7 +355,8 @@ def test_pick_policy_applies_each_op_with_the_sources_probability(name, p):
     from jaxvit.data import autoaugment as aa
 
     assert aa.PICK_PROB.get(name, 1.0) == p
-    image = tf.constant(np.random.default_rng(0).integers(0, 200, (32, 32, 3)), tf.float32)  # equalize needs >255 pixels
+    # equalize needs >255 pixels
+    image = tf.constant(np.random.default_rng(0).integers(0, 200, (32, 32, 3)), tf.float32)
     policy = tf.function(aa.pick_policy((name,), 1, 1, (32, 32), "bilinear"))
     n = 400
     changed = sum(

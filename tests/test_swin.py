@@ -61,7 +61,7 @@ def abstract(name: str, **kwargs):
     return _abstract(name, tuple(sorted(kwargs.items())))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _abstract(name: str, items: tuple):
     return jaxvit.abstract_model(name, **dict(items))
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from conftest import main_in_process, read_metrics, run_main, train_in_process, train_losses
 
 STEPS = ["--config.total_steps=5"]
@@ -68,9 +67,8 @@ def test_eval_only_without_checkpoint_writes_nothing(tmp_path):
 
 
 def test_predict_prints_top5_with_class_names(one_device_run, tmp_path, capsys):
-    from sklearn.datasets import load_digits
-
     import tensorflow as tf
+    from sklearn.datasets import load_digits
 
     img = np.repeat((load_digits().images[0] / 16 * 255).astype(np.uint8)[..., None], 3, -1)
     path = tmp_path / "digit.png"

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import read_metrics, run_main
 from test_train import final_params, jax_leaves
 

@@ -419,7 +419,8 @@ def _parse_table(table: str, posterize: str | None = None):
     for sub in table.replace("\n", "|").split("|"):
         if sub.strip():
             ops = [op.split() for op in sub.split(",")]
-            subs.append([(posterize if posterize and n.startswith("Posterize") else n, float(p), float(m)) for n, p, m in ops])
+            subs.append([(posterize if posterize and n.startswith("Posterize") else n, float(p), float(m))
+                         for n, p, m in ops])
     return subs
 
 
@@ -459,7 +460,8 @@ def parse(config_str: str) -> tuple[str, dict]:
         try:
             values[match[1]] = valid[match[1]](match[2])
         except ValueError:
-            raise ConfigError(f"section {section!r} of auto_augment {config_str!r}: {match[2]!r} is not a number") from None
+            raise ConfigError(
+                f"section {section!r} of auto_augment {config_str!r}: {match[2]!r} is not a number") from None
     return head, values
 
 
@@ -653,7 +655,8 @@ def pick_policy(names, pick_min: int, pick_max: int, size, interpolation: str):
     def apply(image, seed):
         count, choices, op_seeds = pick_plan(seed, len(ops), pick_min, pick_max)
         for k in range(pick_max):
-            branches = [functools.partial(tf.identity, image)] + [functools.partial(op, image, op_seeds[k]) for op in ops]
+            branches = [functools.partial(tf.identity, image)]
+            branches += [functools.partial(op, image, op_seeds[k]) for op in ops]
             image = tf.switch_case(tf.where(k < count, choices[k] + 1, 0), branches)
         return image
 

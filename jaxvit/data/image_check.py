@@ -24,8 +24,8 @@ folder (often read-only) and the workdir (not created until the check has passed
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
 
 HEAD = 4096  # bytes read from the start of each file (magic, PNG IHDR, JPEG segments, BMP header)
 TAIL = 1024  # bytes read from the end (end markers, allowing some trailing padding)

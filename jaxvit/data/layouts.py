@@ -50,7 +50,7 @@ import difflib
 import os
 import pickle
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -12,7 +12,7 @@ shuffle pass over the data spans r training epochs.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -125,7 +125,8 @@ def secondary_ops(config):
 
     aug = config.aug
     if aug.affine_interpolation not in aa.INTERPOLATIONS[:3]:
-        raise ConfigError(f"aug.affine_interpolation {aug.affine_interpolation!r} is not one of {aa.INTERPOLATIONS[:3]}")
+        raise ConfigError(
+            f"aug.affine_interpolation {aug.affine_interpolation!r} is not one of {aa.INTERPOLATIONS[:3]}")
     ops = []
     if aug.rotation:
         ops.append(functools.partial(

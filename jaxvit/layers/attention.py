@@ -9,9 +9,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxvit.layers.common import Dtype, dropout, linear
 from jaxvit.errors import ConfigError
-
+from jaxvit.layers.common import Dtype, dropout, linear
 
 # Which kernel runs attention: 'auto' (cuDNN's fused kernel on GPU in bf16/fp16, XLA elsewhere),
 # 'xla', 'cudnn' (forced; fails where cuDNN refuses the shapes), 'xla_padded' (XLA on the padded,

@@ -11,8 +11,8 @@ into Flax's (the weight of the running value): torch 0.1 == Flax 0.9.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxvit.errors import ConfigError
 from jaxvit.layers import init
 from jaxvit.layers.common import Dtype
-from jaxvit.errors import ConfigError
 
 
 def to_2tuple(x: int | tuple[int, int]) -> tuple[int, int]:

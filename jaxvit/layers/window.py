@@ -56,7 +56,7 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def relative_position_index(win_h: int, win_w: int) -> np.ndarray:
     """(N, N) int32 index into a ((2*wh-1) * (2*ww-1), heads) bias table, N = wh * ww."""
     coords = np.stack(np.meshgrid(np.arange(win_h), np.arange(win_w), indexing="ij")).reshape(2, -1)
@@ -72,7 +72,7 @@ def relative_position_bias(table: jax.Array, window: tuple[int, int]) -> jax.Arr
     return bias.transpose(2, 0, 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shifted_window_mask(
     height: int, width: int, window: tuple[int, int], shift: tuple[int, int]
 ) -> np.ndarray | None:

@@ -43,7 +43,8 @@ Choices where the source is silent or odd (each one written down, none guessed s
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -16,8 +16,9 @@ any input of at least 75 px works (``img_size`` is accepted and checked against 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -39,7 +39,8 @@ Left out: the source's unshared per-frame embeddings and per-frame heads (``shar
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -139,7 +140,7 @@ def pool_tokens(tokens: jax.Array, feat_size: Size, num_prefix: int, pool) -> ja
     return jnp.concatenate([prefix, grid], axis=1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rel_pos_index(q_len: int, k_len: int) -> np.ndarray:
     """(q_len, k_len) rows of a relative-position table, timm's ``cal_rel_pos_type`` along one
     axis: the shorter side is stretched to the longer one's spacing (float32, truncated)."""

@@ -11,7 +11,8 @@ The relative position index and shifted-window masks are shape constants
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

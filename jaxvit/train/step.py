@@ -12,7 +12,8 @@ SoftTargetCrossEntropy); with ``model_ema`` the state's ``ema_params`` and
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -69,8 +70,8 @@ def make_train_step(
         def body(carry, xs):
             grads, loss, acc, stats = carry
             i, mb = xs
-            (l, (a, stats)), g = grad_fn(params, stats, mb, jax.random.fold_in(key, i))
-            return (jax.tree.map(jnp.add, grads, g), loss + l, acc + a, stats), None
+            (mb_loss, (a, stats)), g = grad_fn(params, stats, mb, jax.random.fold_in(key, i))
+            return (jax.tree.map(jnp.add, grads, g), loss + mb_loss, acc + a, stats), None
 
         zeros = jax.tree.map(jnp.zeros_like, params)
         init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), batch_stats)
