@@ -197,3 +197,22 @@ def test_perceiver_io_eight_devices_same_losses_as_one(io_one_device, tmp_path):
     # measured max |loss8 - loss1| over the 80 steps: 4.8e-7 (at step 27; this run's seed, 2-core
     # CPU, 2026-11-27): 1e-5 holds it 20x
     np.testing.assert_allclose(train_losses(tmp_path), train_losses(io_one_device), atol=1e-5)
+
+
+def test_layer_groups_put_the_decoder_with_the_head():
+    """group_matcher: the stem, each latent block, then the head group; Perceiver IO's decoder
+    (its query and cross-attention) belongs to the head, not to the stem."""
+    from jaxvit.train.optim import model_layer_ids
+
+    def groups(name):
+        m = jaxvit.abstract_model(name)
+        names = [".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(m, nnx.Param))]
+        out: dict[int, set] = {}
+        for key, group in model_layer_ids(m, names).items():
+            top = key.split(".")[0]
+            out.setdefault(group, set()).add(f"{top}.{key.split('.')[1]}" if top == "layers" else top)
+        return [sorted(out[g]) for g in sorted(out)]
+
+    assert groups("perceiver_tiny") == [["latents"], ["layers.0"], ["layers.1"], ["to_logits"]]
+    assert groups("perceiver_io_tiny") == [["cross_attend_block", "latents"], ["layers.0"], ["layers.1"],
+                                           ["decoder_cross_attn", "queries", "to_logits"]]

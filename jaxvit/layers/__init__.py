@@ -3,9 +3,9 @@
 import importlib as _importlib
 
 from jaxvit.layers.attention import Attention, attention
-from jaxvit.layers.common import DropPath, dropout, gelu, layer_norm, linear
+from jaxvit.layers.common import DropPath, dropout, gelu, layer_norm, linear, to_2tuple
 from jaxvit.layers.mlp import Mlp
-from jaxvit.layers.patch_embed import PatchEmbed, to_2tuple
+from jaxvit.layers.patch_embed import PatchEmbed
 from jaxvit.layers.pos_embed import resample_abs_pos_embed
 
 # the attention module itself (the name ``attention`` is its function): set_implementation, ...

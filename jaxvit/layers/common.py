@@ -1,4 +1,4 @@
-"""Small building blocks shared by every family: Linear, LayerNorm, DropPath, Dropout."""
+"""Small building blocks shared by every family: Linear, LayerNorm, DropPath, Dropout, to_2tuple."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from jaxvit.layers import init
 Dtype = jnp.dtype | type | None
 
 
+def to_2tuple(x: int | tuple[int, int]) -> tuple[int, int]:
+    """An int ``n`` as ``(n, n)``; a pair (of sizes, or of Mixer's mlp ratios) as a tuple."""
+    return (x, x) if isinstance(x, int) else tuple(x)
+
+
 def linear(
     in_features: int,
     out_features: int,
@@ -19,6 +24,7 @@ def linear(
     dtype: Dtype,
     rngs: nnx.Rngs,
     kernel_init: nnx.Initializer = init.trunc_normal_02,
+    bias_init: nnx.Initializer = init.zeros,
 ) -> nnx.Linear:
     """A float32-param Linear computing in ``dtype`` (timm's default ViT init)."""
     return nnx.Linear(
@@ -28,7 +34,7 @@ def linear(
         dtype=dtype,
         param_dtype=jnp.float32,
         kernel_init=kernel_init,
-        bias_init=init.zeros,
+        bias_init=bias_init,
         rngs=rngs,
     )
 

@@ -10,57 +10,20 @@ into Flax's (the weight of the running value): torch 0.1 == Flax 0.9.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxvit.layers.common import Dtype
+from jaxvit.layers.common import Dtype, to_2tuple
+from jaxvit.layers.init import torch_default_kernel
 
 IntPair = int | tuple[int, int]
 
-def _uniform(key: jax.Array, shape: tuple[int, ...], bound: float, dtype) -> jax.Array:
-    """U(-bound, bound) of ``shape``, drawn as a power-of-two-long stream and cut to size.
-
-    Eagerly every new shape handed to ``jax.random`` compiles a threefry program
-    (about a second on a busy CPU); a deep CNN has dozens of kernel shapes. Drawing
-    by length bucket compiles threefry once per bucket; the cut is a cheap program.
-    """
-    n = math.prod(shape)
-    flat = jax.random.uniform(key, (1 << max(n - 1, 1).bit_length(),), dtype, -1.0, 1.0)
-    return _cut(flat, jnp.asarray(bound, dtype), shape)
-
-
-@partial(jax.jit, static_argnums=2)
-def _cut(flat: jax.Array, bound: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    return flat[: math.prod(shape)].reshape(shape) * bound
-
-
-def torch_default_kernel(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-    """torch's default Conv2d/Linear weight init, kaiming_uniform(a=sqrt(5)), i.e.
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)); fan_in is every axis but the last (HWIO, or (in, out))."""
-    return _uniform(key, tuple(shape), 1.0 / max(math.prod(shape[:-1]), 1) ** 0.5, dtype)
-
-
-def torch_default_bias(fan_in: int) -> nnx.Initializer:
-    """torch's default bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-
-    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-        return _uniform(key, tuple(shape), 1.0 / max(fan_in, 1) ** 0.5, dtype)
-
-    return init
-
-
-def pair(v: IntPair) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 def torch_padding(padding: IntPair) -> tuple[tuple[int, int], tuple[int, int]]:
     """torch's per-dimension symmetric ``padding`` as Flax's explicit (low, high) pairs."""
-    ph, pw = pair(padding)
+    ph, pw = to_2tuple(padding)
     return ((ph, ph), (pw, pw))
 
 
@@ -108,8 +71,8 @@ class ConvNormAct(nnx.Module):
         self.conv = nnx.Conv(
             in_chs,
             out_chs,
-            pair(kernel_size),
-            strides=pair(stride),
+            to_2tuple(kernel_size),
+            strides=to_2tuple(stride),
             padding=torch_padding(padding),
             use_bias=False,
             dtype=dtype,
@@ -129,8 +92,8 @@ class MaxPool2d(nnx.Module):
     """``nn.MaxPool2d(kernel_size, stride, padding)`` (floor mode) on NHWC; padding never wins."""
 
     def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0):
-        self.kernel_size = pair(kernel_size)
-        self.stride = pair(stride if stride is not None else kernel_size)
+        self.kernel_size = to_2tuple(kernel_size)
+        self.stride = to_2tuple(stride if stride is not None else kernel_size)
         self.padding = torch_padding(padding)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -151,8 +114,8 @@ class AvgPool2d(nnx.Module):
         padding: IntPair = 0,
         count_include_pad: bool = True,
     ):
-        self.kernel_size = pair(kernel_size)
-        self.stride = pair(stride if stride is not None else kernel_size)
+        self.kernel_size = to_2tuple(kernel_size)
+        self.stride = to_2tuple(stride if stride is not None else kernel_size)
         self.padding = torch_padding(padding)
         self.count_include_pad = count_include_pad
 

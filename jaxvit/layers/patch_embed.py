@@ -8,11 +8,7 @@ from flax import nnx
 
 from jaxvit.errors import ConfigError
 from jaxvit.layers import init
-from jaxvit.layers.common import Dtype
-
-
-def to_2tuple(x: int | tuple[int, int]) -> tuple[int, int]:
-    return (x, x) if isinstance(x, int) else tuple(x)
+from jaxvit.layers.common import Dtype, to_2tuple
 
 
 class PatchEmbed(nnx.Module):

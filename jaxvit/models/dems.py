@@ -52,13 +52,13 @@ import numpy as np
 from flax import nnx
 
 from jaxvit.layers import PatchEmbed, dropout, gelu, init, layer_norm, linear, to_2tuple
+from jaxvit.layers.classifier import logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.models.base import ClassifierModel
 from jaxvit.models.vit import Block
 from jaxvit.registry import build, register_model
 
-TORCH_EPS = 1e-5  # nn.LayerNorm's default; the source never sets another
-# PyTorch's default Conv2d init, kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-torch_conv_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+TORCH_EPS = init.TORCH_LN_EPS  # nn.LayerNorm's default; the source never sets another
 
 
 def get_patch_contrast_labels(img_size: int, patch_size1: int, patch_size2: int, stride2: int) -> np.ndarray:
@@ -92,7 +92,7 @@ def sincos_2d(grid_size: tuple[int, int], dim: int, temperature: float = 10000.0
 def _conv(cin: int, cout: int, k: int, *, groups: int = 1, bias: bool, dtype: Dtype, rngs: nnx.Rngs) -> nnx.Conv:
     return nnx.Conv(
         cin, cout, kernel_size=(k, k), strides=(k, k), padding="VALID", feature_group_count=groups,
-        use_bias=bias, dtype=dtype, param_dtype=jnp.float32, kernel_init=torch_conv_init, rngs=rngs,
+        use_bias=bias, dtype=dtype, param_dtype=jnp.float32, kernel_init=init.torch_default_kernel, rngs=rngs,
     )
 
 
@@ -145,7 +145,9 @@ class Interaction(nnx.Module):
         return jnp.einsum("brnc,brno->broc", x, w)
 
 
-class DemsViT(nnx.Module):
+class DemsViT(ClassifierModel):
+    pool_types = ("token",)  # the source pools the class token only
+
     def __init__(
         self,
         img_size: int = 32,
@@ -167,8 +169,6 @@ class DemsViT(nnx.Module):
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
-        if global_pool != "token":
-            raise ValueError(f"DEMS pools the class token only (global_pool='token'), got {global_pool!r}")
         if isinstance(img_size, (tuple, list)):
             if img_size[0] != img_size[1]:
                 raise ValueError(f"DEMS takes square images, got img_size {tuple(img_size)}")
@@ -177,7 +177,7 @@ class DemsViT(nnx.Module):
             raise ValueError(f"need 1 <= merge_layer[0] < merge_layer[1] <= depth ({depth}), got {tuple(merge_layer)}")
         ratios = tuple(mlp_ratio) if isinstance(mlp_ratio, (tuple, list)) else (float(mlp_ratio),) * 3
         self.num_classes = num_classes
-        self.global_pool = global_pool
+        self.global_pool = self.checked_pool(global_pool)
         self.embed_dim = self.num_features = embed_dim
         self.num_prefix_tokens = 1
         self.dtype = dtype
@@ -203,14 +203,12 @@ class DemsViT(nnx.Module):
         self.norm = layer_norm(embed_dim, eps=TORCH_EPS, dtype=dtype, rngs=rngs)
         self.norm_merge1 = layer_norm(embed_dim, eps=TORCH_EPS, dtype=dtype, rngs=rngs)
         self.norm_merge2 = layer_norm(embed_dim, eps=TORCH_EPS, dtype=dtype, rngs=rngs)
-        self.head = self._make_head(num_classes, rngs)
+        self._reset_head(num_classes, rngs)
         self.mlp1 = Interaction(embed_dim, self.merge_num1, self.norm_merge1, dtype=dtype, rngs=rngs)
         self.mlp2 = Interaction(embed_dim, self.merge_num2, self.norm_merge2, dtype=dtype, rngs=rngs)
 
-    def _make_head(self, num_classes: int, rngs: nnx.Rngs) -> nnx.Linear | None:
-        if num_classes <= 0:
-            return None
-        return linear(self.embed_dim, num_classes, dtype=self.dtype, rngs=rngs)
+    def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
+        self.head = nnx.data(make_fc(self.embed_dim, num_classes, dtype=self.dtype, rngs=rngs))
 
     # --- timm's model interface -------------------------------------------------
     def no_weight_decay(self) -> set[str]:
@@ -231,18 +229,13 @@ class DemsViT(nnx.Module):
     def get_classifier(self):
         return self.head
 
-    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = self._make_head(num_classes, rngs or nnx.Rngs(0))
-
     def _merge(self, x: jax.Array, mlp: Interaction) -> jax.Array:
         b, _, c = x.shape
         regions = x[:, 1:].reshape(b, self.num_region, -1, c)
         return jnp.concatenate([x[:, :1], mlp(regions).reshape(b, -1, c)], axis=1)
 
     def forward_features(self, x: jax.Array) -> jax.Array:
-        if self.dtype is not None:
-            x = x.astype(self.dtype)
+        x = self.cast_input(x)
         b = x.shape[0]
         embeds = (self.patch_embed, self.patch_embed_2, self.patch_embed_4, self.patch_embed_8)
         c = self.embed_dim
@@ -267,13 +260,7 @@ class DemsViT(nnx.Module):
         return self.norm(x)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
-        x = x[:, 0]
-        if pre_logits or self.head is None:
-            return x.astype(jnp.float32)
-        return self.head(x).astype(jnp.float32)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.forward_head(self.forward_features(x))
+        return logits(self.head, x[:, 0], pre_logits)
 
 
 def _create(defaults: dict, kwargs: dict) -> DemsViT:

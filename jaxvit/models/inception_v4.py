@@ -24,21 +24,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxvit.layers import dropout
+from jaxvit.layers import dropout, to_2tuple
+from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
-from jaxvit.layers.conv_bn import (
-    AvgPool2d,
-    ConvNormAct,
-    MaxPool2d,
-    pair,
-    torch_default_bias,
-    torch_default_kernel,
-)
+from jaxvit.layers.conv_bn import AvgPool2d, ConvNormAct, MaxPool2d
+from jaxvit.layers.init import torch_default_bias, torch_default_kernel
+from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
 
 ConvFactory = Callable[..., ConvNormAct]
 MIN_SIZE = 75  # the smallest input whose ReductionB output is still 1x1
-POOL_TYPES = ("avg", "max", "avgmax", "catavgmax", "")
 # Factorized convs as (kernel, stride, padding): a 1xk row or kx1 column, padded to keep the size.
 ROW7, COL7 = ((1, 7), 1, (0, 3)), ((7, 1), 1, (3, 0))
 ROW3, COL3 = ((1, 3), 1, (0, 1)), ((3, 1), 1, (1, 0))
@@ -165,19 +160,9 @@ class InceptionC(nnx.Module):
         )
 
 
-def global_pool_nhwc(x: jax.Array, pool_type: str) -> jax.Array:
-    """timm's ``SelectAdaptivePool2d`` (flattened) over the spatial axes of NHWC."""
-    if not pool_type:
-        return x
-    if pool_type == "avg":
-        return jnp.mean(x, axis=(1, 2))
-    if pool_type == "max":
-        return jnp.max(x, axis=(1, 2))
-    avg, mx = jnp.mean(x, axis=(1, 2)), jnp.max(x, axis=(1, 2))
-    return 0.5 * (avg + mx) if pool_type == "avgmax" else jnp.concatenate([avg, mx], axis=-1)
+class InceptionV4(ClassifierModel):
+    pool_types = ("avg", "max", "avgmax", "catavgmax", "")  # timm's SelectAdaptivePool2d
 
-
-class InceptionV4(nnx.Module):
     def __init__(
         self,
         num_classes: int = 1000,
@@ -193,11 +178,11 @@ class InceptionV4(nnx.Module):
     ):
         if output_stride != 32:
             raise ValueError(f"inception_v4 supports output_stride=32 only, got {output_stride}")
-        if min(pair(img_size)) < MIN_SIZE:
+        if min(to_2tuple(img_size)) < MIN_SIZE:
             raise ValueError(f"inception_v4 needs inputs of at least {MIN_SIZE} px, got img_size={img_size}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.img_size = pair(img_size)
+        self.img_size = to_2tuple(img_size)
         self.num_features = 1536
         self.dtype = dtype
 
@@ -225,29 +210,17 @@ class InceptionV4(nnx.Module):
             dict(num_chs=1536, reduction=32, module="features.21"),
         ]
         self.head_drop = dropout(drop_rate, rngs)
-        self._set_head(num_classes, global_pool, rngs)
+        self.global_pool = self.checked_pool(global_pool)
+        self._reset_head(num_classes, rngs)
 
-    def _set_head(self, num_classes: int, global_pool: str, rngs: nnx.Rngs) -> None:
-        if global_pool not in POOL_TYPES:
-            raise ValueError(f"global_pool must be one of {POOL_TYPES}, got {global_pool!r}")
-        if not global_pool and num_classes > 0:
+    def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
+        if not self.global_pool and num_classes > 0:
             raise ValueError("global_pool='' (no pooling) needs num_classes=0, as in timm")
-        self.num_classes = num_classes
-        self.global_pool = global_pool
-        self.head_hidden_size = self.num_features * (2 if global_pool == "catavgmax" else 1)
-        self.last_linear = (
-            nnx.Linear(
-                self.head_hidden_size,
-                num_classes,
-                dtype=self.dtype,
-                param_dtype=jnp.float32,
-                kernel_init=torch_default_kernel,
-                bias_init=torch_default_bias(self.head_hidden_size),
-                rngs=rngs,
-            )
-            if num_classes > 0
-            else None
-        )
+        self.head_hidden_size = self.num_features * (2 if self.global_pool == "catavgmax" else 1)
+        self.last_linear = nnx.data(make_fc(
+            self.head_hidden_size, num_classes, dtype=self.dtype, rngs=rngs, kernel_init=torch_default_kernel,
+            bias_init=torch_default_bias(self.head_hidden_size),
+        ))
 
     # --- timm's model interface -------------------------------------------------
     def no_weight_decay(self) -> set[str]:
@@ -259,26 +232,12 @@ class InceptionV4(nnx.Module):
     def get_classifier(self):
         return self.last_linear
 
-    def reset_classifier(
-        self, num_classes: int, global_pool: str | None = None, *, rngs: nnx.Rngs | None = None
-    ) -> None:
-        pool = self.global_pool if global_pool is None else global_pool
-        self._set_head(num_classes, pool, rngs or nnx.Rngs(0))
-
     def forward_features(self, x: jax.Array) -> jax.Array:
         """NHWC images -> (B, H/32, W/32, 1536) features (8x8 at 299)."""
-        if self.dtype is not None:
-            x = x.astype(self.dtype)
-        return _chain(self.features, x)
+        return _chain(self.features, self.cast_input(x))
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
-        x = self.head_drop(global_pool_nhwc(x, self.global_pool))
-        if pre_logits or self.last_linear is None:
-            return x.astype(jnp.float32)
-        return self.last_linear(x).astype(jnp.float32)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.forward_head(self.forward_features(x))
+        return logits(self.last_linear, self.head_drop(global_pool(x, self.global_pool)), pre_logits)
 
 
 def _create(defaults: dict, kwargs: dict) -> InceptionV4:

@@ -15,20 +15,21 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxvit.layers import DropPath, Mlp, PatchEmbed, dropout, init, layer_norm, linear, to_2tuple
+from jaxvit.layers import DropPath, Mlp, PatchEmbed, dropout, init, layer_norm, to_2tuple
+from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
 
 # timm's _init_weights for Mixer (the non-flax branch): xavier-uniform Linear
 # weights, N(0, 1e-6) biases inside the MLPs, a zero classifier.
-_xavier_uniform = nnx.initializers.xavier_uniform()
 _tiny_normal = init.normal(1e-6)
 
 
 def _init_mlp_like_timm(mlp: Mlp, rngs: nnx.Rngs) -> None:
     # New Params rather than writing into the old ones: cheaper under nnx.eval_shape.
     for fc in (mlp.fc1, mlp.fc2):
-        fc.kernel = nnx.Param(_xavier_uniform(rngs.params(), fc.kernel.shape, jnp.float32))
+        fc.kernel = nnx.Param(init.xavier_uniform(rngs.params(), fc.kernel.shape, jnp.float32))
         if fc.bias is not None:
             fc.bias = nnx.Param(_tiny_normal(rngs.params(), fc.bias.shape, jnp.float32))
 
@@ -62,7 +63,9 @@ class MixerBlock(nnx.Module):
         return x + self.drop_path(self.mlp_channels(self.norm2(x)))
 
 
-class MlpMixer(nnx.Module):
+class MlpMixer(ClassifierModel):
+    pool_types = ("", "avg")
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -81,10 +84,8 @@ class MlpMixer(nnx.Module):
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
-        if global_pool not in ("", "avg"):
-            raise ValueError(f"MLP-Mixer pools with 'avg' or not at all (''), got {global_pool!r}")
         self.num_classes = num_classes
-        self.global_pool = global_pool
+        self.global_pool = self.checked_pool(global_pool)
         self.embed_dim = self.num_features = embed_dim
         self.nlhb = nlhb
         self.dtype = dtype
@@ -102,15 +103,15 @@ class MlpMixer(nnx.Module):
         )
         self.norm = layer_norm(embed_dim, dtype=dtype, rngs=rngs)
         self.head_drop = dropout(drop_rate, rngs)
-        self.head = self._make_head(num_classes, rngs)
+        self._reset_head(num_classes, rngs)
 
-    def _make_head(self, num_classes: int, rngs: nnx.Rngs) -> nnx.Linear | None:
-        if num_classes <= 0:
-            return None
-        head = linear(self.embed_dim, num_classes, dtype=self.dtype, rngs=rngs, kernel_init=init.zeros)
-        if self.nlhb:
-            head.bias = nnx.Param(jnp.full((num_classes,), -math.log(num_classes), jnp.float32))
-        return head
+    def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
+        # timm: a zero classifier; with nlhb ("negative log head bias") bias -log(num_classes).
+        bias = init.zeros
+        if self.nlhb and num_classes > 0:
+            bias = nnx.initializers.constant(-math.log(num_classes))
+        self.head = nnx.data(make_fc(self.embed_dim, num_classes, dtype=self.dtype, rngs=rngs,
+                                     kernel_init=init.zeros, bias_init=bias))
 
     # --- timm's model interface -------------------------------------------------
     def no_weight_decay(self) -> set[str]:
@@ -122,34 +123,14 @@ class MlpMixer(nnx.Module):
     def get_classifier(self):
         return self.head
 
-    def reset_classifier(
-        self, num_classes: int, global_pool: str | None = None, *, rngs: nnx.Rngs | None = None
-    ) -> None:
-        if global_pool is not None:
-            if global_pool not in ("", "avg"):
-                raise ValueError(f"MLP-Mixer pools with 'avg' or not at all (''), got {global_pool!r}")
-            self.global_pool = global_pool
-        self.num_classes = num_classes
-        self.head = self._make_head(num_classes, rngs or nnx.Rngs(0))
-
     def forward_features(self, x: jax.Array) -> jax.Array:
-        if self.dtype is not None:
-            x = x.astype(self.dtype)
-        x = self.stem(x)
+        x = self.stem(self.cast_input(x))
         for blk in self.blocks:
             x = blk(x)
         return self.norm(x)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
-        if self.global_pool == "avg":
-            x = x.mean(axis=1)
-        x = self.head_drop(x)
-        if pre_logits or self.head is None:
-            return x.astype(jnp.float32)
-        return self.head(x).astype(jnp.float32)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.forward_head(self.forward_features(x))
+        return logits(self.head, self.head_drop(global_pool(x, self.global_pool)), pre_logits)
 
 
 def _create(defaults: dict, kwargs: dict) -> MlpMixer:

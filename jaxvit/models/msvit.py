@@ -49,12 +49,11 @@ from flax import nnx
 
 from jaxvit.layers import Mlp, PatchEmbed, init, layer_norm, linear
 from jaxvit.layers.attention import attention
+from jaxvit.layers.classifier import logits, make_fc
 from jaxvit.layers.common import Dtype
-from jaxvit.models.dems import torch_conv_init
+from jaxvit.models.base import ClassifierModel
 from jaxvit.models.vit import Block
 from jaxvit.registry import build, register_model
-
-xavier_uniform = nnx.initializers.xavier_uniform()
 
 
 def sincos_1d(length: int, dim: int, temperature: float = 10000.0) -> np.ndarray:
@@ -115,7 +114,8 @@ class AttentionPoolLatent(nnx.Module):
         return out[:, 0]
 
 
-class MultiScaleVisionTransformer(nnx.Module):
+class MultiScaleVisionTransformer(ClassifierModel):
+    # pools by attention (attn_pool) over the last frame's tokens; global_pool is fixed
     def __init__(
         self,
         img_sizes: Sequence[int] = (16, 32),
@@ -148,7 +148,7 @@ class MultiScaleVisionTransformer(nnx.Module):
         grid = self.img_sizes[-1] // patch_size
 
         self.patch_embed = PatchEmbed(self.img_sizes[-1], patch_size, in_chans, embed_dim, dtype=dtype, rngs=rngs)
-        self.patch_embed.proj.kernel[...] = torch_conv_init(rngs.params(), self.patch_embed.proj.kernel.shape)
+        self.patch_embed.proj.kernel[...] = init.torch_default_kernel(rngs.params(), self.patch_embed.proj.kernel.shape)
         self.cls_token = nnx.Param(init.normal(0.02)(rngs.params(), (1, 1, embed_dim)))
         self.pos_embed = nnx.Param(init.normal(0.02)(rngs.params(), (1, grid * grid, embed_dim)))
         self.temporal_pos_embed = nnx.Param(
@@ -162,15 +162,15 @@ class MultiScaleVisionTransformer(nnx.Module):
         self.attn_pool = AttentionPoolLatent(embed_dim, self.num_frames, pool_heads, mlp_ratio, norm_eps=1e-6,
                                              dtype=dtype, rngs=rngs)
         self.norm = layer_norm(embed_dim, dtype=dtype, rngs=rngs)
-        self.head = self._make_head(num_classes, rngs)
+        self._reset_head(num_classes, rngs)
         for _, node in nnx.iter_graph(self):  # the source's _init_weights: xavier-uniform Linear
             if isinstance(node, nnx.Linear):
-                node.kernel[...] = xavier_uniform(rngs.params(), node.kernel.shape)
+                node.kernel[...] = init.xavier_uniform(rngs.params(), node.kernel.shape)
 
-    def _make_head(self, num_classes: int, rngs: nnx.Rngs) -> nnx.Linear | None:
-        if num_classes <= 0:
-            return None
-        return linear(self.embed_dim, num_classes, dtype=self.dtype, rngs=rngs, kernel_init=xavier_uniform)
+    def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
+        self.head = nnx.data(
+            make_fc(self.embed_dim, num_classes, dtype=self.dtype, rngs=rngs, kernel_init=init.xavier_uniform)
+        )
 
     @property
     def tokens_per_frame(self) -> tuple[int, ...]:
@@ -191,10 +191,6 @@ class MultiScaleVisionTransformer(nnx.Module):
     def get_classifier(self):
         return self.head
 
-    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = self._make_head(num_classes, rngs or nnx.Rngs(0))
-
     def _frame_tokens(self, x: jax.Array, size: int, index: int) -> jax.Array:
         b, _, _, c_in = x.shape
         if x.shape[1:3] != (size, size):
@@ -210,8 +206,7 @@ class MultiScaleVisionTransformer(nnx.Module):
         return jnp.concatenate([cls, x], axis=1) + self.temporal_pos_embed[:, index].astype(x.dtype)
 
     def forward_features(self, x: jax.Array) -> jax.Array:
-        if self.dtype is not None:
-            x = x.astype(self.dtype)
+        x = self.cast_input(x)
         x = jnp.concatenate([self._frame_tokens(x, s, i) for i, s in enumerate(self.img_sizes)], axis=1)
         mask = jnp.asarray(frame_mask(self.tokens_per_frame))[None, None] if self.causal else None
         for blk in self.blocks:
@@ -220,13 +215,7 @@ class MultiScaleVisionTransformer(nnx.Module):
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         last = self.tokens_per_frame[-1]
-        x = self.attn_pool(x[:, -last:], self.num_frames - 1)
-        if pre_logits or self.head is None:
-            return x.astype(jnp.float32)
-        return self.head(x).astype(jnp.float32)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.forward_head(self.forward_features(x))
+        return logits(self.head, self.attn_pool(x[:, -last:], self.num_frames - 1), pre_logits)
 
 
 def _create(defaults: dict, kwargs: dict) -> MultiScaleVisionTransformer:

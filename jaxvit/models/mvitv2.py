@@ -29,11 +29,10 @@ from flax import nnx
 from flax.linen import avg_pool, max_pool
 
 from jaxvit.layers import DropPath, Mlp, PatchEmbed, attention, dropout, init, layer_norm, linear, to_2tuple
+from jaxvit.layers.classifier import ClassifierHead, check_pool, global_pool
 from jaxvit.layers.common import Dtype
+from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import build, register_model
-
-# torch's default Conv2d weight init (kaiming_uniform, a=sqrt(5)) is U(+-1/sqrt(fan_in)).
-_conv_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 Size = tuple[int, int]
 
@@ -200,7 +199,7 @@ class MultiScaleAttention(nnx.Module):
             conv = nnx.Conv(
                 self.head_dim, self.head_dim, kernel_size=tuple(kernel), strides=tuple(stride),
                 padding=tuple((p, p) for p in padding), feature_group_count=self.head_dim,
-                use_bias=False, dtype=dtype, param_dtype=jnp.float32, kernel_init=_conv_init, rngs=rngs,
+                use_bias=False, dtype=dtype, param_dtype=jnp.float32, kernel_init=init.torch_default_kernel, rngs=rngs,
             )
             return conv, layer_norm(self.head_dim, eps=norm_eps, dtype=dtype, rngs=rngs), size
 
@@ -388,32 +387,19 @@ class ConvPatchEmbed(PatchEmbed):
         self.proj = nnx.Conv(
             in_chans, embed_dim, kernel_size=cfg.patch_kernel, strides=cfg.patch_stride,
             padding=tuple((p, p) for p in cfg.patch_padding), dtype=dtype, param_dtype=jnp.float32,
-            kernel_init=_conv_init, rngs=rngs,
+            kernel_init=init.torch_default_kernel, rngs=rngs,
         )
 
 
-class ClassifierHead(nnx.Module):
-    """timm's ``head``: ``drop`` then ``fc`` (absent with num_classes=0)."""
-
-    def __init__(self, in_features: int, num_classes: int, *, drop_rate: float, dtype: Dtype, rngs: nnx.Rngs):
-        self.drop = dropout(drop_rate, rngs)
-        self.fc = linear(in_features, num_classes, dtype=dtype, rngs=rngs) if num_classes > 0 else None
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = self.drop(x)
-        return x if self.fc is None else self.fc(x)
-
-
-def _checked_pool(global_pool: str, has_cls_token: bool) -> str:
-    if global_pool not in ("", "avg", "token") or (global_pool == "token" and not has_cls_token):
-        raise ValueError(
-            f"global_pool must be '', 'avg' or 'token' (token needs use_cls_token=True), got {global_pool!r}"
-        )
-    return global_pool
-
-
-class MultiScaleVit(nnx.Module):
+class MultiScaleVit(ClassifierModel):
     """timm's ``MultiScaleVit``; every ``MultiScaleVitCfg`` field is a keyword here."""
+
+    pool_types = ("", "avg", "token")
+
+    def checked_pool(self, global_pool: str) -> str:
+        if global_pool == "token" and not self.num_prefix_tokens:
+            raise ValueError("MultiScaleVit: global_pool='token' needs the class token (use_cls_token=True)")
+        return check_pool(global_pool, self.pool_types, "MultiScaleVit")
 
     def __init__(
         self,
@@ -444,13 +430,13 @@ class MultiScaleVit(nnx.Module):
             )
         cfg = MultiScaleVitCfg(**cfg_fields)
         self.num_classes = num_classes
-        if global_pool is None:
-            global_pool = "token" if cfg.use_cls_token else "avg"
-        self.global_pool = _checked_pool(global_pool, cfg.use_cls_token)
         self.drop_rate = drop_rate
         self.dtype = dtype
         self.depths = cfg.depths
         self.num_prefix_tokens = int(cfg.use_cls_token)
+        if global_pool is None:
+            global_pool = "token" if cfg.use_cls_token else "avg"
+        self.global_pool = self.checked_pool(global_pool)
 
         embed_dim = cfg.embed_dim[0]
         self.patch_embed = ConvPatchEmbed(img_size, in_chans, embed_dim, cfg, dtype=dtype, rngs=rngs)
@@ -485,7 +471,8 @@ class MultiScaleVit(nnx.Module):
         self.stages = nnx.List(stages)
         self.num_features = embed_dim
         self.norm = layer_norm(embed_dim, eps=cfg.norm_eps, dtype=dtype, rngs=rngs)
-        self.head = ClassifierHead(embed_dim, num_classes, drop_rate=drop_rate, dtype=dtype, rngs=rngs)
+        # timm's head: Sequential(drop, fc); pooling stays in forward_head (pre_logits comes before drop)
+        self.head = ClassifierHead(embed_dim, num_classes, pool_type="", drop_rate=drop_rate, dtype=dtype, rngs=rngs)
 
     # --- timm's model interface -------------------------------------------------
     def no_weight_decay(self) -> set[str]:
@@ -507,21 +494,12 @@ class MultiScaleVit(nnx.Module):
     def get_classifier(self):
         return self.head.fc
 
-    def reset_classifier(
-        self, num_classes: int, global_pool: str | None = None, *, rngs: nnx.Rngs | None = None
-    ) -> None:
-        if global_pool is not None:
-            self.global_pool = _checked_pool(global_pool, self.cls_token is not None)
-        self.num_classes = num_classes
-        rngs = rngs or nnx.Rngs(0)
-        self.head = ClassifierHead(self.num_features, num_classes, drop_rate=self.drop_rate, dtype=self.dtype,
-                                   rngs=rngs)
+    def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
+        self.head.reset(num_classes, rngs=rngs)
 
     def forward_features(self, x: jax.Array) -> jax.Array:
         """(B, H, W, C) images -> (B, prefix + h*w, num_features) normalized tokens."""
-        if self.dtype is not None:
-            x = x.astype(self.dtype)
-        x = self.patch_embed(x)
+        x = self.patch_embed(self.cast_input(x))
         if self.cls_token is not None:
             cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
             x = jnp.concatenate([cls, x], axis=1)
@@ -534,12 +512,8 @@ class MultiScaleVit(nnx.Module):
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         """Pools the tokens (class token or average; none with global_pool=''), then ``head``;
         as in timm, ``pre_logits`` returns the pooled features before the head's dropout."""
-        if self.global_pool:
-            x = x[:, 0] if self.global_pool == "token" else x[:, self.num_prefix_tokens :].mean(axis=1)
-        return (x if pre_logits else self.head(x)).astype(jnp.float32)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.forward_head(self.forward_features(x))
+        x = global_pool(x, self.global_pool, num_prefix_tokens=self.num_prefix_tokens)
+        return x.astype(jnp.float32) if pre_logits else self.head(x)
 
 
 def _create(defaults: dict, kwargs: dict) -> MultiScaleVit:

@@ -54,18 +54,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxvit.layers import attention, dropout, gelu, layer_norm, linear
+from jaxvit.layers import attention, dropout, gelu, init, layer_norm, linear
+from jaxvit.layers.classifier import logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import build, register_model
 
-TORCH_LN_EPS = 1e-5  # nn.LayerNorm's default, which perceiver-pytorch uses throughout
 # torch's default Linear weight init, U(+-1/sqrt(fan_in)), which perceiver-pytorch trains from.
 # (timm's N(0, 0.02) leaves the cross-attention uniform over pixels and training stalls.)
-torch_linear_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+# (LayerNorms: torch's default eps, init.TORCH_LN_EPS, as perceiver-pytorch throughout.)
 
 
 def _linear(din: int, dout: int, *, bias: bool = True, dtype: Dtype, rngs: nnx.Rngs) -> nnx.Linear:
-    return linear(din, dout, bias=bias, dtype=dtype, rngs=rngs, kernel_init=torch_linear_init)
+    return linear(din, dout, bias=bias, dtype=dtype, rngs=rngs, kernel_init=init.torch_default_kernel)
 
 
 def fourier_encode(x: np.ndarray, max_freq: float, num_bands: int) -> np.ndarray:
@@ -152,9 +153,9 @@ class PreNorm(nnx.Module):
     def __init__(self, dim: int, fn: nnx.Module, context_dim: int | None = None, *, dtype: Dtype,
                  rngs: nnx.Rngs):
         self.fn = fn
-        self.norm = layer_norm(dim, eps=TORCH_LN_EPS, dtype=dtype, rngs=rngs)
+        self.norm = layer_norm(dim, eps=init.TORCH_LN_EPS, dtype=dtype, rngs=rngs)
         self.norm_context = (
-            layer_norm(context_dim, eps=TORCH_LN_EPS, dtype=dtype, rngs=rngs) if context_dim else None
+            layer_norm(context_dim, eps=init.TORCH_LN_EPS, dtype=dtype, rngs=rngs) if context_dim else None
         )
 
     def __call__(self, x: jax.Array, context: jax.Array | None = None) -> jax.Array:
@@ -216,7 +217,7 @@ class PerceiverBlock(nnx.Module):
         return x
 
 
-class _PerceiverBase(nnx.Module):
+class _PerceiverBase(ClassifierModel):
     """Shared input handling: NHWC images -> (B, H*W, C [+ Fourier]) tokens; latents."""
 
     def _init_input(self, input_channels, num_freq_bands, max_freq, fourier_encode_data, num_latents,
@@ -233,8 +234,7 @@ class _PerceiverBase(nnx.Module):
 
     def input_array(self, x: jax.Array) -> jax.Array:
         """(B, H, W, C) images -> (B, H * W, C + Fourier channels) input tokens."""
-        if self.dtype is not None:
-            x = x.astype(self.dtype)
+        x = self.cast_input(x)
         b, h, w, c = x.shape
         if c != self.input_channels:
             raise ValueError(f"expected {self.input_channels} input channels, got images of shape {x.shape}")
@@ -249,9 +249,6 @@ class _PerceiverBase(nnx.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {"latents", "queries"}
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.forward_head(self.forward_features(x))
 
 
 class Perceiver(_PerceiverBase):
@@ -301,19 +298,24 @@ class Perceiver(_PerceiverBase):
                 layers.append(block())
         self.layers = nnx.List(layers)
         self.to_logits = nnx.List(
-            [MeanPool(), layer_norm(latent_dim, eps=TORCH_LN_EPS, dtype=dtype, rngs=rngs),
+            [MeanPool(), layer_norm(latent_dim, eps=init.TORCH_LN_EPS, dtype=dtype, rngs=rngs),
              self._make_head(num_classes, rngs)]
         )
 
     def _make_head(self, num_classes: int, rngs: nnx.Rngs) -> nnx.Linear | None:
-        return _linear(self.num_features, num_classes, dtype=self.dtype, rngs=rngs) if num_classes > 0 else None
+        return make_fc(self.num_features, num_classes, dtype=self.dtype, rngs=rngs,
+                       kernel_init=init.torch_default_kernel)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Layer groups for layer-wise LR decay: latents, then each cross+latent block; the rest
+        (``to_logits``: mean, LayerNorm, Linear) is the head group."""
+        return dict(stem=r"^latents", blocks=r"^layers\.(\d+)")
 
     def get_classifier(self):
         return self.to_logits[2]
 
-    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
-        self.num_classes = num_classes
-        self.to_logits[2] = self._make_head(num_classes, rngs or nnx.Rngs(0))
+    def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
+        self.to_logits[2] = self._make_head(num_classes, rngs)
 
     def forward_features(self, x: jax.Array) -> jax.Array:
         """Images -> final latents (B, num_latents, latent_dim)."""
@@ -324,10 +326,7 @@ class Perceiver(_PerceiverBase):
         return z
 
     def forward_head(self, z: jax.Array, pre_logits: bool = False) -> jax.Array:
-        x = self.to_logits[1](self.to_logits[0](z))
-        if pre_logits or self.to_logits[2] is None:
-            return x.astype(jnp.float32)
-        return self.to_logits[2](x).astype(jnp.float32)
+        return logits(self.to_logits[2], self.to_logits[1](self.to_logits[0](z)), pre_logits)
 
 
 class PerceiverIO(_PerceiverBase):
@@ -386,17 +385,19 @@ class PerceiverIO(_PerceiverBase):
         )
         self.decoder_ff = PreNorm(queries_dim, FeedForward(queries_dim, **kw), **kw) if decoder_ff else None
         self.queries = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (1, queries_dim)))
-        self.to_logits = self._make_head(num_classes, rngs)
+        self._reset_head(num_classes, rngs)
 
-    def _make_head(self, num_classes: int, rngs: nnx.Rngs) -> nnx.Linear | None:
-        return _linear(self.queries_dim, num_classes, dtype=self.dtype, rngs=rngs) if num_classes > 0 else None
+    def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
+        self.to_logits = nnx.data(make_fc(self.queries_dim, num_classes, dtype=self.dtype, rngs=rngs,
+                                          kernel_init=init.torch_default_kernel))
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Layer groups: latents and the encoder's cross-attention, then each latent block; the
+        decoder (query, cross-attention, feed-forward) and ``to_logits`` are the head group."""
+        return dict(stem=r"^latents|^cross_attend_block", blocks=r"^layers\.(\d+)")
 
     def get_classifier(self):
         return self.to_logits
-
-    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
-        self.num_classes = num_classes
-        self.to_logits = self._make_head(num_classes, rngs or nnx.Rngs(0))
 
     def forward_features(self, x: jax.Array) -> jax.Array:
         """Images -> encoded latents (B, num_latents, latent_dim)."""
@@ -412,10 +413,7 @@ class PerceiverIO(_PerceiverBase):
         out = self.decoder_cross_attn(q, z)
         if self.decoder_ff is not None:
             out = out + self.decoder_ff(out)
-        out = out[:, 0]
-        if pre_logits or self.to_logits is None:
-            return out.astype(jnp.float32)
-        return self.to_logits(out).astype(jnp.float32)
+        return logits(self.to_logits, out[:, 0], pre_logits)
 
 
 def _create(cls: type, defaults: dict, kwargs: dict) -> nnx.Module:

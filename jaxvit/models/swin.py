@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, dropout, init, layer_norm, linear, to_2tuple
+from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, init, layer_norm, linear, to_2tuple
+from jaxvit.layers.classifier import ClassifierHead
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.window import (
     clamp_window,
@@ -29,9 +30,10 @@ from jaxvit.layers.window import (
     window_partition,
     window_reverse,
 )
+from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import build, register_model
 
-LN_EPS = 1e-5  # torch nn.LayerNorm's default, which timm's Swin uses
+LN_EPS = init.TORCH_LN_EPS  # timm's Swin uses torch's nn.LayerNorm default
 
 
 class SwinPatchEmbed(PatchEmbed):
@@ -199,27 +201,6 @@ class SwinTransformerStage(nnx.Module):
         return x
 
 
-class ClassifierHead(nnx.Module):
-    """timm's ``ClassifierHead`` on NHWC features: average pool, dropout, ``fc``."""
-
-    def __init__(self, in_features: int, num_classes: int, *, drop_rate: float, dtype: Dtype,
-                 rngs: nnx.Rngs):
-        self.in_features = in_features
-        self.dtype = dtype
-        self.drop = dropout(drop_rate, rngs)
-        self.reset(num_classes, rngs)
-
-    def reset(self, num_classes: int, rngs: nnx.Rngs) -> None:
-        fc = linear(self.in_features, num_classes, dtype=self.dtype, rngs=rngs) if num_classes > 0 else None
-        self.fc = fc
-
-    def __call__(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
-        x = self.drop(x.mean(axis=(1, 2)))
-        if pre_logits or self.fc is None:
-            return x.astype(jnp.float32)
-        return self.fc(x).astype(jnp.float32)
-
-
 def _per_stage_window(window_size: Any, num_stages: int) -> list[tuple[int, int]]:
     """timm's resolve_stage_window_sizes: an int or an (h, w) pair for every stage, or one
     of those per stage (a sequence of two ints is always one (h, w))."""
@@ -232,7 +213,9 @@ def _per_stage_window(window_size: Any, num_stages: int) -> list[tuple[int, int]
     return [to_2tuple(w) for w in window_size]
 
 
-class SwinTransformer(nnx.Module):
+class SwinTransformer(ClassifierModel):
+    pool_types = ("", "avg", "max", "avgmax")  # timm's ClassifierHead (its pretrained heads: 'avg')
+
     def __init__(
         self,
         img_size: int | tuple[int, int] = 224,
@@ -254,12 +237,10 @@ class SwinTransformer(nnx.Module):
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
-        if global_pool != "avg":
-            raise ValueError(f"Swin pools by averaging: global_pool must be 'avg', got {global_pool!r}")
+        self.global_pool = self.checked_pool(global_pool)
         if len(num_heads) != len(depths):
             raise ValueError(f"num_heads {tuple(num_heads)} needs one entry per stage of {tuple(depths)}")
         self.num_classes = num_classes
-        self.global_pool = global_pool
         self.dtype = dtype
         num_stages = len(depths)
         self.embed_dim = embed_dim
@@ -285,7 +266,7 @@ class SwinTransformer(nnx.Module):
         self.layers = nnx.List(stages)
         self.norm = layer_norm(self.num_features, eps=LN_EPS, dtype=dtype, rngs=rngs)
         self.head = ClassifierHead(
-            self.num_features, num_classes, drop_rate=drop_rate, dtype=dtype, rngs=rngs
+            self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, dtype=dtype, rngs=rngs
         )
 
     # --- timm's model interface -------------------------------------------------
@@ -311,24 +292,18 @@ class SwinTransformer(nnx.Module):
     def get_classifier(self):
         return self.head.fc
 
-    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes, rngs or nnx.Rngs(0))
+    def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
+        self.head.reset(num_classes, self.global_pool, rngs=rngs)
 
     def forward_features(self, x: jax.Array) -> jax.Array:
         """(B, H, W, C) images -> (B, h, w, num_features) normalized features."""
-        if self.dtype is not None:
-            x = x.astype(self.dtype)
-        x = self.patch_embed(x)
+        x = self.patch_embed(self.cast_input(x))
         for stage in self.layers:
             x = stage(x)
         return self.norm(x)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         return self.head(x, pre_logits=pre_logits)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(defaults: dict, kwargs: dict) -> SwinTransformer:

@@ -24,13 +24,10 @@ import numpy as np
 from flax import nnx
 
 from jaxvit.layers import DropPath, Mlp, attention, dropout, init, layer_norm, linear, to_2tuple
+from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
-
-# torch's nn.LayerNorm default, which TNT uses (not the 1e-6 of ViT).
-_LN_EPS = 1e-5
-# torch's default Conv2d weight init (kaiming_uniform, a=sqrt(5)): U(+-1/sqrt(fan_in)).
-_torch_conv_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
 class TntAttention(nnx.Module):
@@ -89,23 +86,23 @@ class Block(nnx.Module):
     ):
         dd = dict(dtype=dtype, rngs=rngs)
         drops = dict(qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
-        self.norm_in = layer_norm(dim, eps=_LN_EPS, **dd)
+        self.norm_in = layer_norm(dim, eps=init.TORCH_LN_EPS, **dd)
         self.attn_in = TntAttention(dim, dim, num_heads_in, **drops, **dd)
-        self.norm_mlp_in = layer_norm(dim, eps=_LN_EPS, **dd)
+        self.norm_mlp_in = layer_norm(dim, eps=init.TORCH_LN_EPS, **dd)
         self.mlp_in = Mlp(dim, dim * 4, dim, drop=proj_drop, **dd)
         self.legacy = legacy
         if legacy:
-            self.norm1_proj = layer_norm(dim, eps=_LN_EPS, **dd)
+            self.norm1_proj = layer_norm(dim, eps=init.TORCH_LN_EPS, **dd)
             self.proj = linear(dim * num_pixel, dim_out, bias=True, **dd)
             self.norm2_proj = None
         else:
-            self.norm1_proj = layer_norm(dim * num_pixel, eps=_LN_EPS, **dd)
+            self.norm1_proj = layer_norm(dim * num_pixel, eps=init.TORCH_LN_EPS, **dd)
             self.proj = linear(dim * num_pixel, dim_out, bias=False, **dd)
-            self.norm2_proj = layer_norm(dim_out, eps=_LN_EPS, **dd)
-        self.norm_out = layer_norm(dim_out, eps=_LN_EPS, **dd)
+            self.norm2_proj = layer_norm(dim_out, eps=init.TORCH_LN_EPS, **dd)
+        self.norm_out = layer_norm(dim_out, eps=init.TORCH_LN_EPS, **dd)
         self.attn_out = TntAttention(dim_out, dim_out, num_heads_out, **drops, **dd)
         self.drop_path = DropPath(drop_path, rngs=rngs)
-        self.norm_mlp = layer_norm(dim_out, eps=_LN_EPS, **dd)
+        self.norm_mlp = layer_norm(dim_out, eps=init.TORCH_LN_EPS, **dd)
         self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio), dim_out, drop=proj_drop, **dd)
 
     def _pixels_to_patches(self, pixel_embed: jax.Array, b: int, n: int) -> jax.Array:
@@ -169,7 +166,7 @@ class PixelEmbed(nnx.Module):
                 )
         self.proj = nnx.Conv(
             in_chans, in_dim, kernel_size=(7, 7), strides=(stride, stride), padding=((3, 3), (3, 3)),
-            dtype=dtype, param_dtype=jnp.float32, kernel_init=_torch_conv_init,
+            dtype=dtype, param_dtype=jnp.float32, kernel_init=init.torch_default_kernel,
             bias_init=init.zeros, rngs=rngs,
         )
 
@@ -188,7 +185,9 @@ class PixelEmbed(nnx.Module):
         return x.reshape(x.shape[0], -1, self.in_dim)
 
 
-class TNT(nnx.Module):
+class TNT(ClassifierModel):
+    pool_types = ("", "token", "avg")
+
     def __init__(
         self,
         img_size: int | tuple[int, int] = 224,
@@ -214,9 +213,8 @@ class TNT(nnx.Module):
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
-        _check_pool(global_pool)
         self.num_classes = num_classes
-        self.global_pool = global_pool
+        self.global_pool = self.checked_pool(global_pool)
         self.embed_dim = self.num_features = embed_dim
         self.num_prefix_tokens = 1
         self.dtype = dtype
@@ -229,9 +227,9 @@ class TNT(nnx.Module):
         new_patch = self.pixel_embed.new_patch_size
         num_pixel = new_patch[0] * new_patch[1]
 
-        self.norm1_proj = layer_norm(num_pixel * inner_dim, eps=_LN_EPS, **dd)
+        self.norm1_proj = layer_norm(num_pixel * inner_dim, eps=init.TORCH_LN_EPS, **dd)
         self.proj = linear(num_pixel * inner_dim, embed_dim, **dd)
-        self.norm2_proj = layer_norm(embed_dim, eps=_LN_EPS, **dd)
+        self.norm2_proj = layer_norm(embed_dim, eps=init.TORCH_LN_EPS, **dd)
 
         self.cls_token = nnx.Param(init.trunc_normal_02(rngs.params(), (1, 1, embed_dim)))
         self.patch_pos = nnx.Param(init.trunc_normal_02(rngs.params(), (1, num_patches + 1, embed_dim)))
@@ -250,14 +248,12 @@ class TNT(nnx.Module):
                 for i in range(depth)
             ]
         )
-        self.norm = layer_norm(embed_dim, eps=_LN_EPS, **dd)
+        self.norm = layer_norm(embed_dim, eps=init.TORCH_LN_EPS, **dd)
         self.head_drop = dropout(drop_rate, rngs)
-        self.head = self._make_head(num_classes, rngs)
+        self._reset_head(num_classes, rngs)
 
-    def _make_head(self, num_classes: int, rngs: nnx.Rngs) -> nnx.Linear | None:
-        if num_classes <= 0:
-            return None
-        return linear(self.embed_dim, num_classes, dtype=self.dtype, rngs=rngs)
+    def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
+        self.head = nnx.data(make_fc(self.embed_dim, num_classes, dtype=self.dtype, rngs=rngs))
 
     # --- timm's model interface -------------------------------------------------
     def no_weight_decay(self) -> set[str]:
@@ -272,18 +268,8 @@ class TNT(nnx.Module):
     def get_classifier(self):
         return self.head
 
-    def reset_classifier(
-        self, num_classes: int, global_pool: str | None = None, *, rngs: nnx.Rngs | None = None
-    ) -> None:
-        if global_pool is not None:
-            _check_pool(global_pool)
-            self.global_pool = global_pool
-        self.num_classes = num_classes
-        self.head = self._make_head(num_classes, rngs or nnx.Rngs(0))
-
     def forward_features(self, x: jax.Array) -> jax.Array:
-        if self.dtype is not None:
-            x = x.astype(self.dtype)
+        x = self.cast_input(x)
         b = x.shape[0]
         pixel_embed = self.pixel_embed(x, self.pixel_pos[...])
         patch_embed = pixel_embed.reshape(b, self.num_patches, -1)
@@ -296,22 +282,8 @@ class TNT(nnx.Module):
         return self.norm(patch_embed)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
-        if self.global_pool == "avg":
-            x = x[:, self.num_prefix_tokens :].mean(axis=1)
-        elif self.global_pool == "token":
-            x = x[:, 0]
-        x = self.head_drop(x)
-        if pre_logits or self.head is None:
-            return x.astype(jnp.float32)
-        return self.head(x).astype(jnp.float32)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.forward_head(self.forward_features(x))
-
-
-def _check_pool(global_pool: str) -> None:
-    if global_pool not in ("", "token", "avg"):
-        raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
+        x = global_pool(x, self.global_pool, num_prefix_tokens=self.num_prefix_tokens)
+        return logits(self.head, self.head_drop(x), pre_logits)
 
 
 def _create(defaults: dict, kwargs: dict) -> TNT:

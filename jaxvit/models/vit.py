@@ -15,8 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, dropout, init, layer_norm, linear
+from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, dropout, init, layer_norm
+from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
 
 
@@ -52,7 +54,9 @@ class Block(nnx.Module):
         return x + self.drop_path2(self.mlp(self.norm2(x)))
 
 
-class VisionTransformer(nnx.Module):
+class VisionTransformer(ClassifierModel):
+    pool_types = ("token", "avg")
+
     def __init__(
         self,
         img_size: int | tuple[int, int] = 224,
@@ -75,10 +79,8 @@ class VisionTransformer(nnx.Module):
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
-        if global_pool not in ("token", "avg"):
-            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
         self.num_classes = num_classes
-        self.global_pool = global_pool
+        self.global_pool = self.checked_pool(global_pool)
         self.embed_dim = self.num_features = embed_dim
         self.distilled = distilled
         self.num_prefix_tokens = 2 if distilled else 1
@@ -105,13 +107,14 @@ class VisionTransformer(nnx.Module):
         )
         self.norm = layer_norm(embed_dim, dtype=dtype, rngs=rngs)
         self.head_drop = dropout(drop_rate, rngs)
-        self.head = self._make_head(num_classes, rngs)
-        self.head_dist = self._make_head(num_classes, rngs) if distilled else None
+        self._reset_head(num_classes, rngs)
 
-    def _make_head(self, num_classes: int, rngs: nnx.Rngs) -> nnx.Linear | None:
-        if num_classes <= 0:
-            return None
-        return linear(self.embed_dim, num_classes, dtype=self.dtype, rngs=rngs)
+    def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
+        # nnx.data: a head that is None (num_classes=0) stays a data slot another reset can fill
+        self.head = nnx.data(make_fc(self.embed_dim, num_classes, dtype=self.dtype, rngs=rngs))
+        self.head_dist = nnx.data(
+            make_fc(self.embed_dim, num_classes, dtype=self.dtype, rngs=rngs) if self.distilled else None
+        )
 
     # --- timm's model interface -------------------------------------------------
     def no_weight_decay(self) -> set[str]:
@@ -128,17 +131,8 @@ class VisionTransformer(nnx.Module):
         """The head; a distilled DeiT's two heads, (head, head_dist), as timm's."""
         return (self.head, self.head_dist) if self.distilled else self.head
 
-    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
-        rngs = rngs or nnx.Rngs(0)
-        self.num_classes = num_classes
-        self.head = self._make_head(num_classes, rngs)
-        if self.distilled:
-            self.head_dist = self._make_head(num_classes, rngs)
-
     def forward_features(self, x: jax.Array) -> jax.Array:
-        if self.dtype is not None:
-            x = x.astype(self.dtype)
-        x = self.patch_embed(x)
+        x = self.patch_embed(self.cast_input(x))
         b = x.shape[0]
         prefix = [jnp.broadcast_to(self.cls_token[...], (b, 1, self.embed_dim))]
         if self.dist_token is not None:
@@ -154,19 +148,13 @@ class VisionTransformer(nnx.Module):
             x, x_dist = x[:, 0], x[:, 1]
             if pre_logits:
                 return (x + x_dist) / 2
-            x = self.head(self.head_drop(x)).astype(jnp.float32)
-            x_dist = self.head_dist(self.head_drop(x_dist)).astype(jnp.float32)
+            x = logits(self.head, self.head_drop(x))
+            x_dist = logits(self.head_dist, self.head_drop(x_dist))
             # timm averages the two heads except in distillation training,
             # which needs a teacher and is not part of jaxvit's trainer.
             return (x + x_dist) / 2
-        x = x[:, self.num_prefix_tokens :].mean(axis=1) if self.global_pool == "avg" else x[:, 0]
-        x = self.head_drop(x)
-        if pre_logits or self.head is None:
-            return x.astype(jnp.float32)
-        return self.head(x).astype(jnp.float32)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.forward_head(self.forward_features(x))
+        x = global_pool(x, self.global_pool, num_prefix_tokens=self.num_prefix_tokens)
+        return logits(self.head, self.head_drop(x), pre_logits)
 
 
 def _create(defaults: dict, kwargs: dict) -> VisionTransformer:
