@@ -45,9 +45,8 @@ def train(config, workdir: str) -> int:
         result = loop.run(config, workdir)
     except UserError as e:
         return report(e)
-    if "preempted_step" in result:
-        print(f"preempted: checkpoint saved at step {int(result['preempted_step'])}; "
-              "run the same command to resume", flush=True)
+    if isinstance(result, loop.Preempted):
+        print(f"preempted: checkpoint saved at step {result.step}; run the same command to resume", flush=True)
         return 0
     # the last eval, then the best one kept in WORKDIR/best (best_step, best_eval_top1 or best_eval_ema_top1)
     print("final eval: " + "  ".join(f"{k}={int(v)}" if k == "best_step" else f"{k}={v:.4f}"

@@ -45,7 +45,7 @@ import jax, jax.numpy as jnp, numpy as np, optax
 from flax import nnx
 from jax.sharding import Mesh
 import jaxvit
-from jaxvit.train import loop
+from jaxvit.train import runner as runner_lib
 from jaxvit.train.step import make_eval_step, make_train_step
 
 from jaxvit.layers.conv_bn import ConvNormAct
@@ -82,7 +82,7 @@ def family(name, kwargs, pmap):
     def run(parallelism, n_devices):
         model = create(name, num_classes=10, **kwargs)
         if parallelism == "pmap":
-            loop.sync_batch_norm(model, "data")
+            runner_lib.sync_batch_norm(model, "data")
         eval_model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
         egraph, _, _, _ = nnx.split(eval_model, nnx.Param, nnx.BatchStat, ...)
         graph, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
@@ -93,10 +93,10 @@ def family(name, kwargs, pmap):
         mesh = Mesh(np.asarray(jax.devices()[:n_devices]), ("data",))
         args = (graph, rest, tx, sched, 10, 0.1)
         if parallelism == "pmap":
-            runner = loop.PmapRunner(mesh, make_train_step(*args, axis_name="data"),
+            runner = runner_lib.PmapRunner(mesh, make_train_step(*args, axis_name="data"),
                                      make_eval_step(egraph, rest, 10, axis_name="data"))
         else:
-            runner = loop.PjitRunner(mesh, make_train_step(*args), make_eval_step(egraph, rest, 10))
+            runner = runner_lib.PjitRunner(mesh, make_train_step(*args), make_eval_step(egraph, rest, 10))
         state = runner.put_state(state)
         losses = []
         for b in batches:

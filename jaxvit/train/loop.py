@@ -1,9 +1,9 @@
-"""The training loop, top to bottom: config -> input -> model -> optimizer -> sharding
--> steps -> checkpoint -> loop. ``run(config, workdir)`` is what main.py calls."""
+"""The training loop. ``run(config, workdir)``, what main.py calls, reads top to bottom in
+sections: config -> mesh -> input -> state -> steps -> checkpoint -> loop -> final eval; the
+helpers above it build each part, the runners (pjit or pmap) live in ``runner.py``."""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import logging
@@ -30,7 +30,7 @@ from jaxvit.train import checkpoint as ckpt_lib
 from jaxvit.train import optim, sharding
 from jaxvit.train.ema import ModelEma, copy_tree
 from jaxvit.train.metrics import MetricWriter
-from jaxvit.train.step import make_eval_step, make_train_step
+from jaxvit.train.runner import create_runner, prefetch_to_device, sync_batch_norm
 
 log = logging.getLogger("jaxvit")
 
@@ -166,14 +166,6 @@ def init_from_checkpoint(model: nnx.Module, config, kwargs: dict) -> set[str]:
     return report.kept_at_init
 
 
-def sync_batch_norm(model: nnx.Module, axis_name: str) -> None:
-    """Under pmap, BatchNorm statistics are reduced over ``axis_name`` so they are global-batch
-    statistics, as the jit-over-a-Mesh step computes them."""
-    for _, module in nnx.iter_modules(model):
-        if isinstance(module, nnx.BatchNorm):
-            module.axis_name = axis_name
-
-
 def every(config, what: str, steps_per_epoch: int) -> int:
     """Steps between evals / checkpoints: ``<what>_every_epochs`` (timm's and DeiT's --eval-freq,
     --ckpt_freq, in epochs of ``steps_per_epoch`` updates) when set, else ``<what>_every`` steps;
@@ -281,76 +273,44 @@ def restore_checkpoint(mngr, abstract_state) -> tuple[Any, dict] | None:
     return restored["state"], restored["meta"]
 
 
-# --- parallel forms ------------------------------------------------------------------
-class PjitRunner:
-    """One jit over the Mesh: batch split over every device, state replicated along 'data' and
-    split along 'fsdp' (``state_sharding``; default replicated), state donated."""
-
-    def __init__(self, mesh, train_step, eval_step, state_sharding=None):
-        self.rep = sharding.replicated(mesh)
-        self.data = sharding.batch_sharded(mesh)
-        self.state_sharding = self.rep if state_sharding is None else state_sharding
-        st = self.state_sharding
-        params_sh = st if st is self.rep else st["params"]
-        stats_sh = st if st is self.rep else st["batch_stats"]
-        self.train = jax.jit(
-            train_step, in_shardings=(st, self.data), out_shardings=(st, self.rep), donate_argnums=(0,)
-        )
-        self.evaluate = jax.jit(
-            eval_step, in_shardings=(params_sh, stats_sh, self.data), out_shardings=self.rep
-        )
-
-    def put_state(self, state):
-        return jax.device_put(state, self.state_sharding)
-
-    def batch(self, local):
-        return sharding.to_global(local, self.data)
-
-    def host_state(self, state):
-        return state
-
-
-class PmapRunner:
-    """The same step under ``jax.pmap`` over this process's devices."""
-
-    def __init__(self, mesh, train_step_pmap, eval_step_pmap):
-        self.n = jax.local_device_count()
-        self.train = jax.pmap(train_step_pmap, axis_name="data", donate_argnums=(0,))
-        self.evaluate = jax.pmap(eval_step_pmap, axis_name="data")
-
-    def put_state(self, state):
-        # a leading device axis; pmap places one slice per local device
-        return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (self.n, *np.shape(x))), state)
-
-    def batch(self, local):
-        return jax.tree.map(lambda x: x.reshape(self.n, -1, *x.shape[1:]), local)
-
-    def host_state(self, state):
-        return jax.tree.map(lambda x: x[0], state)
-
-
-def prefetch_to_device(local_batches: Iterator, put, size: int) -> Iterator:
-    """Keeps ``size`` batches already transferred (``put``: local numpy -> device arrays), so the
-    host-to-device copy of the next batch overlaps the current step (transfers are async)."""
-    queue: collections.deque = collections.deque()
-    for local in local_batches:
-        queue.append(put(local))
-        if len(queue) > size:
-            yield queue.popleft()
-    while queue:
-        yield queue.popleft()
-
-
 def to_float(tree) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in jax.device_get(tree).items()}
 
 
 # --- the run -------------------------------------------------------------------------
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains (resuming from ``workdir`` if it holds checkpoints) and returns the final eval."""
+@dataclasses.dataclass(frozen=True)
+class Preempted:
+    """``run``'s answer when SIGTERM stopped it: the step whose checkpoint was saved."""
+
+    step: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How long the run is and how often it evaluates and checkpoints, in steps."""
+
+    steps_per_epoch: int
+    total_steps: int
+    eval_every: int
+    ckpt_every: int
+
+    @classmethod
+    def from_config(cls, config, train_examples: int) -> Plan:
+        steps_per_epoch = max(1, train_examples // config.global_batch_size)
+        total = config.total_steps or int(round(optim.total_epochs(config) * steps_per_epoch))
+        return cls(steps_per_epoch, total, every(config, "eval", steps_per_epoch),
+                   every(config, "ckpt", steps_per_epoch))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float] | Preempted:
+    """Trains (resuming from ``workdir`` if it holds checkpoints) and returns the final eval
+    (with the best kept eval), or ``Preempted`` when SIGTERM stopped it after a checkpoint."""
+    # --- config ----------------------------------------------------------------------
     workdir = os.path.abspath(os.path.expanduser(workdir))  # orbax needs absolute paths
     validate(config)
     jaxvit.layers.attention_impl.set_implementation(config.attention)  # read when the step is traced
+
+    # --- mesh --------------------------------------------------------------------------
     mesh = create_mesh(config)
     local_batch = sharding.check_batch(config.global_batch_size)
     if config.global_batch_size % (config.grad_accum_steps * jax.device_count()):
@@ -358,53 +318,74 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             f"global_batch_size {config.global_batch_size} must split into grad_accum_steps="
             f"{config.grad_accum_steps} micro-batches over {jax.device_count()} devices"
         )
-    inp = create_input(config, local_batch)  # bad dataset -> error before the workdir is touched
-    steps_per_epoch = max(1, inp.train_examples // config.global_batch_size)
-    total_steps = config.total_steps or int(round(optim.total_epochs(config) * steps_per_epoch))
-    eval_every = every(config, "eval", steps_per_epoch)
-    ckpt_every = every(config, "ckpt", steps_per_epoch)
 
-    # Model and optimizer.
+    # --- input: a bad dataset stops here, before the workdir is touched -------------------
+    inp = create_input(config, local_batch)
+    plan = Plan.from_config(config, inp.train_examples)
+
+    # --- state: model, optimizer, EMA ---------------------------------------------------
     model, new_names = create_model(config, inp.num_classes)
     if config.parallelism == "pmap":
         sync_batch_norm(model, "data")
-    eval_model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
-    eval_graph, _, _, _ = nnx.split(eval_model, nnx.Param, nnx.BatchStat, ...)
-    train_graph, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-    params, batch_stats, rest = map(nnx.to_pure_dict, (params, batch_stats, rest))
-    schedules = optim.create_schedules(config, steps_per_epoch, total_steps)
-    groups = optim.param_groups(model, params, new_names)
-    tx = optim.create_optimizer(config, schedules, params, groups=groups)
-    state = dict(
-        step=jnp.asarray(0, jnp.int32),
-        params=params,
-        batch_stats=batch_stats,
-        opt_state=tx.init(params),
-        rng=jax.random.PRNGKey(config.seed),
-    )
+    _, params, batch_stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    params, batch_stats = nnx.to_pure_dict(params), nnx.to_pure_dict(batch_stats)
+    schedules = optim.create_schedules(config, plan.steps_per_epoch, plan.total_steps)
+    tx = optim.create_optimizer(config, schedules, params, groups=optim.param_groups(model, params, new_names))
+    state = dict(step=jnp.asarray(0, jnp.int32), params=params, batch_stats=batch_stats,
+                 opt_state=tx.init(params), rng=jax.random.PRNGKey(config.seed))
     model_ema = ModelEma.from_config(config)
     if model_ema is not None:  # timm ModelEmaV3: params and buffers, evaluated as eval_ema_*
         state.update(ema_params=copy_tree(params), ema_batch_stats=copy_tree(batch_stats))
+
+    # --- steps ---------------------------------------------------------------------------
+    runner = create_runner(config, mesh, model, state, tx, schedules, inp.num_classes, model_ema)
     del model
 
-    # Steps, sharded.
-    args = (train_graph, rest, tx, schedules[0], inp.num_classes, config.label_smoothing,
-            config.grad_accum_steps)
-    extras = dict(mixup=mix.Mixup.from_config(config, inp.num_classes), model_ema=model_ema)
-    if config.parallelism == "pmap":
-        runner = PmapRunner(
-            mesh, make_train_step(*args, axis_name="data", **extras),
-            make_eval_step(eval_graph, rest, inp.num_classes, axis_name="data"),
-        )
-    else:
-        runner = PjitRunner(mesh, make_train_step(*args, **extras),
-                            make_eval_step(eval_graph, rest, inp.num_classes),
-                            state_sharding=sharding.state_shardings(mesh, state))
-        per_device, total = sharding.bytes_per_device(state, runner.state_sharding)
-        log.info("mesh %s: train state %.3f MiB, %.3f MiB per device",
-                 dict(mesh.shape), total / 2**20, per_device / 2**20)
+    # --- checkpoint: checks, then resume (nothing is written to the workdir before the checks) --
+    mngr, state, start_step = open_workdir(config, workdir, runner, state, inp.num_classes)
+    model_meta = dict(model=config.model, kwargs=model_kwargs(config, inp.num_classes))
+    best = BestCheckpoint(workdir, best_metric_key(config), dict(
+        model_meta, class_names=inp.class_names, global_batch_size=config.global_batch_size,
+        preprocess=dict(mean=list(config.mean), std=list(config.std), crop_pct=config.crop_pct,
+                        interpolation=config.aug.interpolation),
+    ))
+    meta_base = dict(model=model_meta, class_names=inp.class_names, global_batch_size=config.global_batch_size)
 
-    # Checkpoint: resume if there is one. Nothing is written to the workdir before these checks.
+    def checkpoint(state, step):
+        meta = dict(meta_base, step=step, examples_seen=step * config.global_batch_size)
+        save_checkpoint(mngr, runner.host_state(state), step, meta)
+
+    writer = MetricWriter(workdir)
+    try:
+        if config.eval_only:
+            return evaluate(runner, inp, writer, state, start_step)
+        if start_step == 0 and jax.process_index() == 0:
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json_best_effort(indent=2))
+
+        # --- loop ----------------------------------------------------------------------
+        state, preempted = train_loop(config, plan, runner, inp, writer, mngr, best, checkpoint, state,
+                                      start_step)
+        if preempted is not None:
+            return preempted
+
+        # --- final eval ------------------------------------------------------------------
+        last = max(plan.total_steps, start_step)
+        result = evaluate(runner, inp, writer, state, last)
+        best.update(runner.host_state(state), last, result)
+        if start_step >= plan.total_steps and mngr.latest_step() != plan.total_steps:
+            checkpoint(state, plan.total_steps)
+        return {**result, **best.summary()}
+    finally:
+        writer.close()
+        mngr.close()
+
+
+def open_workdir(config, workdir: str, runner, state, num_classes: int):
+    """Checks the workdir against this run (eval_only needs a checkpoint; an earlier run's model,
+    size, classes and batch must match), sets aside cut-short saves, and resumes from the latest
+    checkpoint, restored straight onto this run's shardings whatever mesh wrote it. Returns the
+    checkpoint manager, the state on the devices and the step to go on from."""
     if config.eval_only and not config.init_from and not ckpt_lib.latest_steps(
         os.path.join(workdir, "checkpoints")
     ):
@@ -412,13 +393,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             f"eval_only: no checkpoint in {workdir}/checkpoints; pass a trained workdir or "
             "--config.init_from=DIR (a converted checkpoint)"
         )
-    # restored straight onto this run's mesh, whatever mesh wrote the checkpoint
-    target = runner.state_sharding if isinstance(runner, PjitRunner) else sharding.replicated(mesh)
+    target = runner.state_sharding
     abstract = jax.tree.map(
         lambda x, sh: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sh),
         state, target if isinstance(target, dict) else jax.tree.map(lambda _: target, state),
     )
-    ckpt_lib.check_resumable(workdir, run_keys(config, inp.num_classes), abstract)
+    ckpt_lib.check_resumable(workdir, run_keys(config, num_classes), abstract)
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
         for name in ckpt_lib.set_aside_incomplete(os.path.join(workdir, "checkpoints")):
@@ -433,53 +413,30 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     if restored is not None:
         state, meta = restored
         log.info("resumed from step %d (%s)", meta["step"], mngr.directory)
-    start_step = int(state["step"])
-    state = runner.put_state(state)
-    model_meta = dict(model=config.model, kwargs=model_kwargs(config, inp.num_classes))
-    meta_base = dict(
-        model=model_meta,
-        class_names=inp.class_names,
-        global_batch_size=config.global_batch_size,
-    )
-    best = BestCheckpoint(workdir, best_metric_key(config), dict(
-        model_meta, class_names=inp.class_names, global_batch_size=config.global_batch_size,
-        preprocess=dict(mean=list(config.mean), std=list(config.std), crop_pct=config.crop_pct,
-                        interpolation=config.aug.interpolation),
-    ))
+    return mngr, runner.put_state(state), int(state["step"])
 
-    if config.eval_only:
-        writer = MetricWriter(workdir)
-        result = evaluate(runner, inp, writer, state, start_step)
-        writer.close()
-        mngr.close()
-        return result
 
-    writer = MetricWriter(workdir)
-    if start_step == 0 and jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
-
-    def checkpoint(state, step):
-        meta = dict(meta_base, step=step, examples_seen=step * config.global_batch_size)
-        save_checkpoint(mngr, runner.host_state(state), step, meta)
-
-    # The loop: host syncs only at log, checkpoint and eval steps.
+def train_loop(config, plan: Plan, runner, inp: Input, writer: MetricWriter, mngr, best: BestCheckpoint,
+               checkpoint, state, start_step: int):
+    """Steps ``start_step + 1 .. plan.total_steps``; the host syncs only at log, checkpoint and
+    eval steps. Returns the state and ``Preempted`` (or None) once SIGTERM's checkpoint is saved."""
     batches: Iterator = prefetch_to_device(inp.train(start_step), runner.batch, config.prefetch_to_device)
     progress = None
     if config.progress_bar and jax.process_index() == 0:
         from tqdm import tqdm
 
-        progress = tqdm(total=total_steps, initial=start_step, desc="train", mininterval=1.0, dynamic_ncols=True)
+        progress = tqdm(total=plan.total_steps, initial=start_step, desc="train", mininterval=1.0,
+                        dynamic_ncols=True)
     preemption = PreemptionWatch()
     pending, t_log, last_log_step = [], time.time(), start_step
     try:
-        for step in range(start_step + 1, total_steps + 1):
+        for step in range(start_step + 1, plan.total_steps + 1):
             state, metrics = runner.train(state, next(batches))
             pending.append(metrics)
             if progress is not None:
                 progress.update(1)
-            is_log = step % config.log_every == 0 or step == total_steps
-            is_ckpt = bool(ckpt_every and step % ckpt_every == 0) or step == total_steps
+            is_log = step % config.log_every == 0 or step == plan.total_steps
+            is_ckpt = bool(plan.ckpt_every and step % plan.ckpt_every == 0) or step == plan.total_steps
             stop = preemption.requested(step)
             if is_log or is_ckpt or stop:
                 fetched = jax.device_get(pending)
@@ -493,7 +450,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                     progress.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{means['lr']:.2e}",
                                          img_s=f"{means['img_per_sec']:.0f}")
                 pending, t_log, last_log_step = [], time.time(), step
-            if eval_every and step % eval_every == 0 and step != total_steps:
+            if plan.eval_every and step % plan.eval_every == 0 and step != plan.total_steps:
                 result = evaluate(runner, inp, writer, state, step)
                 log.info("step %d: %s", step, result)
                 best.update(runner.host_state(state), step, result)
@@ -501,18 +458,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                 checkpoint(state, step)
             if stop:
                 log.warning("preempted: checkpoint saved at step %d; run the same command to resume", step)
-                return dict(preempted_step=float(step))
+                return state, Preempted(step)
     finally:
         preemption.close()
         if progress is not None:
             progress.close()
-    result = evaluate(runner, inp, writer, state, max(total_steps, start_step))
-    best.update(runner.host_state(state), max(total_steps, start_step), result)
-    if start_step >= total_steps and mngr.latest_step() != total_steps:
-        checkpoint(state, total_steps)
-    writer.close()
-    mngr.close()
-    return {**result, **best.summary()}
+    return state, None
 
 
 def evaluate(runner, inp: Input, writer: MetricWriter, state, step: int) -> dict[str, float]:
