@@ -20,7 +20,8 @@ import tensorflow as tf  # noqa: E402
 from test_data import config  # noqa: E402
 
 from jaxvit.data import autoaugment as aa  # noqa: E402
-from jaxvit.data import pipeline, transforms  # noqa: E402
+from jaxvit.data import crop, erasing, pick, pipeline, transforms  # noqa: E402  # noqa: E402
+from jaxvit.data import torchvision_ops as tvo  # noqa: E402
 from jaxvit.data.sources import _in_memory  # noqa: E402
 
 FILL = (125, 123, 114)  # timm's img_mean for the CIFAR-10 mean
@@ -137,7 +138,7 @@ def test_torchvision_color_and_geometry_ops(images):
         ("sharpness", lambda x: aa.enhance_sharpness(x, 2.0), lambda p: F.adjust_sharpness(p, 2.0), True),
         ("rotate", lambda x: aa.affine(x, aa.rotation_matrix(33.3, 64, 48), "nearest", (0, 0, 0)),
          lambda p: F.rotate(p, 33.3, InterpolationMode.NEAREST), False),
-        ("affine", lambda x: aa.affine(x, aa.affine_matrix(10.0, (3, -2), 1.1, 12.0, 64, 48), "bilinear", (0, 0, 0)),
+        ("affine", lambda x: aa.affine(x, tvo.affine_matrix(10.0, (3, -2), 1.1, 12.0, 64, 48), "bilinear", (0, 0, 0)),
          lambda p: F.affine(p, 10.0, [3, -2], 1.1, [12.0, 0.0], InterpolationMode.BILINEAR), False),
     ]
     for name, ours_fn, theirs_fn, exact in pairs:
@@ -146,7 +147,7 @@ def test_torchvision_color_and_geometry_ops(images):
             _assert_close(ours, np.asarray(theirs_fn(Image.fromarray(image))).astype(np.int32), exact, name)
     # hue: torchvision rounds through Pillow's 8-bit HSV; ours shifts hue in float -> a few levels
     for image in images:
-        ours = aa.adjust_hue(tf.constant(image, tf.float32), 0.1).numpy()
+        ours = tvo.adjust_hue(tf.constant(image, tf.float32), 0.1).numpy()
         diff = np.abs(ours - np.asarray(F.adjust_hue(Image.fromarray(image), 0.1)).astype(np.float32))
         assert diff.mean() < 0.5 and diff.max() <= 6, (diff.mean(), diff.max())
 
@@ -156,13 +157,13 @@ def test_color_jitter_factors(images):
     image = tf.constant(images[1], tf.float32)
     factors = set()
     for s in range(6):
-        out = aa.color_jitter(image, tf.constant([s, 0], tf.int64), brightness=0.4).numpy()
+        out = tvo.color_jitter(image, tf.constant([s, 0], tf.int64), brightness=0.4).numpy()
         ratio = np.median(out[(images[1] > 20) & (out < 250)] / images[1][(images[1] > 20) & (out < 250)])
         assert 0.59 < ratio < 1.41, ratio
         np.testing.assert_array_equal(out, aa.enhance_brightness(image, _brightness_factor(image, out)).numpy())
         factors.add(round(float(ratio), 2))
     assert len(factors) > 3
-    np.testing.assert_array_equal(aa.color_jitter(image, tf.constant([0, 0], tf.int64)).numpy(), images[1])
+    np.testing.assert_array_equal(tvo.color_jitter(image, tf.constant([0, 0], tf.int64)).numpy(), images[1])
 
 
 def _brightness_factor(image, out):
@@ -205,7 +206,7 @@ def test_parser_rejects_bad_strings(bad, hint):
 
 
 def _erase(image, seeds, **kw):
-    fn = tf.function(lambda s: aa.random_erasing(image, s, **kw))
+    fn = tf.function(lambda s: erasing.random_erasing(image, s, **kw))
     return np.stack([fn(tf.constant([s, 11], tf.int64)).numpy() for s in seeds])
 
 
@@ -274,10 +275,10 @@ def test_repeated_aug_repeats_within_an_epoch_and_resumes():
 
 
 def test_pick_policy_applies_min_to_max_ops_drawn_with_replacement():
-    names = aa.PICK_OPS
+    names = pick.PICK_OPS
     counts, firsts, repeats = [], set(), 0
     for s in range(200):
-        count, choices, _ = aa.pick_plan(tf.constant([s, 1], tf.int64), len(names), 2, 4)
+        count, choices, _ = pick.pick_plan(tf.constant([s, 1], tf.int64), len(names), 2, 4)
         assert all(0 <= int(c) < len(names) for c in choices)
         counts.append(int(count))
         firsts.add(int(choices[0]))
@@ -286,17 +287,17 @@ def test_pick_policy_applies_min_to_max_ops_drawn_with_replacement():
     assert set(counts) == {2, 3, 4} and len(firsts) == len(names) and repeats > 0
     # the policy applies exactly the planned ops, in order
     image = tf.constant(np.random.default_rng(1).integers(0, 256, (24, 24, 3)), tf.float32)
-    policy = aa.pick_policy(names, 2, 4, (24, 24), "bilinear")
-    ops = aa.pick_transforms((24, 24), "bilinear")
+    policy = pick.pick_policy(names, 2, 4, (24, 24), "bilinear")
+    ops = pick.pick_transforms((24, 24), "bilinear")
     for s in range(6):
         seed = tf.constant([s, 2], tf.int64)
-        count, choices, op_seeds = aa.pick_plan(seed, len(names), 2, 4)
+        count, choices, op_seeds = pick.pick_plan(seed, len(names), 2, 4)
         expected = image
         for k in range(int(count)):
             expected = ops[names[int(choices[k])]](expected, op_seeds[k])
         np.testing.assert_array_equal(policy(image, seed).numpy(), expected.numpy())
     with pytest.raises(ValueError, match="valid ops: .*'random_resized_crop'"):
-        aa.pick_policy(("hflip", "blur"), 1, 2, (24, 24), "bilinear")
+        pick.pick_policy(("hflip", "blur"), 1, 2, (24, 24), "bilinear")
 
 
 def _full_config(**overrides):
@@ -361,7 +362,7 @@ def test_random_resized_crop_box_matches_timm():
     from timm.data.transforms import RandomResizedCropAndInterpolation as RRC
 
     def ours(h, w, seed, scale, ratio):
-        return [int(v) for v in transforms.rrc_box(tf, tf.constant([h, w]), tf.constant([seed, 3], tf.int64),
+        return [int(v) for v in crop.rrc_box(tf, tf.constant([h, w]), tf.constant([seed, 3], tf.int64),
                                                    scale, ratio)]
 
     # no draw can fit a 4 x 100 image: central crop with the aspect clamped to 4/3, as timm

@@ -352,12 +352,12 @@ def test_msvit_geometry():
 @pytest.mark.parametrize("name,p", [("hflip", 0.5), ("vflip", 0.5), ("equalize", 0.5), ("rotate", 1.0)])
 def test_pick_policy_applies_each_op_with_the_sources_probability(name, p):
     tf = pytest.importorskip("tensorflow")
-    from jaxvit.data import autoaugment as aa
+    from jaxvit.data import pick
 
-    assert aa.PICK_PROB.get(name, 1.0) == p
+    assert pick.PICK_PROB.get(name, 1.0) == p
     # equalize needs >255 pixels
     image = tf.constant(np.random.default_rng(0).integers(0, 200, (32, 32, 3)), tf.float32)
-    policy = tf.function(aa.pick_policy((name,), 1, 1, (32, 32), "bilinear"))
+    policy = tf.function(pick.pick_policy((name,), 1, 1, (32, 32), "bilinear"))
     n = 400
     changed = sum(
         bool(tf.reduce_any(policy(image, tf.constant([s, 7], tf.int64)) != image)) for s in range(n)

@@ -9,52 +9,9 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
+from jaxvit.data.crop import random_resized_crop, resize
 from jaxvit.data.tf_util import import_tf
 from jaxvit.errors import ConfigError
-
-
-def _resize(tf, image, size, method):
-    return tf.image.resize(image, size, method=method, antialias=True)
-
-
-RRC_ATTEMPTS = 10  # timm/torchvision: tries before the central-crop fallback
-
-
-def rrc_box(tf, shape, seed, scale, ratio):
-    """timm's RandomResizedCrop box (top, left, height, width) for an image of ``shape`` (h, w).
-
-    Up to 10 draws of (area fraction in ``scale``, log-uniform aspect in ``ratio``); the first
-    whose rounded width and height fit is taken, at a uniform position; if none fits, the
-    central crop of the whole image with its aspect clamped into ``ratio``.
-    """
-    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    s_area, s_ratio, s_top, s_left = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
-    n = RRC_ATTEMPTS
-    area = tf.random.stateless_uniform([n], s_area, scale[0], scale[1]) * h * w
-    log_lo, log_hi = np.log(float(ratio[0])), np.log(float(ratio[1]))
-    aspect = tf.exp(tf.random.stateless_uniform([n], s_ratio, log_lo, log_hi))
-    cw = tf.round(tf.sqrt(area * aspect))
-    ch = tf.round(tf.sqrt(area / aspect))
-    fits = (cw <= w) & (ch <= h)
-    first = tf.argmax(tf.cast(fits, tf.int32))
-    in_ratio = w / h
-    lo, hi = float(min(ratio)), float(max(ratio))
-    fb_w = tf.where(in_ratio > hi, tf.round(h * hi), w)
-    fb_h = tf.where(in_ratio < lo, tf.round(w / lo), h)
-    found = tf.reduce_any(fits)
-    cw = tf.where(found, tf.gather(cw, first), fb_w)
-    ch = tf.where(found, tf.gather(ch, first), fb_h)
-    top = tf.where(found, tf.floor(tf.random.stateless_uniform([], s_top) * (h - ch + 1)), tf.floor((h - ch) / 2))
-    left = tf.where(found, tf.floor(tf.random.stateless_uniform([], s_left) * (w - cw + 1)), tf.floor((w - cw) / 2))
-    return [tf.cast(v, tf.int32) for v in (top, left, ch, cw)]
-
-
-def random_resized_crop(tf, image, seed, size, scale, ratio, method):
-    """timm's RandomResizedCrop: the box of ``rrc_box``, resized to ``size``."""
-    top, left, ch, cw = rrc_box(tf, tf.shape(image), seed, scale, ratio)
-    return _resize(tf, tf.image.crop_to_bounding_box(image, top, left, ch, cw), size, method)
 
 
 def center_crop(tf, image, size, crop_pct, method):
@@ -62,7 +19,7 @@ def center_crop(tf, image, size, crop_pct, method):
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     scale = (float(max(size)) / crop_pct) / tf.reduce_min(shape)
     new = tf.cast(tf.round(shape * scale), tf.int32)
-    image = _resize(tf, image, new, method)
+    image = resize(tf, image, new, method)
     top = (new[0] - size[0]) // 2
     left = (new[1] - size[1]) // 2
     return tf.image.crop_to_bounding_box(image, top, left, size[0], size[1])
@@ -71,7 +28,7 @@ def center_crop(tf, image, size, crop_pct, method):
 def squish_crop(tf, image, size, crop_pct, method):
     """timm eval crop_mode='squish': resize to floor(size / crop_pct) ignoring aspect, then the central size."""
     scaled = [int(s / crop_pct) for s in size]
-    image = _resize(tf, image, scaled, method)
+    image = resize(tf, image, scaled, method)
     return tf.image.crop_to_bounding_box(
         image, (scaled[0] - size[0]) // 2, (scaled[1] - size[1]) // 2, size[0], size[1]
     )
@@ -105,7 +62,7 @@ def _primary(tf, aug, size):
         if aug.random_resized_crop and not aug.squish:
             image = random_resized_crop(tf, image, seeds[0], size, aug.scale, aug.ratio, aug.interpolation)
         else:
-            image = _resize(tf, image, size, aug.interpolation)
+            image = resize(tf, image, size, aug.interpolation)
         if aug.crop_padding > 0:
             image = random_crop(tf, image, extra[0], size, aug.crop_padding)
         image = _flip(tf, image, seeds[1], aug.hflip, tf.image.flip_left_right)
@@ -121,7 +78,8 @@ def _affine_on(aug) -> bool:
 def secondary_ops(config):
     """The uint8-valued stage after the flips, as [(op(image, seed) -> image)], in application order:
     RandomRotation, RandomAffine, then timm's auto-augment or colour jitter, then the pick-N policy."""
-    from jaxvit.data import autoaugment as aa  # imports TensorFlow
+    from jaxvit.data import autoaugment as aa  # these import TensorFlow
+    from jaxvit.data import pick, torchvision_ops
 
     aug = config.aug
     if aug.affine_interpolation not in aa.INTERPOLATIONS[:3]:
@@ -130,19 +88,21 @@ def secondary_ops(config):
     ops = []
     if aug.rotation:
         ops.append(functools.partial(
-            aa.random_rotation, degrees=(-aug.rotation, aug.rotation), interpolation=aug.affine_interpolation))
+            torchvision_ops.random_rotation, degrees=(-aug.rotation, aug.rotation),
+            interpolation=aug.affine_interpolation))
     if _affine_on(aug):
         ops.append(functools.partial(
-            aa.random_affine, degrees=aug.affine_degrees, translate=aug.affine_translate,
+            torchvision_ops.random_affine, degrees=aug.affine_degrees, translate=aug.affine_translate,
             scale=tuple(aug.affine_scale), shear=aug.affine_shear, interpolation=aug.affine_interpolation))
     if aug.auto_augment:
         ops.append(aa.auto_augment_transform(aug.auto_augment, auto_augment_hparams(config)))
     elif aug.color_jitter:  # timm turns colour jitter off when auto-augment is on
         jitter = float(aug.color_jitter)
-        ops.append(functools.partial(aa.color_jitter, brightness=jitter, contrast=jitter, saturation=jitter))
+        ops.append(functools.partial(
+            torchvision_ops.color_jitter, brightness=jitter, contrast=jitter, saturation=jitter))
     if aug.pick_ops:
         size = (config.img_size, config.img_size)
-        ops.append(aa.pick_policy(aug.pick_ops, aug.pick_min, aug.pick_max, size, aug.interpolation))
+        ops.append(pick.pick_policy(aug.pick_ops, aug.pick_min, aug.pick_max, size, aug.interpolation))
     return ops
 
 
@@ -161,11 +121,12 @@ def _erasing(config):
     aug = config.aug
     if aug.reprob <= 0:
         return None
-    from jaxvit.data import autoaugment as aa
+    from jaxvit.data import erasing
 
-    if aug.remode not in aa.ERASE_MODES or aug.recount < 1:
-        raise ConfigError(f"aug.remode must be one of {aa.ERASE_MODES} (got {aug.remode!r}) and aug.recount >= 1")
-    return functools.partial(aa.random_erasing, probability=aug.reprob, mode=aug.remode, max_count=aug.recount)
+    if aug.remode not in erasing.ERASE_MODES or aug.recount < 1:
+        raise ConfigError(
+            f"aug.remode must be one of {erasing.ERASE_MODES} (got {aug.remode!r}) and aug.recount >= 1")
+    return functools.partial(erasing.random_erasing, probability=aug.reprob, mode=aug.remode, max_count=aug.recount)
 
 
 def train_transform(config):
