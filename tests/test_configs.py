@@ -51,32 +51,41 @@ def load(stem: str, arg):
     return mod.get_config() if arg is None else mod.get_config(arg)
 
 
-def smoke(config, init_from: str = ""):
-    """The recipe on digits: 2 steps of 16 images, the family's tiny model."""
+def tiny_run(config, *, stand_in: bool = True, batch: int = 16):
+    """The recipe at the family's tiny size (Inception-v4: a ViT stand-in, or itself at 75 px
+    with ``stand_in=False``), 2 steps of ``batch`` images, no eval or checkpoint in between."""
     import jaxvit
-    from jaxvit.train.loop import parse_model_args
+    from jaxvit.registry import parse_model_args
 
     family = jaxvit.registry.get_entry(config.model).family
-    if family in STAND_IN:
+    if family in STAND_IN and stand_in:
         config.model, config.model_args, config.patch_size = STAND_IN[family], "", 4
         family = jaxvit.registry.get_entry(config.model).family
-    tiny, size = TINY[family]
-    args = parse_model_args(config.model_args)
-    args.update(parse_model_args(tiny))
-    config.model_args = ",".join(f"{k}={v!r}" for k, v in args.items())
-    config.dataset, config.data_dir, config.train_split, config.eval_split = "digits", "", "train", "test"
-    config.num_classes = -1
-    config.img_size = size
-    config.init_from = init_from
+    if family in TINY:
+        tiny, config.img_size = TINY[family]
+        args = parse_model_args(config.model_args)
+        args.update(parse_model_args(tiny))
+        config.model_args = ",".join(f"{k}={v!r}" for k, v in args.items())
+    else:  # Inception-v4 as it is, at its smallest input
+        config.img_size = 75
     config.total_steps = 2
-    config.global_batch_size = 16
+    config.global_batch_size = batch
     config.grad_accum_steps = 1
     config.dtype = "float32"
     config.progress_bar = False
     config.log_every = 1
-    config.eval_every = 0
-    config.ckpt_every = 0
+    config.eval_every = config.eval_every_epochs = 0
+    config.ckpt_every = config.ckpt_every_epochs = 0
     config.mesh.fsdp = 1
+    return config
+
+
+def smoke(config, init_from: str = ""):
+    """The recipe on digits: 2 steps of 16 images, the family's tiny model."""
+    config = tiny_run(config)
+    config.dataset, config.data_dir, config.train_split, config.eval_split = "digits", "", "train", "test"
+    config.num_classes = -1
+    config.init_from = init_from
     return config
 
 
