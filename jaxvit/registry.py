@@ -36,9 +36,10 @@ _ALIASES: dict[str, str] = {}
 
 
 def register_model(
-    family: str, default_cfg: dict | None = None, aliases: dict[str, str] | None = None
+    family: str, default_cfg: dict | None = None, aliases: dict[str, str] | None = None, name: str | None = None
 ) -> Callable:
-    """Registers ``fn`` under its function name; ``aliases`` maps old names to ``name.tag``."""
+    """Registers ``fn`` under ``name`` (default: its function name); ``aliases`` maps old names
+    to ``name.tag``."""
 
     def wrap(fn: Callable) -> Callable:
         cfg = dict(
@@ -49,7 +50,7 @@ def register_model(
             interpolation="bicubic",
         )
         cfg.update(default_cfg or {})
-        _MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, family, cfg)
+        _MODELS[name or fn.__name__] = ModelEntry(name or fn.__name__, fn, family, cfg)
         for alias, target in (aliases or {}).items():
             _ALIASES[alias] = target
         return fn

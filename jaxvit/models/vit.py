@@ -171,60 +171,26 @@ _SIZES = {
 
 
 def _variant(name: str) -> dict:
-    size, patch = re.match(r"\w+?_(tiny|small|base|large)_patch(\d+)", name).groups()
+    size, patch = re.match(r"\w+?_(tiny|small|base|large)_(?:distilled_)?patch(\d+)", name).groups()
     return dict(_SIZES[size], patch_size=int(patch))
 
 
-@register_model("vit", _VIT_CFG)
-def vit_tiny_patch16_224(**kwargs) -> VisionTransformer:
-    return _create(_variant("vit_tiny_patch16"), kwargs)
+def _register(name: str, cfg: dict, **extra: Any) -> None:
+    """Registers ``name``, a ViT whose size and patch the name says (as timm's names do)."""
+    defaults = dict(_variant(name), **extra)
+
+    def make(**kwargs) -> VisionTransformer:
+        return _create(defaults, kwargs)
+
+    make.__name__ = make.__qualname__ = name
+    register_model("vit", cfg, name=name)(make)
 
 
-@register_model("vit", _VIT_CFG)
-def vit_small_patch16_224(**kwargs) -> VisionTransformer:
-    return _create(_variant("vit_small_patch16"), kwargs)
-
-
-@register_model("vit", _VIT_CFG)
-def vit_base_patch16_224(**kwargs) -> VisionTransformer:
-    return _create(_variant("vit_base_patch16"), kwargs)
-
-
-@register_model("vit", _VIT_CFG)
-def vit_base_patch32_224(**kwargs) -> VisionTransformer:
-    return _create(_variant("vit_base_patch32"), kwargs)
-
-
-@register_model("vit", _VIT_CFG)
-def vit_large_patch16_224(**kwargs) -> VisionTransformer:
-    return _create(_variant("vit_large_patch16"), kwargs)
-
-
-@register_model("vit", dict(crop_pct=0.875))
-def deit_tiny_patch16_224(**kwargs) -> VisionTransformer:
-    return _create(_variant("deit_tiny_patch16"), kwargs)
-
-
-@register_model("vit", dict(crop_pct=0.875))
-def deit_small_patch16_224(**kwargs) -> VisionTransformer:
-    return _create(_variant("deit_small_patch16"), kwargs)
-
-
-@register_model("vit", dict(crop_pct=0.875))
-def deit_base_patch16_224(**kwargs) -> VisionTransformer:
-    return _create(_variant("deit_base_patch16"), kwargs)
-
-
-@register_model("vit", dict(crop_pct=0.875))
-def deit_tiny_distilled_patch16_224(**kwargs) -> VisionTransformer:
-    return _create(dict(_variant("deit_tiny_patch16"), distilled=True), kwargs)
-
-
-@register_model("vit", dict(crop_pct=0.875))
-def deit_small_distilled_patch16_224(**kwargs) -> VisionTransformer:
-    return _create(dict(_variant("deit_small_patch16"), distilled=True), kwargs)
-
-
-@register_model("vit", dict(crop_pct=0.875))
-def deit_base_distilled_patch16_224(**kwargs) -> VisionTransformer:
-    return _create(dict(_variant("deit_base_patch16"), distilled=True), kwargs)
+for _name in ("vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224", "vit_base_patch32_224",
+              "vit_large_patch16_224"):
+    _register(_name, _VIT_CFG)
+for _name in ("deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224"):
+    _register(_name, dict(crop_pct=0.875))
+for _name in ("deit_tiny_distilled_patch16_224", "deit_small_distilled_patch16_224",
+              "deit_base_distilled_patch16_224"):
+    _register(_name, dict(crop_pct=0.875), distilled=True)
