@@ -3,7 +3,8 @@
 For each ``configs/x.py:variant`` whose data are files (the official layouts, Tiny-ImageNet's
 image folder): a stand-in written in that layout with the real class count, the family's tiny
 model (the sizes of tests/test_configs.py; Inception-v4 as it is, at 75 px), 2 train steps of
-8 images and the final eval, in this process. A variant that starts from ``init_from`` gets a
+8 images and the final eval, in this process (Caltech-256's stand-in has 3 images a class, so
+its 30/20 split per class becomes 2/1). A variant that starts from ``init_from`` gets a
 tiny checkpoint of its model with 1000 classes at that path first, so the classifier
 re-initialization and loading run as in the recipe. Prints one row per variant, then a
 count; exit status 1 if any variant failed.
@@ -119,6 +120,8 @@ def main(argv=None) -> int:
                 data[config.dataset][0](root)
                 written[config.dataset] = root
             config = tiny_run(config, stand_in=False, batch=8)
+            if config.dataset == "files:caltech256":  # "Caltech 256-30" wants 30 + 20 images per class
+                config.layout.train_per_class, config.layout.val_per_class = 2, 1
             config.data_dir = str(written[config.dataset])
             workdir = base / "runs" / spec.replace(":", "_")
             start = time.time()
