@@ -38,7 +38,7 @@ def test_nhwc_pooling_matches_timm(pool):
 
     x = np.random.default_rng(0).normal(size=(2, 3, 5, 7)).astype(np.float32)
     theirs = SelectAdaptivePool2d(pool_type=pool, flatten=True, input_fmt="NHWC")(torch.from_numpy(x)).numpy()
-    # the same fp32 reductions in another order: measured |d| <= 1.2e-7 on values ~1
+    # the same fp32 reductions in another order: measured |d| <= 1.2e-7 over 20 random inputs of values ~1
     np.testing.assert_allclose(np.asarray(global_pool(jnp.asarray(x), pool)), theirs, rtol=0, atol=1e-6)
 
 
