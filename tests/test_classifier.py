@@ -10,25 +10,26 @@ from flax import nnx
 import jaxvit
 from jaxvit.layers.classifier import POOL_TYPES, global_pool
 
-# One small model per family (and per head layout: DeiT's two heads, Perceiver IO's query).
-TINY_MODELS = {
-    "vit_tiny_patch16_224": dict(img_size=16, patch_size=4, depth=1, embed_dim=32, num_heads=2),
-    "deit_tiny_distilled_patch16_224": dict(img_size=16, patch_size=4, depth=1, embed_dim=32, num_heads=2),
-    "mixer_s16_224": dict(img_size=16, patch_size=4, num_blocks=1, embed_dim=32),
-    "swin_tiny_patch4_window7_224": dict(img_size=16, embed_dim=16, depths=(1, 1), num_heads=(1, 2),
-                                         window_size=4),
-    "tnt_s_patch16_224": dict(img_size=16, patch_size=4, depth=1, embed_dim=32, inner_dim=8, num_heads_outer=2,
-                              num_heads_inner=2),
-    "mvitv2_tiny": dict(img_size=32, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8)),
-    "inception_v4": dict(img_size=75),
-    "perceiver_tiny": dict(depth=1, num_latents=8, latent_dim=16, latent_heads=2, latent_dim_head=8,
-                           cross_dim_head=8),
-    "perceiver_io_tiny": dict(depth=1, num_latents=8, latent_dim=16, latent_heads=2, latent_dim_head=8,
-                              cross_dim_head=8),
-    "dems_tiny_patch2_32": dict(img_size=16, depth=2, embed_dim=16, num_heads=2, merge_num=(4, 2),
-                                merge_layer=(1, 2)),
-    "mvit2_tiny_patch2": dict(img_size=16, depth=1, embed_dim=16, num_heads=2, pool_heads=2),
-}
+
+def _tiny_models() -> dict[str, dict]:
+    """One small model per family, at test_configs.TINY's sizes (and per head layout: DeiT's two
+    heads, Perceiver IO's query); Inception-v4 as it is, at 75 px."""
+    from test_configs import TINY
+
+    from jaxvit.registry import parse_model_args
+
+    names = {"vit": ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"], "mixer": ["mixer_s16_224"],
+             "swin": ["swin_tiny_patch4_window7_224"], "tnt": ["tnt_s_patch16_224"], "mvitv2": ["mvitv2_tiny"],
+             "perceiver": ["perceiver_tiny", "perceiver_io_tiny"], "dems": ["dems_tiny_patch2_32"],
+             "msvit": ["mvit2_tiny_patch2"]}
+    out = {"inception_v4": dict(img_size=75)}
+    for family, (args, size) in TINY.items():
+        for name in names[family]:
+            out[name] = dict(parse_model_args(args), img_size=size)
+    return out
+
+
+TINY_MODELS = _tiny_models()
 
 
 @pytest.mark.parametrize("pool", ["avg", "max", "avgmax", "catavgmax"])
