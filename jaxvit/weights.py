@@ -250,9 +250,31 @@ def load_into(
     is listed and left at the model's init (``strict=False``). ``meta`` (the checkpoint's
     model and keywords) and ``asked`` (the model asked for) name both sides in the error.
     """
-    say = log_fn or log.warning
     current = collections_of(model)
-    want = flatten(current)
+    loaded, report = fit(model, flatten(current), trees, strict=strict, source=source, meta=meta, asked=asked,
+                         fix=fix, log_fn=log_fn)
+    assign(model, unflatten_like(loaded, current), source=source)
+    return report
+
+
+def fit(
+    model: nnx.Module,
+    current: Mapping[str, Any],
+    trees: Mapping[str, Mapping],
+    *,
+    strict: bool = True,
+    source: str = "checkpoint",
+    meta: Mapping | None = None,
+    asked: str | None = None,
+    fix: str = "build the model with the checkpoint's name and keywords, or load with strict=False",
+    log_fn: Log | None = None,
+) -> tuple[dict[str, Any], LoadReport]:
+    """``load_into`` without the writing: ``current`` holds the model's flat weights
+    ('params.head.kernel': value) and ``model`` may be abstract (``nnx.eval_shape``: only its
+    classifier and patch grid are read). Returns the flat weights to load, in which every
+    tensor kept at init is ``current``'s own value (the same object), and the report."""
+    say = log_fn or log.warning
+    want = dict(current)
     have = dict(flatten({k: v for k, v in trees.items() if k in COLLECTIONS}))
     changes: list[str] = []
     reinit: set[str] = set()
@@ -302,8 +324,7 @@ def load_into(
             f"{diff.summary(first=10)}"
         )
     loaded = {k: (have[k] if k in have and k not in diff.mismatched else want[k]) for k in want}
-    assign(model, unflatten_like(loaded, current), source=source)
-    return LoadReport(changes, reinit, diff)
+    return loaded, LoadReport(changes, reinit, diff)
 
 
 def _resample_position_table(model, key: str, table: Any, want: tuple) -> tuple[np.ndarray, str] | None:
@@ -414,7 +435,9 @@ def read_model_checkpoint(directory: str, ema: bool = False) -> tuple[dict[str, 
     return read_weights(found, ema), found.meta
 
 
-def read_weights(found: Located, ema: bool = False) -> dict[str, dict]:
+def read_weights(found: Located, ema: bool = False, on_host: bool = False) -> dict[str, dict]:
+    """The checkpoint's {'params', ['batch_stats']} (its EMA weights with ``ema``), on this
+    process's first device, or as numpy arrays ``on_host`` (for a model larger than a device)."""
     keys = found.tree_keys()
     names = EMA_COLLECTIONS if ema else COLLECTIONS
     if names[0] not in keys:
@@ -424,27 +447,28 @@ def read_weights(found: Located, ema: bool = False) -> dict[str, dict]:
                 "drop --ema / init_from_ema, or train with --config.model_ema=True"
             )
         raise CheckpointError(f"{found.directory}: its weights hold no params (keys {sorted(keys)})")
-    tree = restore_on_one_device(found.weights, only=[n for n in names if n in keys])
+    tree = restore_on_one_device(found.weights, only=[n for n in names if n in keys], on_host=on_host)
     return {plain: tree[name] for plain, name in zip(COLLECTIONS, names) if name in tree}
 
 
-def restore_on_one_device(path: str, only: list[str] | None = None) -> dict:
+def restore_on_one_device(path: str, only: list[str] | None = None, on_host: bool = False) -> dict:
     """Restores an orbax pytree (or its top-level entries ``only``) onto this process's first
-    device, whatever mesh wrote it (orbax otherwise insists on the saving topology)."""
+    device (``on_host``: as numpy arrays), whatever mesh wrote it (orbax otherwise insists on
+    the saving topology)."""
     one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     with ocp.StandardCheckpointer() as ckptr:
         tree = dict(ckptr.metadata(path).item_metadata)
     if only is not None:
         tree = {k: v for k, v in tree.items() if k in only}
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), tree)
+    if on_host:
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    else:
+        restore_args = ocp.checkpoint_utils.construct_restore_args(target)
     with ocp.PyTreeCheckpointer() as ckptr:
         return ckptr.restore(
             path,
-            args=ocp.args.PyTreeRestore(
-                item=target,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-                partial_restore=only is not None,
-            ),
+            args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=only is not None),
         )
 
 

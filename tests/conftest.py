@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +103,18 @@ def main_in_process(workdir: Path | str, *overrides: str, config: str = "configs
         except SystemExit as e:
             status = e.code
     return status, out.getvalue(), err.getvalue()
+
+
+def trainer_weights(config, num_classes: int) -> tuple[dict[str, np.ndarray], set[str]]:
+    """The weights a run of ``config`` starts from, flat ('params.head.kernel': array), and the
+    param names init_from did not supply: jaxvit/train/state.py's ``create`` on this process's
+    devices."""
+    from jaxvit import weights
+    from jaxvit.train import optim, sharding, state
+
+    built = state.create(config, sharding.create_mesh(-1, 1), num_classes, optim.create_schedules(config, 1, 1))
+    tree = {k: built.state[k] for k in ("params", "batch_stats") if built.state[k]}
+    return {k: np.asarray(v) for k, v in weights.flatten(tree).items()}, built.new_names
 
 
 def read_metrics(workdir: Path) -> list[dict]:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import ROOT
+from conftest import ROOT, trainer_weights
 from flax import nnx
 
 import jaxvit
@@ -273,6 +273,11 @@ def test_three_lrs_split_head_high_low():
         optim.base_lrs(cfg(lr=(0.3, 0.2)))
 
 
+def params_of(flat: dict) -> dict:
+    """'params.head.kernel' -> 'head.kernel'; batch statistics left out."""
+    return {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("params.")}
+
+
 def flatten_tree(tree):
     from jaxvit.train.checkpoint import flatten
 
@@ -324,8 +329,7 @@ def test_blr_scales_with_the_global_batch():
 
 def test_new_layers_reinitialized_after_init_from(tmp_path):
     """new_layers=2: the head and the last block (with the final norm) are the fresh init, the rest
-    the pretrained weights; create_model names them as new (for L2-SP)."""
-    from jaxvit.train import loop
+    the pretrained weights; the trainer names them as new (for L2-SP)."""
     from jaxvit.train.checkpoint import collections_of, save_model_checkpoint
 
     pretrained = tiny_vit(seed=7)
@@ -333,8 +337,10 @@ def test_new_layers_reinitialized_after_init_from(tmp_path):
                           {"model": "vit_tiny_patch16_224", "kwargs": TINY_VIT})
     c = cfg(model="vit_tiny_patch16_224", model_args="depth=2,embed_dim=32,num_heads=2", img_size=16,
             patch_size=4, init_from=str(tmp_path / "ckpt"), new_layers=2, seed=0)
-    model, new = loop.create_model(c, 10)
-    got, fresh, old = (flatten_tree(pure_params(x)) for x in (model, tiny_vit(seed=0), pretrained))
+    got, new = trainer_weights(c, 10)
+    fresh, _ = trainer_weights(cfg(**{k: c[k] for k in ("model", "model_args", "img_size", "patch_size")}), 10)
+    got, fresh = (params_of(flat) for flat in (got, fresh))
+    old = flatten_tree(pure_params(pretrained))
     assert new == {k for k in got if k.startswith(("head.", "blocks.1.", "norm."))}
     for k, v in got.items():
         np.testing.assert_array_equal(v, fresh[k] if k in new else old[k], err_msg=k)

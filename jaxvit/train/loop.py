@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from flax import nnx
 
 import jaxvit
 from jaxvit import weights
@@ -28,9 +27,10 @@ from jaxvit.errors import CheckpointNotFoundError, ConfigError, UserError
 from jaxvit.registry import parse_model_args  # noqa: F401  (re-exported: its old home)
 from jaxvit.train import checkpoint as ckpt_lib
 from jaxvit.train import optim, sharding
-from jaxvit.train.ema import ModelEma, copy_tree
+from jaxvit.train import state as train_state
+from jaxvit.train.ema import ModelEma
 from jaxvit.train.metrics import MetricWriter
-from jaxvit.train.runner import create_runner, prefetch_to_device, sync_batch_norm
+from jaxvit.train.runner import create_runner, prefetch_to_device
 
 log = logging.getLogger("jaxvit")
 
@@ -111,59 +111,6 @@ def create_input(config, local_batch: int) -> Input:
         lambda: pipeline.eval_batches(config, source, config.eval_split, local_batch, pi, pc),
         pipeline.num_eval_batches(source, config.eval_split, local_batch, pc),
     )
-
-
-# --- model ---------------------------------------------------------------------------
-def model_kwargs(config, num_classes: int) -> dict:
-    kw = dict(num_classes=num_classes, img_size=config.img_size)
-    # only the rates a recipe sets: not every family has every one (MLP-Mixer has no attention)
-    for rate in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
-        if config[rate]:
-            kw[rate] = config[rate]
-    if config.patch_size:
-        kw["patch_size"] = config.patch_size
-    kw.update(parse_model_args(config.model_args))
-    return kw
-
-
-def create_model(config, num_classes: int) -> tuple[nnx.Module, set[str]]:
-    """The model, and the names of its params that init_from did not supply (``new_layers``: the last
-    N layer groups, re-initialized as seed 003 does; a head with another class count; with
-    init_from_strict=False, whatever did not match)."""
-    kw = model_kwargs(config, num_classes)
-    try:
-        model = jaxvit.create_model(config.model, dtype=config.dtype, seed=config.seed, **kw)
-    except (TypeError, ValueError) as e:  # keywords the family rejects: the config's to fix
-        raise ConfigError(f"config.model={config.model!r} cannot be built with {kw}: {e}") from e
-    if not config.init_from:
-        return model, set()
-    fresh = ckpt_lib.flatten(ckpt_lib.collections_of(model))
-    new = init_from_checkpoint(model, config, kw)
-    if config.new_layers:  # params and BatchNorm statistics of the last N layer groups back to init
-        names = optim.new_layer_names(optim.model_layer_ids(model, [k.split(".", 1)[1] for k in fresh]),
-                                      config.new_layers)
-        again = {k: v for k, v in fresh.items() if k.split(".", 1)[1] in names}
-        current = ckpt_lib.collections_of(model)
-        ckpt_lib.assign(model, ckpt_lib.unflatten_like({**ckpt_lib.flatten(current), **again}, current),
-                        source="new_layers")
-        log.info("new_layers=%d: %d tensors re-initialized", config.new_layers, len(again))
-        new |= set(again)
-    return model, {k.split(".", 1)[1] for k in new if k.startswith("params.")}
-
-
-def init_from_checkpoint(model: nnx.Module, config, kwargs: dict) -> set[str]:
-    """Loads ``config.init_from`` (its EMA weights with init_from_ema) for fine-tuning through
-    jaxvit.weights: a classifier with another class count re-initialized, position tables
-    resampled, strict unless init_from_strict=False. Returns the flat names kept at init."""
-    source = f"init_from {os.path.abspath(config.init_from)}"
-    source += " (EMA weights)" if config.init_from_ema else ""
-    report, _ = weights.load_checkpoint(
-        model, config.init_from, ema=config.init_from_ema, strict=config.init_from_strict, source=source,
-        asked=weights.describe(config.model, kwargs),
-        fix="--config.init_from a checkpoint of this model (or set --config.model/model_args/patch_size "
-            "to the ones above), or --config.init_from_strict=False to load the tensors that match",
-    )
-    return report.kept_at_init
 
 
 def every(config, what: str, steps_per_epoch: int) -> int:
@@ -323,27 +270,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float] | P
     inp = create_input(config, local_batch)
     plan = Plan.from_config(config, inp.train_examples)
 
-    # --- state: model, optimizer, EMA ---------------------------------------------------
-    model, new_names = create_model(config, inp.num_classes)
-    if config.parallelism == "pmap":
-        sync_batch_norm(model, "data")
-    _, params, batch_stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-    params, batch_stats = nnx.to_pure_dict(params), nnx.to_pure_dict(batch_stats)
+    # --- state: the model and optimizer as shapes, then materialized on their shardings ----
     schedules = optim.create_schedules(config, plan.steps_per_epoch, plan.total_steps)
-    tx = optim.create_optimizer(config, schedules, params, groups=optim.param_groups(model, params, new_names))
-    state = dict(step=jnp.asarray(0, jnp.int32), params=params, batch_stats=batch_stats,
-                 opt_state=tx.init(params), rng=jax.random.PRNGKey(config.seed))
-    model_ema = ModelEma.from_config(config)
-    if model_ema is not None:  # timm ModelEmaV3: params and buffers, evaluated as eval_ema_*
-        state.update(ema_params=copy_tree(params), ema_batch_stats=copy_tree(batch_stats))
+    built = train_state.create(config, mesh, inp.num_classes, schedules)
 
     # --- steps ---------------------------------------------------------------------------
-    runner = create_runner(config, mesh, model, state, tx, schedules, inp.num_classes, model_ema)
-    del model
+    runner = create_runner(config, mesh, built, schedules, inp.num_classes)
+    state = built.state
+    del built
 
     # --- checkpoint: checks, then resume (nothing is written to the workdir before the checks) --
     mngr, state, start_step = open_workdir(config, workdir, runner, state, inp.num_classes)
-    model_meta = dict(model=config.model, kwargs=model_kwargs(config, inp.num_classes))
+    model_meta = dict(model=config.model, kwargs=train_state.model_kwargs(config, inp.num_classes))
     best = BestCheckpoint(workdir, best_metric_key(config), dict(
         model_meta, class_names=inp.class_names, global_batch_size=config.global_batch_size,
         preprocess=dict(mean=list(config.mean), std=list(config.std), crop_pct=config.crop_pct,

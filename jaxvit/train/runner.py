@@ -76,23 +76,24 @@ class PmapRunner:
         return jax.tree.map(lambda x: x[0], state)
 
 
-def create_runner(config, mesh, model, state, tx, schedules, num_classes: int, model_ema):
-    """The train and eval steps (pure functions of the state and a batch), wrapped as the config's
-    parallelism asks: one jit over the Mesh (pjit) or pmap."""
+def create_runner(config, mesh, built, schedules, num_classes: int):
+    """The train and eval steps (pure functions of the state and a batch) of ``built``
+    (state.create's), wrapped as the config's parallelism asks: one jit over the Mesh (pjit) or
+    pmap."""
+    model, rest, tx, model_ema = built.model, built.rest, built.tx, built.model_ema
     eval_model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
-    eval_graph, _, _, _ = nnx.split(eval_model, nnx.Param, nnx.BatchStat, ...)
-    train_graph, _, _, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-    rest = nnx.to_pure_dict(rest)
+    eval_graph = nnx.split(eval_model, nnx.Param, nnx.BatchStat, ...)[0]
+    train_graph = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
     args = (train_graph, rest, tx, schedules[0], num_classes, config.label_smoothing, config.grad_accum_steps)
     extras = dict(mixup=mix.Mixup.from_config(config, num_classes), model_ema=model_ema)
     if config.parallelism == "pmap":
         return PmapRunner(mesh, make_train_step(*args, axis_name="data", **extras),
                           make_eval_step(eval_graph, rest, num_classes, axis_name="data"))
     runner = PjitRunner(mesh, make_train_step(*args, **extras), make_eval_step(eval_graph, rest, num_classes),
-                        state_sharding=sharding.state_shardings(mesh, state))
-    per_device, total = sharding.bytes_per_device(state, runner.state_sharding)
-    log.info("mesh %s: train state %.3f MiB, %.3f MiB per device", dict(mesh.shape), total / 2**20,
-             per_device / 2**20)
+                        state_sharding=built.sharding)
+    per_device, total = sharding.bytes_per_device(built.state, runner.state_sharding)
+    log.info("mesh %s: train state %.3f MiB, %.3f MiB per device (built in at most %.3f MiB per device)",
+             dict(mesh.shape), total / 2**20, per_device / 2**20, built.build_bytes / 2**20)
     return runner
 
 
