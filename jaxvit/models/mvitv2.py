@@ -411,17 +411,10 @@ class MultiScaleVit(ClassifierModel):
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
-        patch_size: Any = None,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
         **cfg_fields: Any,
     ):
-        if patch_size:
-            raise ValueError(
-                "MViTv2 has no patch_size: its stem is an overlapping conv, set with patch_kernel, "
-                "patch_stride and patch_padding (e.g. (3, 3), (2, 2), (1, 1) at 32 px); in the trainer "
-                "pass them in config.model_args and set config.patch_size=0"
-            )
         known = {f.name for f in fields(MultiScaleVitCfg)}
         unknown = sorted(set(cfg_fields) - known)
         if unknown:
@@ -517,7 +510,14 @@ class MultiScaleVit(ClassifierModel):
 
 
 def _create(defaults: dict, kwargs: dict) -> MultiScaleVit:
-    return build(MultiScaleVit, defaults, kwargs)
+    args = dict(kwargs)
+    if args.pop("patch_size", None):  # the trainer's (and timm's ViT) keyword; MViTv2 has no patches
+        raise ValueError(
+            "MViTv2 has no patch_size: its stem is an overlapping conv, set with patch_kernel, "
+            "patch_stride and patch_padding (e.g. (3, 3), (2, 2), (1, 1) at 32 px); in the trainer "
+            "pass them in config.model_args and set config.patch_size=0"
+        )
+    return build(MultiScaleVit, defaults, args)
 
 
 _CFG = dict(fixed_input_size=True)
