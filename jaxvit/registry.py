@@ -78,6 +78,13 @@ def split_name(name: str) -> tuple[str, str]:
 def get_entry(name: str) -> ModelEntry:
     arch, _ = split_name(name)
     if arch not in _MODELS:
+        words = sorted({n.split("_")[0] for n in _MODELS})
+        word = arch.split("_")[0]
+        if not difflib.get_close_matches(word, words, n=1, cutoff=0.75):  # not a typo: another architecture
+            raise ConfigError(
+                f"unknown model {name!r}: jaxvit does not carry this architecture (its names start with "
+                f"{', '.join(w + '_' for w in words)}); use timm itself for it"
+            )
         close = difflib.get_close_matches(arch, list(_MODELS) + list(_ALIASES), n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(

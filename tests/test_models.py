@@ -46,6 +46,16 @@ def test_unknown_name_suggests_close_matches():
         jaxvit.create_model("vit_tiny_patch16_244")
 
 
+def test_name_of_another_architecture_says_jaxvit_does_not_carry_it():
+    """timm's convnext_tiny is not a typo of a jaxvit name: no near-miss suggestions for it."""
+    for name in ("convnext_tiny", "resnet50", "efficientnet_b0.ra_in1k"):
+        with pytest.raises(ValueError, match="jaxvit does not carry this architecture") as e:
+            jaxvit.create_model(name)
+        assert "did you mean" not in str(e.value) and "vit_" in str(e.value)
+    with pytest.raises(ValueError, match="did you mean 'vit_tiny_patch16_224'"):  # a typo of the first word
+        jaxvit.create_model("vitt_tiny_patch16_224")
+
+
 def test_pretrained_points_to_converter():
     with pytest.raises(ValueError, match="python -m convert"):
         jaxvit.create_model("vit_tiny_patch16_224", pretrained=True)
