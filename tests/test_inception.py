@@ -12,6 +12,7 @@ from flax import nnx
 
 import jaxvit
 from jaxvit.layers.conv_bn import AvgPool2d, ConvNormAct, MaxPool2d
+from jaxvit.models.base import param_count
 
 NAME = "inception_v4"
 TOL = 1e-4
@@ -39,10 +40,6 @@ def batch_stats(model) -> dict[str, np.ndarray]:
         ".".join(str(k.key) for k in path): np.asarray(v)
         for path, v in jax.tree_util.tree_leaves_with_path(tree)
     }
-
-
-def count(model, kind=nnx.Param) -> int:
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, kind)))
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +90,9 @@ def test_param_count_matches_timm(fresh):
 
     tmodel = timm.create_model(NAME, pretrained=False)
     model = fresh
-    assert count(model) == sum(p.numel() for p in tmodel.parameters()) == 42_679_816
+    assert param_count(model) == sum(p.numel() for p in tmodel.parameters()) == 42_679_816
     stats = sum(b.numel() for k, b in tmodel.named_buffers() if k.endswith(("running_mean", "running_var")))
-    assert count(model, nnx.BatchStat) == stats
+    assert param_count(model, nnx.BatchStat) == stats
 
 
 def test_default_cfg_matches_timm():

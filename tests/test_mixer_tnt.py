@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 import jaxvit
+from jaxvit.models.base import param_count
 from jaxvit.registry import get_entry, split_name
 
 # timm 1.0.31's counts at the registered defaults (1000 classes, 224 px); checked against
@@ -55,14 +56,10 @@ def features_pooled_logits(model, x):
     return feats, model.forward_head(feats, pre_logits=True), model.forward_head(feats)
 
 
-def n_params(tree) -> int:
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
-
-
 @pytest.mark.parametrize("name", sorted(TIMM_PARAM_COUNTS))
 def test_param_count_matches_timm(name):
     abstract = jaxvit.abstract_model(name)
-    assert n_params(nnx.state(abstract, nnx.Param)) == TIMM_PARAM_COUNTS[name]
+    assert param_count(abstract) == TIMM_PARAM_COUNTS[name]
 
 
 def test_counts_are_timms():

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 import jaxvit
+from jaxvit.models.base import param_count
 
 # timm 1.0's parameter counts for these names at their defaults (1000 classes, 224px).
 TIMM_PARAM_COUNTS = {
@@ -21,8 +22,7 @@ TIMM_PARAM_COUNTS = {
 
 
 def count_params(name, **kwargs) -> int:
-    abstract = jaxvit.abstract_model(name, **kwargs)
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+    return param_count(jaxvit.abstract_model(name, **kwargs))
 
 
 @pytest.mark.parametrize("name", sorted(TIMM_PARAM_COUNTS))

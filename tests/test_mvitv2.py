@@ -16,6 +16,7 @@ import pytest
 from flax import nnx
 
 import jaxvit
+from jaxvit.models.base import param_count
 
 try:
     import timm
@@ -40,10 +41,6 @@ VARIANT = dict(img_size=64, num_classes=5, depths=(1, 2, 1, 1), embed_dim=32, nu
 
 if torch is not None:
     torch.set_num_threads(2)
-
-
-def count(tree) -> int:
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
 def abstract(name: str, **kwargs):
@@ -106,7 +103,7 @@ def compare(name: str, **kwargs) -> tuple[nnx.Module, np.ndarray, float]:
 @needs_timm
 @pytest.mark.parametrize("name", NAMES)
 def test_param_count_matches_timm(name):
-    ours = count(nnx.state(abstract(name), nnx.Param))
+    ours = param_count(abstract(name))
     assert ours == sum(p.numel() for p in timm.create_model(name, device="meta").parameters())
 
 
@@ -115,7 +112,7 @@ def test_timm_keyword_variants_param_count():
     for kwargs in (CIFAR, VARIANT):
         with torch.device("meta"):
             theirs = timm_mvit(**kwargs)
-        assert count(nnx.state(abstract("mvitv2_tiny", **kwargs), nnx.Param)) == sum(
+        assert param_count(abstract("mvitv2_tiny", **kwargs)) == sum(
             p.numel() for p in theirs.parameters()
         )
 

@@ -13,7 +13,8 @@ from conftest import run_main, train_in_process, train_losses
 from flax import nnx
 
 import jaxvit
-from jaxvit.models.perceiver import PRESETS, param_count
+from jaxvit.models.base import param_count
+from jaxvit.models.perceiver import PRESETS
 
 TOL = 1e-4  # measured max |logit diff| vs perceiver-pytorch, 4 cases x 2 sizes: 2.7e-7 (2026-11-27)
 NOISE = 0.02  # moves every tensor off its init, so a mis-mapped one shows in the logits

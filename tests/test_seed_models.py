@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 import jaxvit
-from jaxvit.models.perceiver import param_count
+from jaxvit.models.base import param_count
 
 TOL = 1e-4
 NOISE = 0.02

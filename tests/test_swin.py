@@ -17,6 +17,7 @@ from jaxvit.layers.window import (
     window_partition,
     window_reverse,
 )
+from jaxvit.models.base import param_count
 from jaxvit.registry import get_entry
 
 SWIN_NAMES = [
@@ -66,10 +67,6 @@ def _abstract(name: str, items: tuple):
     return jaxvit.abstract_model(name, **dict(items))
 
 
-def n_params(model) -> int:
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
-
-
 def run(model, x, features: bool = False):
     """Compiled eval-mode forward: logits, or (features, logits)."""
     model.eval()
@@ -87,7 +84,7 @@ def test_matches_timm_at_defaults(name):
     plan = _convert().plan
     tm = timm_meta(name)
     jm = abstract(name)
-    assert n_params(jm) == sum(p.numel() for p in tm.parameters())
+    assert param_count(jm) == sum(p.numel() for p in tm.parameters())
     assert {e.torch_key for e in plan(jm)} == set(tm.state_dict())
     assert jm.no_weight_decay() == tm.no_weight_decay()
     assert len(jm.no_weight_decay()) == sum(len(stage.blocks) for stage in jm.layers)
@@ -108,7 +105,7 @@ def test_windows_drop_path_and_torch_keys_match_timm(kwargs):
     kwargs = dict(kwargs, drop_path_rate=0.2)
     tm = timm_meta(BASE, **kwargs)
     jm = abstract(BASE, **kwargs)
-    assert n_params(jm) == sum(p.numel() for p in tm.parameters())
+    assert param_count(jm) == sum(p.numel() for p in tm.parameters())
     for ts, js in zip(tm.layers, jm.layers, strict=True):
         for tb, jb in zip(ts.blocks, js.blocks, strict=True):
             assert jb.window_size == tuple(tb.window_size)

@@ -9,6 +9,7 @@ takes; empty where its pooling is fixed) and writes ``forward_features``, ``forw
 from __future__ import annotations
 
 import jax
+import numpy as np
 from flax import nnx
 
 from jaxvit.layers.classifier import check_pool
@@ -41,3 +42,11 @@ class ClassifierModel(nnx.Module):
 
     def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
         raise NotImplementedError
+
+
+def param_count(model_or_state, kind=nnx.Param) -> int:
+    """Elements of a model's ``kind`` variables (params by default; a tied tensor once, as
+    torch's ``model.parameters()`` counts), or of a state / pure-dict tree. Abstract models
+    (``jaxvit.abstract_model``) count the same, without any weight being made."""
+    tree = nnx.state(model_or_state, kind) if isinstance(model_or_state, nnx.Module) else model_or_state
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))

@@ -57,7 +57,7 @@ from flax import nnx
 from jaxvit.layers import attention, dropout, gelu, init, layer_norm, linear
 from jaxvit.layers.classifier import logits, make_fc
 from jaxvit.layers.common import Dtype
-from jaxvit.models.base import ClassifierModel
+from jaxvit.models.base import ClassifierModel, param_count
 from jaxvit.registry import build, register_model
 
 # torch's default Linear weight init, U(+-1/sqrt(fan_in)), which perceiver-pytorch trains from.
@@ -500,11 +500,6 @@ def perceiver_io_tiny(**kwargs) -> PerceiverIO:
 @register_model("perceiver", _CFG)
 def perceiver_io_small(**kwargs) -> PerceiverIO:
     return _create(PerceiverIO, PRESETS["perceiver_io_small"], kwargs)
-
-
-def param_count(model: nnx.Module) -> int:
-    """Parameters, each tied tensor once (as torch's ``model.parameters()`` counts)."""
-    return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
 
 
 if __name__ == "__main__":
