@@ -168,3 +168,19 @@ def pytest_collection_modifyitems(config, items):
         return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
 
     items.sort(key=rank)  # stable: a file's own order is kept
+
+
+def pytest_configure(config):
+    """xdist_group needs pytest < 9.2 with pytest-xdist <= 3.8 (see pyproject.toml's test extra):
+    said once, before any test runs, instead of "memory" tests running side by side."""
+    from importlib.metadata import version
+
+    def release(pkg: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in version(pkg).split(".")[:2] if p.isdigit())
+
+    if config.getoption("dist", "no") == "loadgroup" and release("pytest") >= (9, 2) \
+            and release("pytest-xdist") <= (3, 8):
+        raise pytest.UsageError(
+            f"--dist loadgroup does not group tests with pytest {version('pytest')} and pytest-xdist "
+            f"{version('pytest-xdist')}; install the test extra's pytest: pip install -e '.[torch,test]'"
+        )
