@@ -160,3 +160,20 @@ def test_abstract_model_has_shapes_only_and_leaves_jax_as_it_was():
             jax.eval_shape(lambda x: getattr(x, "sharding", None) is None or 1 / 0, 1.0)
             raise RuntimeError("inside")
     assert core.Tracer.__dict__.get("sharding") is before
+
+
+def test_readme_coverage_table_is_what_the_script_prints():
+    """The README's per-module coverage is `python -m convert.coverage`'s table, computed from
+    timm's registry and jaxvit's: a name registered (or added to timm) without the README
+    updated fails here."""
+    pytest.importorskip("timm", reason="the coverage counts need timm: pip install -e '.[torch]'")
+    from pathlib import Path
+
+    from convert.coverage import BEGIN, END, coverage, table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = readme.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    cov = coverage()
+    assert shown == table(cov), "README out of date: paste `python -m convert.coverage` between its markers"
+    have = {n for h, _ in cov.values() for n in h}
+    assert "vit_base_patch16_224" in have and "convnext_tiny" not in have
