@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -29,6 +30,38 @@ TINY = [
     "--config.log_every=1",
     "--config.eval_every=0",
 ]
+
+
+# The one table of tiny variants: per family, keywords that shrink the model and the smallest
+# image size it takes (its layer types kept); tiny_models(): one registered name per head layout
+# at those sizes (DeiT's two heads, Perceiver IO's query), Inception-v4 as it is at 75 px.
+TINY_FAMILIES = {
+    "vit": ("depth=1,embed_dim=32,num_heads=2", 16),
+    "mixer": ("num_blocks=1,embed_dim=32", 16),
+    "swin": ("embed_dim=16,depths=(1,1),num_heads=(1,2),window_size=4", 16),
+    "tnt": ("depth=1,embed_dim=32,inner_dim=8,num_heads_outer=2,num_heads_inner=2", 16),
+    "mvitv2": ("embed_dim=16,depths=(1,1,1,1),num_heads=(1,2,4,8)", 32),
+    "perceiver": ("depth=1,num_latents=8,latent_dim=16,latent_heads=2,latent_dim_head=8,cross_dim_head=8", 16),
+    "dems": ("depth=2,embed_dim=16,num_heads=2,merge_num=(4,2),merge_layer=(1,2)", 16),
+    "msvit": ("depth=1,embed_dim=16,num_heads=2,pool_heads=2", 16),
+}
+_TINY_NAMES = {"vit": ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"], "mixer": ["mixer_s16_224"],
+               "swin": ["swin_tiny_patch4_window7_224"], "tnt": ["tnt_s_patch16_224"], "mvitv2": ["mvitv2_tiny"],
+               "perceiver": ["perceiver_tiny", "perceiver_io_tiny"], "dems": ["dems_tiny_patch2_32"],
+               "msvit": ["mvit2_tiny_patch2"]}
+
+
+@functools.cache
+def tiny_models() -> dict[str, dict]:
+    """TINY_FAMILIES as {registered name: keywords} (imports jaxvit: called by tests, not here)."""
+    from jaxvit.registry import parse_model_args
+
+    out = {"inception_v4": dict(img_size=75)}
+    for family, (args, size) in TINY_FAMILIES.items():
+        for name in _TINY_NAMES[family]:
+            out[name] = dict(parse_model_args(args), img_size=size)
+    return out
+
 
 
 def device_env(devices: int) -> dict[str, str]:

@@ -5,31 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_models
 from flax import nnx
 
 import jaxvit
 from jaxvit.layers.classifier import POOL_TYPES, global_pool
-
-
-def _tiny_models() -> dict[str, dict]:
-    """One small model per family, at test_configs.TINY's sizes (and per head layout: DeiT's two
-    heads, Perceiver IO's query); Inception-v4 as it is, at 75 px."""
-    from test_configs import TINY
-
-    from jaxvit.registry import parse_model_args
-
-    names = {"vit": ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"], "mixer": ["mixer_s16_224"],
-             "swin": ["swin_tiny_patch4_window7_224"], "tnt": ["tnt_s_patch16_224"], "mvitv2": ["mvitv2_tiny"],
-             "perceiver": ["perceiver_tiny", "perceiver_io_tiny"], "dems": ["dems_tiny_patch2_32"],
-             "msvit": ["mvit2_tiny_patch2"]}
-    out = {"inception_v4": dict(img_size=75)}
-    for family, (args, size) in TINY.items():
-        for name in names[family]:
-            out[name] = dict(parse_model_args(args), img_size=size)
-    return out
-
-
-TINY_MODELS = _tiny_models()
 
 
 @pytest.mark.parametrize("pool", ["avg", "max", "avgmax", "catavgmax"])
@@ -53,9 +33,9 @@ def test_token_pooling_leaves_out_the_prefix():
         global_pool(x, "gem")
 
 
-@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+@pytest.mark.parametrize("name", sorted(tiny_models()))
 def test_every_family_has_one_classifier_interface(name):
-    kwargs = TINY_MODELS[name]
+    kwargs = tiny_models()[name]
     model = jaxvit.create_model(name, num_classes=5, **kwargs)
     model.eval()
     size = kwargs.get("img_size", 16)
@@ -83,7 +63,7 @@ def test_every_family_has_one_classifier_interface(name):
 
 
 def test_global_pool_choices_are_timm_s():
-    m = jaxvit.create_model("mixer_s16_224", num_classes=4, **TINY_MODELS["mixer_s16_224"])
+    m = jaxvit.create_model("mixer_s16_224", num_classes=4, **tiny_models()["mixer_s16_224"])
     m.reset_classifier(4, global_pool="")
     assert m.global_pool == "" and m.forward_head(jnp.ones((2, 16, 32))).shape == (2, 16, 4)
     with pytest.raises(ValueError, match=r"MlpMixer: global_pool must be one of \('', 'avg'\)"):

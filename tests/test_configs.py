@@ -14,21 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TINY_FAMILIES
 
 CONFIG_FILES = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.name != "__init__.py")
 
-# Per family: keywords that shrink the model, and the smallest image size it takes.
-TINY = {
-    "vit": ("depth=1,embed_dim=32,num_heads=2", 16),
-    "mixer": ("num_blocks=1,embed_dim=32", 16),
-    "swin": ("embed_dim=16,depths=(1,1),num_heads=(1,2),window_size=4", 16),
-    "tnt": ("depth=1,embed_dim=32,inner_dim=8,num_heads_outer=2,num_heads_inner=2", 16),
-    "mvitv2": ("embed_dim=16,depths=(1,1,1,1),num_heads=(1,2,4,8)", 32),
-    "perceiver": ("depth=1,num_latents=8,latent_dim=16,latent_heads=2,latent_dim_head=8,cross_dim_head=8", 16),
-    "dems": ("depth=2,embed_dim=16,num_heads=2,merge_num=(4,2),merge_layer=(1,2)", 16),
-    "msvit": ("depth=1,embed_dim=16,num_heads=2,pool_heads=2", 16),
-}
+TINY = TINY_FAMILIES  # tests/conftest.py's one table of tiny variants
 STAND_IN = {"inception": "vit_tiny_patch16_224"}  # see the module docstring
 
 

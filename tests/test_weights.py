@@ -21,49 +21,27 @@ try:  # before anything loads TensorFlow: torch imported after it can crash the 
 except ImportError:
     timm = torch = None
 
-from conftest import main_in_process, read_metrics, trainer_weights
+from conftest import main_in_process, read_metrics, tiny_models, trainer_weights
 
 import jaxvit
 from jaxvit import weights
 from jaxvit.errors import CheckpointError
-from jaxvit.registry import parse_model_args
 
 VIT = "vit_tiny_patch16_224"
 VIT_ARGS = dict(depth=2, embed_dim=32, num_heads=2, img_size=16, patch_size=4)
 
-# Per family: a registered name and keywords that make it tiny (as tests/test_configs.py).
-FAMILIES = {
-    "vit": ("vit_tiny_patch16_224", "depth=1,embed_dim=32,num_heads=2,img_size=16,patch_size=4", ["head"]),
-    "deit_distilled": (
-        "deit_tiny_distilled_patch16_224",
-        "depth=1,embed_dim=32,num_heads=2,img_size=16,patch_size=4",
-        ["head", "head_dist"],
-    ),
-    "mixer": ("mixer_s16_224", "num_blocks=1,embed_dim=32,img_size=16,patch_size=4", ["head"]),
-    "swin": (
-        "swin_tiny_patch4_window7_224",
-        "embed_dim=16,depths=(1,1),num_heads=(1,2),window_size=4,img_size=16",
-        ["head.fc"],
-    ),
-    "tnt": (
-        "tnt_s_patch16_224",
-        "depth=1,embed_dim=32,inner_dim=8,num_heads_outer=2,num_heads_inner=2,img_size=16",
-        ["head"],
-    ),
-    "mvitv2": ("mvitv2_tiny", "embed_dim=16,depths=(1,1,1,1),num_heads=(1,2,4,8),img_size=32", ["head.fc"]),
-    "perceiver": (
-        "perceiver_tiny",
-        "depth=1,num_latents=8,latent_dim=16,latent_heads=2,latent_dim_head=8,cross_dim_head=8",
-        ["to_logits.2"],
-    ),
-    "perceiver_io": (
-        "perceiver_io_tiny",
-        "depth=1,num_latents=8,latent_dim=16,latent_heads=2,latent_dim_head=8,cross_dim_head=8",
-        ["to_logits"],
-    ),
-    "dems": ("dems_tiny_patch2_32", "depth=2,embed_dim=16,num_heads=2,merge_num=(4,2),merge_layer=(1,2),img_size=16",
-             ["head"]),
-    "msvit": ("mvit2_tiny_patch2", "depth=1,embed_dim=16,num_heads=2,pool_heads=2,img_size=16", ["head"]),
+# The classifier each tiny model's get_classifier() names (tests/conftest.py's tiny_models()).
+CLASSIFIERS = {
+    "vit_tiny_patch16_224": ["head"],
+    "deit_tiny_distilled_patch16_224": ["head", "head_dist"],
+    "mixer_s16_224": ["head"],
+    "swin_tiny_patch4_window7_224": ["head.fc"],
+    "tnt_s_patch16_224": ["head"],
+    "mvitv2_tiny": ["head.fc"],
+    "perceiver_tiny": ["to_logits.2"],
+    "perceiver_io_tiny": ["to_logits"],
+    "dems_tiny_patch2_32": ["head"],
+    "mvit2_tiny_patch2": ["head"],
 }
 
 
@@ -128,21 +106,21 @@ def test_bicubic_resize_is_torchs(old, new):
 # --- the classifier -----------------------------------------------------------------------
 def test_every_family_is_covered():
     families = {jaxvit.registry.get_entry(n).family for n in jaxvit.list_models()}
-    covered = {jaxvit.registry.get_entry(name).family for name, _, _ in FAMILIES.values()}
+    covered = {jaxvit.registry.get_entry(name).family for name in CLASSIFIERS}
     covered.add("inception")  # test_inception_1000_class_weights_into_47_classes
     assert families == covered
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_classifier_found_through_get_classifier(family):
-    name, args, expected = FAMILIES[family]
-    model = jaxvit.abstract_model(name, num_classes=5, **parse_model_args(args))
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_classifier_found_through_get_classifier(name):
+    expected, kwargs = CLASSIFIERS[name], tiny_models()[name]
+    model = jaxvit.abstract_model(name, num_classes=5, **kwargs)
     assert weights.classifier_paths(model) == expected
     params = weights.flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     for path in expected:  # each path names the 5-class layer's params
         shapes = [v.shape for k, v in params.items() if k == path + ".kernel"]
         assert shapes and shapes[0][-1] == 5, (path, shapes)
-    headless = jaxvit.abstract_model(name, num_classes=0, **parse_model_args(args))
+    headless = jaxvit.abstract_model(name, num_classes=0, **kwargs)
     assert weights.classifier_paths(headless) == []
 
 
