@@ -3,7 +3,8 @@
 import importlib as _importlib
 
 from jaxvit.layers.attention import Attention, attention
-from jaxvit.layers.common import DropPath, dropout, gelu, layer_norm, linear, to_2tuple
+from jaxvit.layers.common import DropPath, dropout, gelu, get_act, layer_norm, linear, to_2tuple
+from jaxvit.layers.layer_scale import LayerScale
 from jaxvit.layers.mlp import Mlp
 from jaxvit.layers.patch_embed import PatchEmbed
 from jaxvit.layers.pos_embed import resample_abs_pos_embed
@@ -18,7 +19,9 @@ __all__ = [
     "DropPath",
     "dropout",
     "gelu",
+    "get_act",
     "layer_norm",
+    "LayerScale",
     "linear",
     "Mlp",
     "PatchEmbed",

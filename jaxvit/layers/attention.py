@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxvit.errors import ConfigError
-from jaxvit.layers.common import Dtype, dropout, linear
+from jaxvit.layers.common import Dtype, dropout, layer_norm, linear
 
 # Which kernel runs attention: 'auto' (cuDNN's fused kernel on GPU in bf16/fp16, XLA elsewhere),
 # 'xla', 'cudnn' (forced; fails where cuDNN refuses the shapes), 'xla_padded' (XLA on the padded,
@@ -134,6 +134,8 @@ class Attention(nnx.Module):
         num_heads: int = 8,
         *,
         qkv_bias: bool = True,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-6,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         dtype: Dtype = None,
@@ -143,6 +145,10 @@ class Attention(nnx.Module):
             raise ConfigError(f"dim {dim} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.qkv = linear(dim, dim * 3, bias=qkv_bias, dtype=dtype, rngs=rngs)
+        # qk_norm: a LayerNorm over each head's query and key (timm's q_norm / k_norm)
+        head_dim = dim // num_heads
+        self.q_norm = layer_norm(head_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if qk_norm else None
+        self.k_norm = layer_norm(head_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if qk_norm else None
         self.attn_drop = dropout(attn_drop, rngs)
         self.proj = linear(dim, dim, dtype=dtype, rngs=rngs)
         self.proj_drop = dropout(proj_drop, rngs)
@@ -150,7 +156,8 @@ class Attention(nnx.Module):
     def __call__(self, x: jax.Array, *, bias: jax.Array | None = None, mask=None) -> jax.Array:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
-        out = attention(
-            qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=bias, mask=mask, attn_drop=self.attn_drop
-        )
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        out = attention(q, k, v, bias=bias, mask=mask, attn_drop=self.attn_drop)
         return self.proj_drop(self.proj(out.reshape(b, n, c)))

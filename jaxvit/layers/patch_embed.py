@@ -21,6 +21,7 @@ class PatchEmbed(nnx.Module):
         *,
         bias: bool = True,
         flatten: bool = True,
+        strict_img_size: bool = True,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
@@ -35,6 +36,8 @@ class PatchEmbed(nnx.Module):
         self.grid_size = tuple(s // p for s, p in zip(self.img_size, self.patch_size))
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.flatten = flatten
+        # False (timm's dynamic_img_size): any input whose sides the patch divides
+        self.strict_img_size = strict_img_size
         self.proj = nnx.Conv(
             in_chans,
             embed_dim,
@@ -49,7 +52,13 @@ class PatchEmbed(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        if tuple(x.shape[1:3]) != self.img_size:
+        if not self.strict_img_size:
+            if x.shape[1] % self.patch_size[0] or x.shape[2] % self.patch_size[1]:
+                raise ConfigError(
+                    f"input is {tuple(x.shape[1:3])}, not divisible by patch_size {self.patch_size}; "
+                    "resize the images to a multiple of the patch size"
+                )
+        elif tuple(x.shape[1:3]) != self.img_size:
             raise ConfigError(
                 f"input is {tuple(x.shape[1:3])} but the model was built for img_size "
                 f"{self.img_size}; create the model with img_size={x.shape[1]}"
