@@ -13,12 +13,13 @@ from jaxvit.layers.classifier import POOL_TYPES, global_pool
 
 def _tiny_models() -> dict[str, dict]:
     """One small model per family, at test_configs.TINY's sizes (and per head layout: DeiT's two
-    heads, Perceiver IO's query); Inception-v4 as it is, at 75 px."""
+    heads, Perceiver IO's query, a ViT without a class token); Inception-v4 as it is, at 75 px."""
     from test_configs import TINY
 
     from jaxvit.registry import parse_model_args
 
-    names = {"vit": ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"], "mixer": ["mixer_s16_224"],
+    names = {"vit": ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224", "vit_betwixt_patch16_reg4_gap_256"],
+             "mixer": ["mixer_s16_224"],
              "swin": ["swin_tiny_patch4_window7_224"], "tnt": ["tnt_s_patch16_224"], "mvitv2": ["mvitv2_tiny"],
              "perceiver": ["perceiver_tiny", "perceiver_io_tiny"], "dems": ["dems_tiny_patch2_32"],
              "msvit": ["mvit2_tiny_patch2"]}
@@ -88,6 +89,14 @@ def test_global_pool_choices_are_timm_s():
     assert m.global_pool == "" and m.forward_head(jnp.ones((2, 16, 32))).shape == (2, 16, 4)
     with pytest.raises(ValueError, match=r"MlpMixer: global_pool must be one of \('', 'avg'\)"):
         m.reset_classifier(4, global_pool="token")
+    gap = jaxvit.abstract_model("vit_medium_patch16_gap_256", depth=1)
+    with pytest.raises(ValueError, match=r"global_pool='token' needs the class token \(class_token=True\)"):
+        gap.reset_classifier(4, global_pool="token")
+    with pytest.raises(ValueError, match="needs the class token"):
+        jaxvit.abstract_model("vit_tiny_patch16_224", depth=1, class_token=False)
+    distilled = jaxvit.abstract_model("deit_tiny_distilled_patch16_224", depth=1)
+    with pytest.raises(ValueError, match="distilled=True pools its class and distillation tokens"):
+        distilled.reset_classifier(4, global_pool="avg")
     mvit = jaxvit.abstract_model("mvitv2_tiny")
     with pytest.raises(ValueError, match="needs the class token"):
         mvit.reset_classifier(4, global_pool="token")

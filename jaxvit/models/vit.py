@@ -1,8 +1,10 @@
-"""Vision Transformer and DeiT (incl. distilled), with timm's module tree.
+"""Vision Transformer, DeiT (incl. distilled) and DeiT III, with timm's module tree, and the
+timm names its keywords build (CLIP and SigLIP-gap towers, DINOv2, register and gap ViTs, ...).
 
 Attribute names follow ``timm.models.vision_transformer``: ``patch_embed.proj``,
-``cls_token``, ``dist_token``, ``pos_embed``, ``blocks[i].{norm1,attn,norm2,mlp}``,
-``norm``, ``head``, ``head_dist``, so conversion is a rule per layer type.
+``cls_token``, ``reg_token``, ``dist_token``, ``pos_embed``, ``norm_pre``,
+``blocks[i].{norm1,attn.{qkv,q_norm,k_norm,proj},ls1.gamma,norm2,mlp,ls2.gamma}``, ``norm``,
+``fc_norm``, ``head``, ``head_dist``, so conversion is a rule per layer type.
 """
 
 from __future__ import annotations
