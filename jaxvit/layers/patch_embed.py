@@ -12,6 +12,9 @@ from jaxvit.layers.common import Dtype, to_2tuple
 
 
 class PatchEmbed(nnx.Module):
+    # the class default, for subclasses that build their own conv without this __init__ (MViTv2's)
+    strict_img_size: bool = True
+
     def __init__(
         self,
         img_size: int | tuple[int, int] = 224,
