@@ -94,6 +94,12 @@ def test_global_pool_choices_are_timm_s():
         gap.reset_classifier(4, global_pool="token")
     with pytest.raises(ValueError, match="needs the class token"):
         jaxvit.abstract_model("vit_tiny_patch16_224", depth=1, class_token=False)
+    siglip = jaxvit.create_model("vit_base_patch16_siglip_224", depth=1, embed_dim=32, num_heads=2, img_size=32)
+    assert siglip.attn_pool is not None
+    siglip.reset_classifier(4, global_pool="avg")  # as timm's: another pooling drops the attention pool
+    assert siglip.attn_pool is None and siglip(jnp.zeros((1, 32, 32, 3))).shape == (1, 4)
+    with pytest.raises(ValueError, match="cannot add attention pooling"):
+        siglip.reset_classifier(4, global_pool="map")
     distilled = jaxvit.abstract_model("deit_tiny_distilled_patch16_224", depth=1)
     with pytest.raises(ValueError, match="distilled=True pools its class and distillation tokens"):
         distilled.reset_classifier(4, global_pool="avg")

@@ -83,6 +83,13 @@ PARITY_NAMES = [
     "deit_base_patch16_384", "deit_base_distilled_patch16_384", "deit3_small_patch16_224", "deit3_small_patch16_384",
     "deit3_medium_patch16_224", "deit3_base_patch16_224", "deit3_base_patch16_384", "deit3_large_patch16_224",
     "deit3_large_patch16_384", "deit3_huge_patch14_224",
+    # attention-pooled ('map') SigLIP towers
+    "vit_base_patch32_siglip_256", "vit_base_patch16_siglip_224", "vit_base_patch16_siglip_256",
+    "vit_base_patch16_siglip_384", "vit_base_patch16_siglip_512", "vit_large_patch16_siglip_256",
+    "vit_large_patch16_siglip_384", "vit_large_patch16_siglip_512", "vit_so400m_patch14_siglip_224",
+    "vit_so400m_patch14_siglip_378", "vit_so400m_patch16_siglip_256", "vit_so400m_patch16_siglip_384",
+    "vit_so400m_patch16_siglip_512", "vit_giantopt_patch16_siglip_256", "vit_giantopt_patch16_siglip_384",
+    "vit_so150m_patch16_reg4_map_256",
     "mixer_s16_224",
     "mixer_s32_224",
     "mixer_b16_224",

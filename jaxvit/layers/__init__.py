@@ -3,6 +3,7 @@
 import importlib as _importlib
 
 from jaxvit.layers.attention import Attention, attention
+from jaxvit.layers.attention_pool import AttentionPoolLatent
 from jaxvit.layers.common import DropPath, dropout, gelu, get_act, layer_norm, linear, to_2tuple
 from jaxvit.layers.layer_scale import LayerScale
 from jaxvit.layers.mlp import Mlp
@@ -16,6 +17,7 @@ __all__ = [
     "attention_impl",
     "Attention",
     "attention",
+    "AttentionPoolLatent",
     "DropPath",
     "dropout",
     "gelu",

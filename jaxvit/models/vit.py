@@ -19,7 +19,18 @@ import numpy as np
 from flax import nnx
 
 from jaxvit.errors import ConfigError
-from jaxvit.layers import Attention, DropPath, LayerScale, Mlp, PatchEmbed, dropout, get_act, init, layer_norm
+from jaxvit.layers import (
+    Attention,
+    AttentionPoolLatent,
+    DropPath,
+    LayerScale,
+    Mlp,
+    PatchEmbed,
+    dropout,
+    get_act,
+    init,
+    layer_norm,
+)
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, gelu
 from jaxvit.layers.pos_embed import resample_abs_pos_embed_traced
@@ -84,7 +95,7 @@ class VisionTransformer(ClassifierModel):
     name from ``jaxvit.layers.common.ACTIVATIONS``. A layer timm makes an Identity is None here.
     """
 
-    pool_types = ("", "token", "avg", "max", "avgmax")
+    pool_types = ("", "token", "avg", "max", "avgmax", "map")
 
     def __init__(
         self,
@@ -168,6 +179,13 @@ class VisionTransformer(ClassifierModel):
         self.norm = layer_norm(embed_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if final else None
         pooled = final_norm and use_fc_norm
         self.fc_norm = layer_norm(embed_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if pooled else None
+        # 'map': attention pooling by a learned latent (SigLIP); nnx.data: reset_classifier may drop it
+        self.attn_pool = nnx.data(
+            AttentionPoolLatent(
+                embed_dim, num_heads, mlp_ratio=mlp_ratio, act=act, norm_eps=norm_eps, dtype=dtype, rngs=rngs
+            )
+            if global_pool == "map" else None
+        )
         self.head_drop = dropout(drop_rate, rngs)
         self._reset_head(num_classes, rngs)
 
@@ -183,6 +201,19 @@ class VisionTransformer(ClassifierModel):
                 "or pick global_pool='avg'"
             )
         return super().checked_pool(global_pool)
+
+    def reset_classifier(
+        self, num_classes: int, global_pool: str | None = None, *, rngs: nnx.Rngs | None = None
+    ) -> None:
+        """As timm's: another pooling than 'map' drops the attention pool; one cannot be added."""
+        if global_pool == "map" and self.attn_pool is None:
+            raise ConfigError(
+                "VisionTransformer: reset_classifier cannot add attention pooling; build the model with "
+                "global_pool='map'"
+            )
+        super().reset_classifier(num_classes, global_pool, rngs=rngs)
+        if self.global_pool != "map":
+            self.attn_pool = None
 
     def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
         # nnx.data: a head that is None (num_classes=0) stays a data slot another reset can fill
@@ -243,7 +274,10 @@ class VisionTransformer(ClassifierModel):
             # timm averages the two heads except in distillation training,
             # which needs a teacher and is not part of jaxvit's trainer.
             return (x + x_dist) / 2
-        x = global_pool(x, self.global_pool, num_prefix_tokens=self.num_prefix_tokens)
+        if self.attn_pool is not None:
+            x = self.attn_pool(x[:, self.num_prefix_tokens:])
+        else:
+            x = global_pool(x, self.global_pool, num_prefix_tokens=self.num_prefix_tokens)
         if self.fc_norm is not None:
             x = self.fc_norm(x)
         return logits(self.head, self.head_drop(x), pre_logits)
@@ -360,7 +394,22 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
         "vit_base_patch14_reg1_tipsv2": (448, 1.0, 0), "vit_large_patch14_reg1_tipsv2": (448, 1.0, 0),
         "vit_so400m_patch14_reg1_tipsv2": (448, 1.0, 0, dict(mlp_ratio=4304 / 1152)),
     }),
-    (_GAP, _INCEPTION, {  # SigLIP's towers pooled by averaging (the 'map' ones need attention pooling)
+    (dict(class_token=False, global_pool="map"), _INCEPTION, {  # SigLIP's towers, attention-pooled
+        "vit_base_patch32_siglip_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
+        "vit_base_patch16_siglip_224": (224, 0.9, 0), "vit_base_patch16_siglip_256": (256, 0.9, 0),
+        "vit_base_patch16_siglip_384": (384, 0.9, 0), "vit_base_patch16_siglip_512": (512, 0.9, 0),
+        "vit_large_patch16_siglip_256": (256, 0.9, 0), "vit_large_patch16_siglip_384": (384, 0.9, 0),
+        "vit_large_patch16_siglip_512": (512, 0.9, 0, dict(act_layer="gelu_tanh")),
+        # (not vit_so400m_patch14_siglip_384: see vit_so400m_patch14_siglip_gap_384 below)
+        "vit_so400m_patch14_siglip_224": (224, 0.9, 0), "vit_so400m_patch14_siglip_378": (378, 0.9, 0),
+        "vit_so400m_patch16_siglip_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
+        "vit_so400m_patch16_siglip_384": (384, 0.9, 0, dict(act_layer="gelu_tanh")),
+        "vit_so400m_patch16_siglip_512": (512, 0.9, 0, dict(act_layer="gelu_tanh")),
+        "vit_giantopt_patch16_siglip_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
+        "vit_giantopt_patch16_siglip_384": (384, 0.9, 0, dict(act_layer="gelu_tanh")),
+        "vit_so150m_patch16_reg4_map_256": (256, 0.9, 1000),
+    }),
+    (_GAP, _INCEPTION, {  # SigLIP's towers pooled by averaging
         "vit_base_patch32_siglip_gap_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
         "vit_base_patch16_siglip_gap_224": (224, 0.9, 0), "vit_base_patch16_siglip_gap_256": (256, 0.9, 0),
         "vit_base_patch16_siglip_gap_384": (384, 0.9, 0), "vit_base_patch16_siglip_gap_512": (512, 0.9, 0),
