@@ -90,6 +90,8 @@ PARITY_NAMES = [
     "vit_so400m_patch14_siglip_378", "vit_so400m_patch16_siglip_256", "vit_so400m_patch16_siglip_384",
     "vit_so400m_patch16_siglip_512", "vit_giantopt_patch16_siglip_256", "vit_giantopt_patch16_siglip_384",
     "vit_so150m_patch16_reg4_map_256",
+    # DINOv2/TIPSv2 giant: SwiGLU-packed MLPs
+    "vit_giant_patch14_dinov2", "vit_giant_patch14_reg4_dinov2", "vit_giant_patch14_reg1_tipsv2",
     "mixer_s16_224",
     "mixer_s32_224",
     "mixer_b16_224",

@@ -6,7 +6,7 @@ from jaxvit.layers.attention import Attention, attention
 from jaxvit.layers.attention_pool import AttentionPoolLatent
 from jaxvit.layers.common import DropPath, dropout, gelu, get_act, layer_norm, linear, to_2tuple
 from jaxvit.layers.layer_scale import LayerScale
-from jaxvit.layers.mlp import Mlp
+from jaxvit.layers.mlp import GluMlp, Mlp
 from jaxvit.layers.patch_embed import PatchEmbed
 from jaxvit.layers.pos_embed import resample_abs_pos_embed
 
@@ -25,6 +25,7 @@ __all__ = [
     "layer_norm",
     "LayerScale",
     "linear",
+    "GluMlp",
     "Mlp",
     "PatchEmbed",
     "to_2tuple",

@@ -62,7 +62,7 @@ def quick_gelu(x: jax.Array) -> jax.Array:
 
 
 # timm's act_layer names for the activations jaxvit's models take.
-ACTIVATIONS = {"gelu": gelu, "gelu_tanh": gelu_tanh, "quick_gelu": quick_gelu}
+ACTIVATIONS = {"gelu": gelu, "gelu_tanh": gelu_tanh, "quick_gelu": quick_gelu, "silu": jax.nn.silu}
 
 
 def get_act(name: str | None):

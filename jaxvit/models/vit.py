@@ -23,6 +23,7 @@ from jaxvit.layers import (
     Attention,
     AttentionPoolLatent,
     DropPath,
+    GluMlp,
     LayerScale,
     Mlp,
     PatchEmbed,
@@ -64,6 +65,7 @@ class Block(nnx.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
         act: Callable[[jax.Array], jax.Array] = gelu,
+        mlp_layer: str = "mlp",
         norm_eps: float = 1e-6,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
@@ -76,7 +78,13 @@ class Block(nnx.Module):
         self.ls1 = LayerScale(dim, init_values) if init_values else None
         self.drop_path1 = DropPath(drop_path, rngs=rngs)
         self.norm2 = layer_norm(dim, eps=norm_eps, dtype=dtype, rngs=rngs)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act=act, drop=proj_drop, dtype=dtype, rngs=rngs)
+        hidden = int(dim * mlp_ratio)
+        if mlp_layer not in ("mlp", "swiglu_packed"):
+            raise ConfigError(f"mlp_layer {mlp_layer!r} is not one of ('mlp', 'swiglu_packed'); pass one of those")
+        if mlp_layer == "swiglu_packed":
+            self.mlp = GluMlp(dim, hidden, act=act, gate_last=False, drop=proj_drop, dtype=dtype, rngs=rngs)
+        else:
+            self.mlp = Mlp(dim, hidden, act=act, drop=proj_drop, dtype=dtype, rngs=rngs)
         self.ls2 = LayerScale(dim, init_values) if init_values else None
         self.drop_path2 = DropPath(drop_path, rngs=rngs)
 
@@ -91,8 +99,9 @@ class VisionTransformer(ClassifierModel):
     """timm's ``VisionTransformer`` (and DeiT's ``VisionTransformerDistilled``, ``distilled=True``).
 
     The keywords are timm's, with timm's defaults, except ``norm_eps`` (timm passes
-    ``norm_layer=partial(LayerNorm, eps=...)``; CLIP's 1e-5) and ``act_layer``, which takes a
-    name from ``jaxvit.layers.common.ACTIVATIONS``. A layer timm makes an Identity is None here.
+    ``norm_layer=partial(LayerNorm, eps=...)``; CLIP's 1e-5), and ``act_layer`` and ``mlp_layer``,
+    which take names: one of ``jaxvit.layers.common.ACTIVATIONS``; 'mlp' (timm's ``Mlp``) or
+    'swiglu_packed' (timm's ``SwiGLUPacked``). A layer timm makes an Identity is None here.
     """
 
     pool_types = ("", "token", "avg", "max", "avgmax", "map")
@@ -121,6 +130,7 @@ class VisionTransformer(ClassifierModel):
         dynamic_img_size: bool = False,
         distilled: bool = False,
         act_layer: str | None = None,
+        mlp_layer: str = "mlp",
         norm_eps: float = 1e-6,
         drop_rate: float = 0.0,
         pos_drop_rate: float = 0.0,
@@ -169,7 +179,7 @@ class VisionTransformer(ClassifierModel):
                 Block(
                     embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_norm=qk_norm,
                     init_values=init_values, proj_drop=proj_drop_rate, attn_drop=attn_drop_rate,
-                    drop_path=dpr[i], act=act, norm_eps=norm_eps, dtype=dtype, rngs=rngs,
+                    drop_path=dpr[i], act=act, mlp_layer=mlp_layer, norm_eps=norm_eps, dtype=dtype, rngs=rngs,
                 )
                 for i in range(depth)
             ]
@@ -321,6 +331,7 @@ _CLIP_ARCH = dict(pre_norm=True, norm_eps=1e-5)
 _GAP = dict(class_token=False, global_pool="avg", fc_norm=False)  # pooled after the final norm
 _SBB = dict(init_values=1e-5, class_token=False, no_embed_class=True, global_pool="avg")
 _DEIT3 = dict(no_embed_class=True, init_values=1e-6)
+_GIANT_SWIGLU = dict(embed_dim=1536, num_heads=24, mlp_ratio=2.66667 * 2, mlp_layer="swiglu_packed", act_layer="silu")
 
 # (keywords, mean/std, {name: (image size, crop_pct, num_classes[, the name's own keywords])}),
 # as timm's entrypoints and the default (first) pretrained cfg of each name.
@@ -384,15 +395,16 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
     }),
     (dict(init_values=1e-5), _IMAGENET, {
         "vit_small_patch14_dinov2": (518, 1.0, 0), "vit_base_patch14_dinov2": (518, 1.0, 0),
-        "vit_large_patch14_dinov2": (518, 1.0, 0),
+        "vit_large_patch14_dinov2": (518, 1.0, 0), "vit_giant_patch14_dinov2": (518, 1.0, 0, _GIANT_SWIGLU),
     }),
     (dict(init_values=1e-5, no_embed_class=True), _IMAGENET, {
         "vit_small_patch14_reg4_dinov2": (518, 1.0, 0), "vit_base_patch14_reg4_dinov2": (518, 1.0, 0),
-        "vit_large_patch14_reg4_dinov2": (518, 1.0, 0),
+        "vit_large_patch14_reg4_dinov2": (518, 1.0, 0), "vit_giant_patch14_reg4_dinov2": (518, 1.0, 0, _GIANT_SWIGLU),
     }),
     (dict(init_values=1.0, no_embed_class=True), _RAW, {
         "vit_base_patch14_reg1_tipsv2": (448, 1.0, 0), "vit_large_patch14_reg1_tipsv2": (448, 1.0, 0),
         "vit_so400m_patch14_reg1_tipsv2": (448, 1.0, 0, dict(mlp_ratio=4304 / 1152)),
+        "vit_giant_patch14_reg1_tipsv2": (448, 1.0, 0, _GIANT_SWIGLU),
     }),
     (dict(class_token=False, global_pool="map"), _INCEPTION, {  # SigLIP's towers, attention-pooled
         "vit_base_patch32_siglip_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
