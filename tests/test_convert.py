@@ -90,6 +90,9 @@ PARITY_NAMES = [
     "vit_so400m_patch14_siglip_378", "vit_so400m_patch16_siglip_256", "vit_so400m_patch16_siglip_384",
     "vit_so400m_patch16_siglip_512", "vit_giantopt_patch16_siglip_256", "vit_giantopt_patch16_siglip_384",
     "vit_so150m_patch16_reg4_map_256",
+    # post-norm blocks; BEiT-3's norms inside attention and MLP
+    "vit_base_patch16_rpn_224", "beit3_base_patch16_224", "beit3_large_patch16_224", "beit3_giant_patch14_224",
+    "beit3_giant_patch14_336",
     # DINOv2/TIPSv2 giant: SwiGLU-packed MLPs
     "vit_giant_patch14_dinov2", "vit_giant_patch14_reg4_dinov2", "vit_giant_patch14_reg1_tipsv2",
     "mixer_s16_224",

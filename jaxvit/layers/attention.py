@@ -135,6 +135,7 @@ class Attention(nnx.Module):
         *,
         qkv_bias: bool = True,
         qk_norm: bool = False,
+        scale_norm: bool = False,
         norm_eps: float = 1e-6,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
@@ -149,6 +150,8 @@ class Attention(nnx.Module):
         head_dim = dim // num_heads
         self.q_norm = layer_norm(head_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if qk_norm else None
         self.k_norm = layer_norm(head_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if qk_norm else None
+        # scale_norm: a LayerNorm on the heads' output before proj (timm's norm; BEiT-3)
+        self.norm = layer_norm(dim, eps=norm_eps, dtype=dtype, rngs=rngs) if scale_norm else None
         self.attn_drop = dropout(attn_drop, rngs)
         self.proj = linear(dim, dim, dtype=dtype, rngs=rngs)
         self.proj_drop = dropout(proj_drop, rngs)
@@ -159,5 +162,7 @@ class Attention(nnx.Module):
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        out = attention(q, k, v, bias=bias, mask=mask, attn_drop=self.attn_drop)
-        return self.proj_drop(self.proj(out.reshape(b, n, c)))
+        out = attention(q, k, v, bias=bias, mask=mask, attn_drop=self.attn_drop).reshape(b, n, c)
+        if self.norm is not None:
+            out = self.norm(out)
+        return self.proj_drop(self.proj(out))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxvit.errors import ConfigError
-from jaxvit.layers.common import Dtype, dropout, gelu, linear
+from jaxvit.layers.common import Dtype, dropout, gelu, layer_norm, linear
 
 
 class Mlp(nnx.Module):
@@ -23,6 +23,8 @@ class Mlp(nnx.Module):
         act: Callable[[jax.Array], jax.Array] = gelu,
         bias: bool = True,
         drop: float = 0.0,
+        norm: bool = False,
+        norm_eps: float = 1e-6,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
@@ -31,11 +33,15 @@ class Mlp(nnx.Module):
         self.fc1 = linear(in_features, hidden_features, bias=bias, dtype=dtype, rngs=rngs)
         self.act = act
         self.drop1 = dropout(drop, rngs)
+        # norm: a LayerNorm on the hidden features before fc2 (timm's norm_layer; BEiT-3)
+        self.norm = layer_norm(hidden_features, eps=norm_eps, dtype=dtype, rngs=rngs) if norm else None
         self.fc2 = linear(hidden_features, out_features, bias=bias, dtype=dtype, rngs=rngs)
         self.drop2 = dropout(drop, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = self.drop1(self.act(self.fc1(x)))
+        if self.norm is not None:
+            x = self.norm(x)
         return self.drop2(self.fc2(x))
 
 

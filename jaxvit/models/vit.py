@@ -60,6 +60,8 @@ class Block(nnx.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         qk_norm: bool = False,
+        scale_attn_norm: bool = False,
+        scale_mlp_norm: bool = False,
         init_values: float | None = None,
         proj_drop: float = 0.0,
         attn_drop: float = 0.0,
@@ -72,8 +74,8 @@ class Block(nnx.Module):
     ):
         self.norm1 = layer_norm(dim, eps=norm_eps, dtype=dtype, rngs=rngs)
         self.attn = Attention(
-            dim, num_heads, qkv_bias=qkv_bias, qk_norm=qk_norm, norm_eps=norm_eps, attn_drop=attn_drop,
-            proj_drop=proj_drop, dtype=dtype, rngs=rngs,
+            dim, num_heads, qkv_bias=qkv_bias, qk_norm=qk_norm, scale_norm=scale_attn_norm, norm_eps=norm_eps,
+            attn_drop=attn_drop, proj_drop=proj_drop, dtype=dtype, rngs=rngs,
         )
         self.ls1 = LayerScale(dim, init_values) if init_values else None
         self.drop_path1 = DropPath(drop_path, rngs=rngs)
@@ -84,7 +86,8 @@ class Block(nnx.Module):
         if mlp_layer == "swiglu_packed":
             self.mlp = GluMlp(dim, hidden, act=act, gate_last=False, drop=proj_drop, dtype=dtype, rngs=rngs)
         else:
-            self.mlp = Mlp(dim, hidden, act=act, drop=proj_drop, dtype=dtype, rngs=rngs)
+            self.mlp = Mlp(dim, hidden, act=act, drop=proj_drop, norm=scale_mlp_norm, norm_eps=norm_eps,
+                           dtype=dtype, rngs=rngs)
         self.ls2 = LayerScale(dim, init_values) if init_values else None
         self.drop_path2 = DropPath(drop_path, rngs=rngs)
 
@@ -95,13 +98,36 @@ class Block(nnx.Module):
         return x + self.drop_path2(y if self.ls2 is None else self.ls2(y))
 
 
+class ResPostBlock(Block):
+    """timm's ``ResPostBlock``: the norms after each branch, x + norm1(attn(x)), x + norm2(mlp(x));
+    ``init_values`` is the norms' initial scale (no LayerScale)."""
+
+    def __init__(self, dim: int, num_heads: int, *, init_values: float | None = None, norm_eps: float = 1e-6,
+                 dtype: Dtype = None, rngs: nnx.Rngs, **kwargs: Any):
+        super().__init__(dim, num_heads, norm_eps=norm_eps, dtype=dtype, rngs=rngs, **kwargs)
+        if init_values is not None:
+            scale = nnx.initializers.constant(init_values)
+            self.norm1, self.norm2 = (
+                nnx.LayerNorm(dim, epsilon=norm_eps, dtype=dtype, param_dtype=jnp.float32, scale_init=scale, rngs=rngs)
+                for _ in range(2)
+            )
+
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+        x = x + self.drop_path1(self.norm1(self.attn(x, mask=mask)))
+        return x + self.drop_path2(self.norm2(self.mlp(x)))
+
+
+BLOCKS = {"block": Block, "res_post": ResPostBlock}
+
+
 class VisionTransformer(ClassifierModel):
     """timm's ``VisionTransformer`` (and DeiT's ``VisionTransformerDistilled``, ``distilled=True``).
 
     The keywords are timm's, with timm's defaults, except ``norm_eps`` (timm passes
     ``norm_layer=partial(LayerNorm, eps=...)``; CLIP's 1e-5), and ``act_layer`` and ``mlp_layer``,
     which take names: one of ``jaxvit.layers.common.ACTIVATIONS``; 'mlp' (timm's ``Mlp``) or
-    'swiglu_packed' (timm's ``SwiGLUPacked``). A layer timm makes an Identity is None here.
+    'swiglu_packed' (timm's ``SwiGLUPacked``); ``block_fn``: 'block' or 'res_post' (timm's
+    ``ResPostBlock``). A layer timm makes an Identity is None here.
     """
 
     pool_types = ("", "token", "avg", "max", "avgmax", "map")
@@ -120,6 +146,8 @@ class VisionTransformer(ClassifierModel):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         qk_norm: bool = False,
+        scale_attn_norm: bool = False,
+        scale_mlp_norm: bool = False,
         init_values: float | None = None,
         class_token: bool = True,
         no_embed_class: bool = False,
@@ -131,6 +159,7 @@ class VisionTransformer(ClassifierModel):
         distilled: bool = False,
         act_layer: str | None = None,
         mlp_layer: str = "mlp",
+        block_fn: str = "block",
         norm_eps: float = 1e-6,
         drop_rate: float = 0.0,
         pos_drop_rate: float = 0.0,
@@ -173,13 +202,16 @@ class VisionTransformer(ClassifierModel):
         self.pos_drop = dropout(pos_drop_rate, rngs)
         self.norm_pre = layer_norm(embed_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if pre_norm else None
         act = get_act(act_layer)
+        if block_fn not in BLOCKS:
+            raise ConfigError(f"block_fn {block_fn!r} is not one of {tuple(BLOCKS)}; pass one of those names")
         dpr = [float(r) for r in np.linspace(0.0, drop_path_rate, depth)]
         self.blocks = nnx.List(
             [
-                Block(
+                BLOCKS[block_fn](
                     embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_norm=qk_norm,
-                    init_values=init_values, proj_drop=proj_drop_rate, attn_drop=attn_drop_rate,
-                    drop_path=dpr[i], act=act, mlp_layer=mlp_layer, norm_eps=norm_eps, dtype=dtype, rngs=rngs,
+                    scale_attn_norm=scale_attn_norm, scale_mlp_norm=scale_mlp_norm, init_values=init_values,
+                    proj_drop=proj_drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[i], act=act,
+                    mlp_layer=mlp_layer, norm_eps=norm_eps, dtype=dtype, rngs=rngs,
                 )
                 for i in range(depth)
             ]
@@ -353,6 +385,14 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
         "vit_base_patch16_gap_224": (224, 0.9, 1000, dict(_GAP, num_heads=16)),
     }),
     ({}, _IMAGENET, {"vit_small_patch8_224": (224, 0.9, 0)}),  # DINO
+    (dict(class_token=False, global_pool="avg", qkv_bias=False, init_values=1e-5, block_fn="res_post"), _INCEPTION, {
+        "vit_base_patch16_rpn_224": (224, 0.9, 1000),
+    }),
+    (dict(scale_attn_norm=True, scale_mlp_norm=True, global_pool="avg", norm_eps=1e-5), _IMAGENET, {  # BEiT-3
+        "beit3_base_patch16_224": (224, 1.0, 1000), "beit3_large_patch16_224": (224, 1.0, 1000),
+        "beit3_giant_patch14_224": (224, 1.0, 1000, dict(mlp_ratio=4.3637)),
+        "beit3_giant_patch14_336": (336, 1.0, 1000, dict(mlp_ratio=4.3637)),
+    }),
     (dict(qkv_bias=False), dict(_RAW, interpolation="bilinear"), {
         "vit_base_patch16_224_miil": (224, 0.875, 11221),
     }),
