@@ -93,6 +93,10 @@ PARITY_NAMES = [
     # post-norm blocks; BEiT-3's norms inside attention and MLP
     "vit_base_patch16_rpn_224", "beit3_base_patch16_224", "beit3_large_patch16_224", "beit3_giant_patch14_224",
     "beit3_giant_patch14_336",
+    # AIMv2: RMSNorm (also on the patch embedding), SwiGLU, no projection biases
+    "aimv2_large_patch14_224", "aimv2_large_patch14_336", "aimv2_large_patch14_448", "aimv2_huge_patch14_224",
+    "aimv2_huge_patch14_336", "aimv2_huge_patch14_448", "aimv2_1b_patch14_224", "aimv2_1b_patch14_336",
+    "aimv2_1b_patch14_448", "aimv2_3b_patch14_224", "aimv2_3b_patch14_336", "aimv2_3b_patch14_448",
     # DINOv2/TIPSv2 giant: SwiGLU-packed MLPs
     "vit_giant_patch14_dinov2", "vit_giant_patch14_reg4_dinov2", "vit_giant_patch14_reg1_tipsv2",
     "mixer_s16_224",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jaxvit.errors import ConfigError
-from jaxvit.layers.common import Dtype, dropout, layer_norm, linear
+from jaxvit.layers.common import Dtype, dropout, linear, make_norm
 
 # Which kernel runs attention: 'auto' (cuDNN's fused kernel on GPU in bf16/fp16, XLA elsewhere),
 # 'xla', 'cudnn' (forced; fails where cuDNN refuses the shapes), 'xla_padded' (XLA on the padded,
@@ -136,6 +137,8 @@ class Attention(nnx.Module):
         qkv_bias: bool = True,
         qk_norm: bool = False,
         scale_norm: bool = False,
+        proj_bias: bool = True,
+        norm_layer: str | None = None,
         norm_eps: float = 1e-6,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
@@ -148,12 +151,13 @@ class Attention(nnx.Module):
         self.qkv = linear(dim, dim * 3, bias=qkv_bias, dtype=dtype, rngs=rngs)
         # qk_norm: a LayerNorm over each head's query and key (timm's q_norm / k_norm)
         head_dim = dim // num_heads
-        self.q_norm = layer_norm(head_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if qk_norm else None
-        self.k_norm = layer_norm(head_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if qk_norm else None
+        norm = partial(make_norm, norm_layer, eps=norm_eps, dtype=dtype, rngs=rngs)
+        self.q_norm = norm(head_dim) if qk_norm else None
+        self.k_norm = norm(head_dim) if qk_norm else None
         # scale_norm: a LayerNorm on the heads' output before proj (timm's norm; BEiT-3)
-        self.norm = layer_norm(dim, eps=norm_eps, dtype=dtype, rngs=rngs) if scale_norm else None
+        self.norm = norm(dim) if scale_norm else None
         self.attn_drop = dropout(attn_drop, rngs)
-        self.proj = linear(dim, dim, dtype=dtype, rngs=rngs)
+        self.proj = linear(dim, dim, bias=proj_bias, dtype=dtype, rngs=rngs)
         self.proj_drop = dropout(proj_drop, rngs)
 
     def __call__(self, x: jax.Array, *, bias: jax.Array | None = None, mask=None) -> jax.Array:

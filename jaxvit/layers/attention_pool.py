@@ -13,7 +13,7 @@ from flax import nnx
 
 from jaxvit.errors import ConfigError
 from jaxvit.layers.attention import attention
-from jaxvit.layers.common import Dtype, gelu, layer_norm, linear
+from jaxvit.layers.common import Dtype, gelu, linear, make_norm
 from jaxvit.layers.mlp import Mlp
 
 
@@ -27,6 +27,7 @@ class AttentionPoolLatent(nnx.Module):
         latent_len: int = 1,
         qkv_bias: bool = True,
         act: Callable[[jax.Array], jax.Array] = gelu,
+        norm_layer: str | None = None,
         norm_eps: float = 1e-6,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
@@ -39,7 +40,7 @@ class AttentionPoolLatent(nnx.Module):
         self.q = linear(dim, dim, bias=qkv_bias, dtype=dtype, rngs=rngs)
         self.kv = linear(dim, dim * 2, bias=qkv_bias, dtype=dtype, rngs=rngs)
         self.proj = linear(dim, dim, dtype=dtype, rngs=rngs)
-        self.norm = layer_norm(dim, eps=norm_eps, dtype=dtype, rngs=rngs)
+        self.norm = make_norm(norm_layer, dim, eps=norm_eps, dtype=dtype, rngs=rngs)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act=act, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -46,6 +46,22 @@ def layer_norm(dim: int, *, eps: float = 1e-6, dtype: Dtype, rngs: nnx.Rngs) -> 
     return nnx.LayerNorm(dim, epsilon=eps, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
 
+def rms_norm(dim: int, *, eps: float = 1e-6, dtype: Dtype, rngs: nnx.Rngs) -> nnx.RMSNorm:
+    """timm's ``RmsNorm``: x / sqrt(mean(x^2) + eps) * weight."""
+    return nnx.RMSNorm(dim, epsilon=eps, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+# timm's norm_layer names for the norms jaxvit's ViT takes.
+NORMS = {"layernorm": layer_norm, "rmsnorm": rms_norm}
+
+
+def make_norm(kind: str | None, dim: int, *, eps: float, dtype: Dtype, rngs: nnx.Rngs) -> nnx.Module:
+    """A norm by timm's ``norm_layer`` name (None: LayerNorm)."""
+    if (kind or "layernorm") not in NORMS:
+        raise ConfigError(f"norm_layer {kind!r} is not one of {tuple(NORMS)}; pass one of those names")
+    return NORMS[kind or "layernorm"](dim, eps=eps, dtype=dtype, rngs=rngs)
+
+
 def gelu(x: jax.Array) -> jax.Array:
     # PyTorch's nn.GELU default is the exact erf form; parity needs it.
     return jax.nn.gelu(x, approximate=False)

@@ -1,5 +1,5 @@
-"""timm's ``Mlp`` (fc1 -> act -> drop -> fc2 -> drop) and ``GluMlp`` (its gated form, whose
-``SwiGLUPacked`` DINOv2-giant uses)."""
+"""timm's ``Mlp`` (fc1 -> act -> drop -> fc2 -> drop), ``GluMlp`` (its gated form, whose
+``SwiGLUPacked`` DINOv2-giant uses) and ``SwiGLU`` (the gate and value as two Linears: AIMv2)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxvit.errors import ConfigError
-from jaxvit.layers.common import Dtype, dropout, gelu, layer_norm, linear
+from jaxvit.layers.common import Dtype, dropout, gelu, linear, make_norm
 
 
 class Mlp(nnx.Module):
@@ -24,6 +24,7 @@ class Mlp(nnx.Module):
         bias: bool = True,
         drop: float = 0.0,
         norm: bool = False,
+        norm_layer: str | None = None,
         norm_eps: float = 1e-6,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
@@ -34,7 +35,7 @@ class Mlp(nnx.Module):
         self.act = act
         self.drop1 = dropout(drop, rngs)
         # norm: a LayerNorm on the hidden features before fc2 (timm's norm_layer; BEiT-3)
-        self.norm = layer_norm(hidden_features, eps=norm_eps, dtype=dtype, rngs=rngs) if norm else None
+        self.norm = make_norm(norm_layer, hidden_features, eps=norm_eps, dtype=dtype, rngs=rngs) if norm else None
         self.fc2 = linear(hidden_features, out_features, bias=bias, dtype=dtype, rngs=rngs)
         self.drop2 = dropout(drop, rngs)
 
@@ -77,3 +78,37 @@ class GluMlp(nnx.Module):
         x1, x2 = jnp.split(self.fc1(x), 2, axis=-1)
         x = x1 * self.act(x2) if self.gate_last else self.act(x1) * x2
         return self.drop2(self.fc2(self.drop1(x)))
+
+
+class SwiGLU(nnx.Module):
+    """timm's ``SwiGLU``: act(fc1_g(x)) * fc1_x(x) -> drop -> [norm] -> fc2 -> drop."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int | None = None,
+        out_features: int | None = None,
+        *,
+        act: Callable[[jax.Array], jax.Array] = jax.nn.silu,
+        bias: bool = True,
+        drop: float = 0.0,
+        norm: bool = False,
+        norm_layer: str | None = None,
+        norm_eps: float = 1e-6,
+        dtype: Dtype = None,
+        rngs: nnx.Rngs,
+    ):
+        hidden_features = hidden_features or in_features
+        self.fc1_g = linear(in_features, hidden_features, bias=bias, dtype=dtype, rngs=rngs)
+        self.fc1_x = linear(in_features, hidden_features, bias=bias, dtype=dtype, rngs=rngs)
+        self.act = act
+        self.drop1 = dropout(drop, rngs)
+        self.norm = make_norm(norm_layer, hidden_features, eps=norm_eps, dtype=dtype, rngs=rngs) if norm else None
+        self.fc2 = linear(hidden_features, out_features or in_features, bias=bias, dtype=dtype, rngs=rngs)
+        self.drop2 = dropout(drop, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = self.drop1(self.act(self.fc1_g(x)) * self.fc1_x(x))
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.drop2(self.fc2(x))

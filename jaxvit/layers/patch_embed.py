@@ -12,8 +12,9 @@ from jaxvit.layers.common import Dtype, to_2tuple
 
 
 class PatchEmbed(nnx.Module):
-    # the class default, for subclasses that build their own conv without this __init__ (MViTv2's)
+    # the class defaults, for subclasses that build their own conv without this __init__ (MViTv2's)
     strict_img_size: bool = True
+    norm: nnx.Module | None = None
 
     def __init__(
         self,
@@ -25,6 +26,7 @@ class PatchEmbed(nnx.Module):
         bias: bool = True,
         flatten: bool = True,
         strict_img_size: bool = True,
+        norm: nnx.Module | None = None,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
@@ -41,6 +43,8 @@ class PatchEmbed(nnx.Module):
         self.flatten = flatten
         # False (timm's dynamic_img_size): any input whose sides the patch divides
         self.strict_img_size = strict_img_size
+        # on the embedded tokens (timm's norm_layer: Swin, AIMv2's embed_norm_layer); nnx.data: a subclass may set it
+        self.norm = nnx.data(norm)
         self.proj = nnx.Conv(
             in_chans,
             embed_dim,
@@ -67,4 +71,5 @@ class PatchEmbed(nnx.Module):
                 f"{self.img_size}; create the model with img_size={x.shape[1]}"
             )
         x = self.proj(x)
-        return x.reshape(x.shape[0], -1, x.shape[-1]) if self.flatten else x
+        x = x.reshape(x.shape[0], -1, x.shape[-1]) if self.flatten else x
+        return x if self.norm is None else self.norm(x)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jax
@@ -27,10 +28,11 @@ from jaxvit.layers import (
     LayerScale,
     Mlp,
     PatchEmbed,
+    SwiGLU,
     dropout,
     get_act,
     init,
-    layer_norm,
+    make_norm,
 )
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, gelu
@@ -46,6 +48,8 @@ from jaxvit.registry import (
     build,
     register_model,
 )
+
+MLP_LAYERS = ("mlp", "swiglu_packed", "swiglu")  # timm's Mlp, SwiGLUPacked, SwiGLU
 
 
 class Block(nnx.Module):
@@ -68,26 +72,33 @@ class Block(nnx.Module):
         drop_path: float = 0.0,
         act: Callable[[jax.Array], jax.Array] = gelu,
         mlp_layer: str = "mlp",
+        proj_bias: bool = True,
+        norm_layer: str | None = None,
         norm_eps: float = 1e-6,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
-        self.norm1 = layer_norm(dim, eps=norm_eps, dtype=dtype, rngs=rngs)
+        norm = partial(make_norm, norm_layer, eps=norm_eps, dtype=dtype, rngs=rngs)
+        self.norm1 = norm(dim)
         self.attn = Attention(
-            dim, num_heads, qkv_bias=qkv_bias, qk_norm=qk_norm, scale_norm=scale_attn_norm, norm_eps=norm_eps,
-            attn_drop=attn_drop, proj_drop=proj_drop, dtype=dtype, rngs=rngs,
+            dim, num_heads, qkv_bias=qkv_bias, qk_norm=qk_norm, scale_norm=scale_attn_norm, proj_bias=proj_bias,
+            norm_layer=norm_layer, norm_eps=norm_eps, attn_drop=attn_drop, proj_drop=proj_drop, dtype=dtype,
+            rngs=rngs,
         )
         self.ls1 = LayerScale(dim, init_values) if init_values else None
         self.drop_path1 = DropPath(drop_path, rngs=rngs)
-        self.norm2 = layer_norm(dim, eps=norm_eps, dtype=dtype, rngs=rngs)
+        self.norm2 = norm(dim)
         hidden = int(dim * mlp_ratio)
-        if mlp_layer not in ("mlp", "swiglu_packed"):
-            raise ConfigError(f"mlp_layer {mlp_layer!r} is not one of ('mlp', 'swiglu_packed'); pass one of those")
+        if mlp_layer not in MLP_LAYERS:
+            raise ConfigError(f"mlp_layer {mlp_layer!r} is not one of {MLP_LAYERS}; pass one of those names")
         if mlp_layer == "swiglu_packed":
-            self.mlp = GluMlp(dim, hidden, act=act, gate_last=False, drop=proj_drop, dtype=dtype, rngs=rngs)
+            self.mlp = GluMlp(dim, hidden, act=act, gate_last=False, bias=proj_bias, drop=proj_drop, dtype=dtype,
+                              rngs=rngs)
         else:
-            self.mlp = Mlp(dim, hidden, act=act, drop=proj_drop, norm=scale_mlp_norm, norm_eps=norm_eps,
-                           dtype=dtype, rngs=rngs)
+            self.mlp = (SwiGLU if mlp_layer == "swiglu" else Mlp)(
+                dim, hidden, act=act, bias=proj_bias, drop=proj_drop, norm=scale_mlp_norm, norm_layer=norm_layer,
+                norm_eps=norm_eps, dtype=dtype, rngs=rngs,
+            )
         self.ls2 = LayerScale(dim, init_values) if init_values else None
         self.drop_path2 = DropPath(drop_path, rngs=rngs)
 
@@ -125,9 +136,10 @@ class VisionTransformer(ClassifierModel):
 
     The keywords are timm's, with timm's defaults, except ``norm_eps`` (timm passes
     ``norm_layer=partial(LayerNorm, eps=...)``; CLIP's 1e-5), and ``act_layer`` and ``mlp_layer``,
-    which take names: one of ``jaxvit.layers.common.ACTIVATIONS``; 'mlp' (timm's ``Mlp``) or
-    'swiglu_packed' (timm's ``SwiGLUPacked``); ``block_fn``: 'block' or 'res_post' (timm's
-    ``ResPostBlock``). A layer timm makes an Identity is None here.
+    which take names: one of ``jaxvit.layers.common.ACTIVATIONS``; one of ``MLP_LAYERS``; so do
+    ``norm_layer``/``embed_norm_layer`` ('layernorm', 'rmsnorm', all of one ``norm_eps``) and
+    ``block_fn`` ('block', or 'res_post': timm's ``ResPostBlock``). A layer timm makes an
+    Identity is None here.
     """
 
     pool_types = ("", "token", "avg", "max", "avgmax", "map")
@@ -160,6 +172,9 @@ class VisionTransformer(ClassifierModel):
         act_layer: str | None = None,
         mlp_layer: str = "mlp",
         block_fn: str = "block",
+        proj_bias: bool = True,
+        norm_layer: str | None = None,
+        embed_norm_layer: str | None = None,
         norm_eps: float = 1e-6,
         drop_rate: float = 0.0,
         pos_drop_rate: float = 0.0,
@@ -186,9 +201,12 @@ class VisionTransformer(ClassifierModel):
         self.dynamic_img_size = dynamic_img_size
         self.dtype = dtype
 
+        norm = partial(make_norm, norm_layer, eps=norm_eps, dtype=dtype, rngs=rngs)
         self.patch_embed = PatchEmbed(
             img_size, patch_size, in_chans, embed_dim, bias=not pre_norm, flatten=not dynamic_img_size,
             strict_img_size=not dynamic_img_size, dtype=dtype, rngs=rngs,
+            norm=make_norm(embed_norm_layer, embed_dim, eps=norm_eps, dtype=dtype, rngs=rngs)
+            if embed_norm_layer else None,
         )
         self.cls_token = nnx.Param(init.normal(1e-6)(rngs.params(), (1, 1, embed_dim))) if class_token else None
         self.reg_token = (
@@ -200,7 +218,7 @@ class VisionTransformer(ClassifierModel):
         num_pos = self.patch_embed.num_patches + (0 if no_embed_class else self.num_prefix_tokens)
         self.pos_embed = nnx.Param(init.trunc_normal_02(rngs.params(), (1, num_pos, embed_dim)))
         self.pos_drop = dropout(pos_drop_rate, rngs)
-        self.norm_pre = layer_norm(embed_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if pre_norm else None
+        self.norm_pre = norm(embed_dim) if pre_norm else None
         act = get_act(act_layer)
         if block_fn not in BLOCKS:
             raise ConfigError(f"block_fn {block_fn!r} is not one of {tuple(BLOCKS)}; pass one of those names")
@@ -211,20 +229,22 @@ class VisionTransformer(ClassifierModel):
                     embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_norm=qk_norm,
                     scale_attn_norm=scale_attn_norm, scale_mlp_norm=scale_mlp_norm, init_values=init_values,
                     proj_drop=proj_drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[i], act=act,
-                    mlp_layer=mlp_layer, norm_eps=norm_eps, dtype=dtype, rngs=rngs,
+                    mlp_layer=mlp_layer, proj_bias=proj_bias, norm_layer=norm_layer, norm_eps=norm_eps, dtype=dtype,
+                    rngs=rngs,
                 )
                 for i in range(depth)
             ]
         )
         # timm's rule: the final norm moves after pooling (fc_norm) for 'avg'-style pooling
         final = final_norm and not use_fc_norm
-        self.norm = layer_norm(embed_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if final else None
+        self.norm = norm(embed_dim) if final else None
         pooled = final_norm and use_fc_norm
-        self.fc_norm = layer_norm(embed_dim, eps=norm_eps, dtype=dtype, rngs=rngs) if pooled else None
+        self.fc_norm = norm(embed_dim) if pooled else None
         # 'map': attention pooling by a learned latent (SigLIP); nnx.data: reset_classifier may drop it
         self.attn_pool = nnx.data(
             AttentionPoolLatent(
-                embed_dim, num_heads, mlp_ratio=mlp_ratio, act=act, norm_eps=norm_eps, dtype=dtype, rngs=rngs
+                embed_dim, num_heads, mlp_ratio=mlp_ratio, act=act, norm_layer=norm_layer, norm_eps=norm_eps,
+                dtype=dtype, rngs=rngs,
             )
             if global_pool == "map" else None
         )
@@ -363,6 +383,14 @@ _CLIP_ARCH = dict(pre_norm=True, norm_eps=1e-5)
 _GAP = dict(class_token=False, global_pool="avg", fc_norm=False)  # pooled after the final norm
 _SBB = dict(init_values=1e-5, class_token=False, no_embed_class=True, global_pool="avg")
 _DEIT3 = dict(no_embed_class=True, init_values=1e-6)
+_AIMV2 = dict(class_token=False, global_pool="avg", fc_norm=False, qkv_bias=False, proj_bias=False, act_layer="silu",
+              norm_layer="rmsnorm", embed_norm_layer="rmsnorm", norm_eps=1e-5, mlp_layer="swiglu")
+_AIMV2_SIZES = {
+    "large": dict(embed_dim=1024, depth=24, num_heads=8, mlp_ratio=2.75),
+    "huge": dict(embed_dim=1536, depth=24, num_heads=12, mlp_ratio=2.6667),
+    "1b": dict(embed_dim=2048, depth=24, num_heads=16, mlp_ratio=2.75),
+    "3b": dict(embed_dim=3072, depth=24, num_heads=24, mlp_ratio=2.6667),
+}
 _GIANT_SWIGLU = dict(embed_dim=1536, num_heads=24, mlp_ratio=2.66667 * 2, mlp_layer="swiglu_packed", act_layer="silu")
 
 # (keywords, mean/std, {name: (image size, crop_pct, num_classes[, the name's own keywords])}),
@@ -499,6 +527,10 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
         "vit_so400m_patch16_radio_v4": (512, 1.0, 0, dict(reg_tokens=9, mlp_ratio=4304 / 1152)),
         "vit_huge_patch16_radio_v4": (512, 1.0, 0, dict(reg_tokens=9)),
     }),
+    (_AIMV2, _CLIP, {
+        f"aimv2_{size}_patch14_{img}": (img, 1.0, 0, arch)
+        for size, arch in _AIMV2_SIZES.items() for img in (224, 336, 448)
+    }),
     (dict(init_values=0.1, final_norm=False, dynamic_img_size=True), _IMAGENET, {
         "vit_intern300m_patch14_448": (448, 1.0, 0),
     }),
@@ -521,7 +553,7 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
 
 def _from_name(name: str) -> dict:
     """The keywords a name spells: its size word, ``patchN``, ``regN``."""
-    out = dict(_SIZES[name.split("_")[1]])
+    out = dict(_SIZES.get(name.split("_")[1], {}))  # AIMv2's 1b/3b: their entries say it all
     if patch := re.search(r"_patch(\d+)", name):
         out["patch_size"] = int(patch.group(1))
     if reg := re.search(r"_reg(\d+)_", name):
