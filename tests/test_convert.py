@@ -90,8 +90,9 @@ PARITY_NAMES = [
     "vit_so400m_patch14_siglip_378", "vit_so400m_patch16_siglip_256", "vit_so400m_patch16_siglip_384",
     "vit_so400m_patch16_siglip_512", "vit_giantopt_patch16_siglip_256", "vit_giantopt_patch16_siglip_384",
     "vit_so150m_patch16_reg4_map_256",
-    # post-norm blocks; BEiT-3's norms inside attention and MLP
-    "vit_base_patch16_rpn_224", "beit3_base_patch16_224", "beit3_large_patch16_224", "beit3_giant_patch14_224",
+    # post-norm blocks; two parallel branches per block; BEiT-3's norms inside attention and MLP
+    "vit_base_patch16_rpn_224", "vit_small_patch16_18x2_224", "vit_base_patch16_18x2_224",
+    "beit3_base_patch16_224", "beit3_large_patch16_224", "beit3_giant_patch14_224",
     "beit3_giant_patch14_336",
     # AIMv2: RMSNorm (also on the patch embedding), SwiGLU, no projection biases
     "aimv2_large_patch14_224", "aimv2_large_patch14_336", "aimv2_large_patch14_448", "aimv2_huge_patch14_224",

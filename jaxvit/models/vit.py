@@ -128,7 +128,39 @@ class ResPostBlock(Block):
         return x + self.drop_path2(self.norm2(self.mlp(x)))
 
 
-BLOCKS = {"block": Block, "res_post": ResPostBlock}
+class _Branch(nnx.Module):
+    """One branch of ``ParallelThingsBlock``, named as timm's Sequential: norm -> attn (or mlp) -> ls
+    -> drop_path."""
+
+    def __init__(self, norm: nnx.Module, body_name: str, body: nnx.Module, ls: LayerScale | None, drop_path: DropPath):
+        self.norm = norm
+        self.body_name = body_name
+        setattr(self, body_name, body)
+        self.ls = ls
+        self.drop_path = drop_path
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = getattr(self, self.body_name)(self.norm(x))
+        return self.drop_path(y if self.ls is None else self.ls(y))
+
+
+class ParallelThingsBlock(nnx.Module):
+    """timm's ``ParallelThingsBlock`` ("three things" ViT): ``num_parallel`` attention branches
+    summed into the residual, then as many MLP branches; each branch is a Block's half."""
+
+    def __init__(self, dim: int, num_heads: int, *, num_parallel: int = 2, **kwargs: Any):
+        halves = [Block(dim, num_heads, **kwargs) for _ in range(num_parallel)]
+        self.attns = nnx.List([_Branch(b.norm1, "attn", b.attn, b.ls1, b.drop_path1) for b in halves])
+        self.ffns = nnx.List([_Branch(b.norm2, "mlp", b.mlp, b.ls2, b.drop_path2) for b in halves])
+
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+        if mask is not None:
+            raise ConfigError("ParallelThingsBlock takes no attention mask")
+        x = x + sum(branch(x) for branch in self.attns)
+        return x + sum(branch(x) for branch in self.ffns)
+
+
+BLOCKS = {"block": Block, "res_post": ResPostBlock, "parallel": ParallelThingsBlock}
 
 
 class VisionTransformer(ClassifierModel):
@@ -138,8 +170,8 @@ class VisionTransformer(ClassifierModel):
     ``norm_layer=partial(LayerNorm, eps=...)``; CLIP's 1e-5), and ``act_layer`` and ``mlp_layer``,
     which take names: one of ``jaxvit.layers.common.ACTIVATIONS``; one of ``MLP_LAYERS``; so do
     ``norm_layer``/``embed_norm_layer`` ('layernorm', 'rmsnorm', all of one ``norm_eps``) and
-    ``block_fn`` ('block', or 'res_post': timm's ``ResPostBlock``). A layer timm makes an
-    Identity is None here.
+    ``block_fn`` ('block'; 'res_post': timm's ``ResPostBlock``; 'parallel': its two-way
+    ``ParallelThingsBlock``). A layer timm makes an Identity is None here.
     """
 
     pool_types = ("", "token", "avg", "max", "avgmax", "map")
@@ -408,6 +440,8 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
         "vit_large_patch14_224": (224, 0.9, 1000), "vit_huge_patch14_224": (224, 0.9, 0),
         "vit_giant_patch14_224": (224, 0.9, 1000), "vit_gigantic_patch14_224": (224, 0.9, 1000),
         "vit_small_patch16_36x1_224": (224, 0.9, 1000, dict(depth=36, init_values=1e-5)),
+        "vit_small_patch16_18x2_224": (224, 0.9, 1000, dict(depth=18, init_values=1e-5, block_fn="parallel")),
+        "vit_base_patch16_18x2_224": (224, 0.9, 1000, dict(depth=18, init_values=1e-5, block_fn="parallel")),
         "vit_base_patch32_plus_256": (256, 0.95, 1000, dict(embed_dim=896, num_heads=14, init_values=1e-5)),
         "vit_base_patch16_plus_240": (240, 0.95, 1000, dict(embed_dim=896, num_heads=14, init_values=1e-5)),
         "vit_base_patch16_gap_224": (224, 0.9, 1000, dict(_GAP, num_heads=16)),
