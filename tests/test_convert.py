@@ -94,6 +94,8 @@ PARITY_NAMES = [
     "vit_base_patch16_rpn_224", "vit_small_patch16_18x2_224", "vit_base_patch16_18x2_224",
     "beit3_base_patch16_224", "beit3_large_patch16_224", "beit3_giant_patch14_224",
     "beit3_giant_patch14_336",
+    # ParallelScalingBlock (fused in_proj): with RMSNorm and qk_norm, and plain
+    "vit_base_patch16_xp_224", "vit_large_patch14_xp_224", "vit_huge_patch14_xp_224", "vit_pwee_patch16_reg1_gap_256",
     # AIMv2: RMSNorm (also on the patch embedding), SwiGLU, no projection biases
     "aimv2_large_patch14_224", "aimv2_large_patch14_336", "aimv2_large_patch14_448", "aimv2_huge_patch14_224",
     "aimv2_huge_patch14_336", "aimv2_huge_patch14_448", "aimv2_1b_patch14_224", "aimv2_1b_patch14_336",

@@ -29,9 +29,11 @@ from jaxvit.layers import (
     Mlp,
     PatchEmbed,
     SwiGLU,
+    attention,
     dropout,
     get_act,
     init,
+    linear,
     make_norm,
 )
 from jaxvit.layers.classifier import global_pool, logits, make_fc
@@ -160,7 +162,56 @@ class ParallelThingsBlock(nnx.Module):
         return x + sum(branch(x) for branch in self.ffns)
 
 
-BLOCKS = {"block": Block, "res_post": ResPostBlock, "parallel": ParallelThingsBlock}
+class ParallelScalingBlock(nnx.Module):
+    """timm's ``ParallelScalingBlock`` (ViT-22B style): one ``in_norm``, one fused ``in_proj`` for
+    the MLP's hidden layer and q, k, v; attention and MLP in parallel, their ``attn_out_proj`` and
+    ``mlp_out_proj`` summed into one residual through ``ls``. Without ``qkv_bias`` the MLP's
+    bias is its own ``mlp_bias``."""
+
+    def __init__(
+        self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, qkv_bias: bool = False, qk_norm: bool = False,
+        scale_attn_norm: bool = False, scale_mlp_norm: bool = False, init_values: float | None = None,
+        proj_drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
+        act: Callable[[jax.Array], jax.Array] = gelu, mlp_layer: str = "mlp", proj_bias: bool = True,
+        norm_layer: str | None = None, norm_eps: float = 1e-6, dtype: Dtype = None, rngs: nnx.Rngs,
+    ):
+        if scale_attn_norm or scale_mlp_norm or mlp_layer != "mlp":
+            raise ConfigError("block_fn='parallel_scaling' takes no scale norms and only mlp_layer='mlp'")
+        if dim % num_heads:
+            raise ConfigError(f"dim {dim} must be divisible by num_heads {num_heads}")
+        norm = partial(make_norm, norm_layer, eps=norm_eps, dtype=dtype, rngs=rngs)
+        self.num_heads = num_heads
+        hidden = int(mlp_ratio * dim)
+        self.in_split = (hidden, hidden + dim, hidden + 2 * dim)  # mlp | q | k | v
+        self.in_norm = norm(dim)
+        self.in_proj = linear(dim, hidden + 3 * dim, bias=qkv_bias, dtype=dtype, rngs=rngs)
+        self.mlp_bias = None if qkv_bias else nnx.Param(jnp.zeros((hidden,), jnp.float32))
+        self.q_norm = norm(dim // num_heads) if qk_norm else None
+        self.k_norm = norm(dim // num_heads) if qk_norm else None
+        self.attn_drop = dropout(attn_drop, rngs)
+        self.mlp_drop = dropout(proj_drop, rngs)
+        self.mlp_act = act
+        self.attn_out_proj = linear(dim, dim, bias=proj_bias, dtype=dtype, rngs=rngs)
+        self.mlp_out_proj = linear(hidden, dim, bias=proj_bias, dtype=dtype, rngs=rngs)
+        self.ls = LayerScale(dim, init_values) if init_values is not None else None
+        self.drop_path = DropPath(drop_path, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+        b, n, c = x.shape
+        h = self.num_heads
+        x_mlp, q, k, v = jnp.split(self.in_proj(self.in_norm(x)), self.in_split, axis=-1)
+        if self.mlp_bias is not None:
+            x_mlp = x_mlp + self.mlp_bias[...].astype(x_mlp.dtype)
+        q, k, v = (t.reshape(b, n, h, c // h) for t in (q, k, v))
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        x_attn = attention(q, k, v, mask=mask, attn_drop=self.attn_drop).reshape(b, n, c)
+        y = self.attn_out_proj(x_attn) + self.mlp_out_proj(self.mlp_drop(self.mlp_act(x_mlp)))
+        return x + self.drop_path(y if self.ls is None else self.ls(y))
+
+
+BLOCKS = {"block": Block, "res_post": ResPostBlock, "parallel": ParallelThingsBlock,
+          "parallel_scaling": ParallelScalingBlock}
 
 
 class VisionTransformer(ClassifierModel):
@@ -171,7 +222,8 @@ class VisionTransformer(ClassifierModel):
     which take names: one of ``jaxvit.layers.common.ACTIVATIONS``; one of ``MLP_LAYERS``; so do
     ``norm_layer``/``embed_norm_layer`` ('layernorm', 'rmsnorm', all of one ``norm_eps``) and
     ``block_fn`` ('block'; 'res_post': timm's ``ResPostBlock``; 'parallel': its two-way
-    ``ParallelThingsBlock``). A layer timm makes an Identity is None here.
+    ``ParallelThingsBlock``; 'parallel_scaling': its ``ParallelScalingBlock``). A layer timm
+    makes an Identity is None here.
     """
 
     pool_types = ("", "token", "avg", "max", "avgmax", "map")
@@ -542,7 +594,9 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
     }),
     (_SBB, _INCEPTION, {  # timm's "searching for better baselines" ViTs
         "vit_wee_patch16_reg1_gap_256": (256, 0.95, 1000), "vit_little_patch16_reg1_gap_256": (256, 0.95, 1000),
-        "vit_little_patch16_reg4_gap_256": (256, 0.95, 1000), "vit_medium_patch16_reg1_gap_256": (256, 0.95, 1000),
+        "vit_little_patch16_reg4_gap_256": (256, 0.95, 1000),
+        "vit_pwee_patch16_reg1_gap_256": (256, 0.95, 1000, dict(_SIZES["wee"], depth=16, block_fn="parallel_scaling")),
+        "vit_medium_patch16_reg1_gap_256": (256, 0.95, 1000),
         "vit_medium_patch16_reg4_gap_256": (256, 0.95, 1000), "vit_mediumd_patch16_reg4_gap_256": (256, 0.95, 1000),
         "vit_mediumd_patch16_reg4_gap_384": (384, 1.0, 1000), "vit_betwixt_patch16_reg1_gap_256": (256, 0.95, 1000),
         "vit_betwixt_patch16_reg4_gap_256": (256, 0.95, 1000), "vit_betwixt_patch16_reg4_gap_384": (384, 1.0, 1000),
@@ -560,6 +614,11 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
         "vit_giant_patch16_radio_v3": (512, 1.0, 0, dict(reg_tokens=7, embed_dim=1536, num_heads=24, mlp_ratio=4.0)),
         "vit_so400m_patch16_radio_v4": (512, 1.0, 0, dict(reg_tokens=9, mlp_ratio=4304 / 1152)),
         "vit_huge_patch16_radio_v4": (512, 1.0, 0, dict(reg_tokens=9)),
+    }),
+    (dict(pre_norm=True, no_embed_class=True, norm_layer="rmsnorm", block_fn="parallel_scaling", qkv_bias=False,
+          qk_norm=True), _INCEPTION, {
+        "vit_base_patch16_xp_224": (224, 0.9, 1000), "vit_large_patch14_xp_224": (224, 0.9, 1000),
+        "vit_huge_patch14_xp_224": (224, 0.9, 1000),
     }),
     (_AIMV2, _CLIP, {
         f"aimv2_{size}_patch14_{img}": (img, 1.0, 0, arch)
