@@ -31,12 +31,17 @@ def _adapt_classifiers(
     model: nnx.Module, sd: dict, entries: dict[str, Entry], log: Log
 ) -> set[str]:
     """Drops checkpoint heads whose class count (or layout, e.g. MoCo's projection MLP)
-    differs; the model keeps its freshly initialized head for those keys."""
+    differs; the model keeps its freshly initialized head for those keys, and for a head the
+    checkpoint lacks (a headless one, as timm's loading of a num_classes=0 cfg)."""
     keep: set[str] = set()
     for prefix in classifier_prefixes(model):
         ours = {k for k in entries if k.startswith(prefix + ".")}
         theirs = {k for k in sd if k.startswith(prefix + ".")}
         if not theirs:
+            if ours and prefix in CLASSIFIER_NAMES:  # a headless checkpoint (DINOv2's, CLIP towers)
+                keep |= ours
+                log(f"{prefix}: not in the checkpoint (built with num_classes=0); initialized as a "
+                    f"{_fmt(_out_dims(entries[k].torch_shape for k in ours))}-class head")
             continue
         ckpt_classes = _out_dims(tuple(sd[k].shape) for k in theirs)
         model_classes = _out_dims(entries[k].torch_shape for k in ours)
@@ -72,7 +77,8 @@ def _adapt_pos_embed(model: nnx.Module, sd: dict, entries: dict[str, Entry], log
     have, want = tuple(sd[key].shape), entries[key].torch_shape
     if have == want or len(have) != 3 or have[::2] != want[::2]:
         return  # equal, or another model altogether: the strict check reports that
-    prefix = getattr(model, "num_prefix_tokens", 1)
+    # no_embed_class (DeiT III, DINOv2 with registers): the table has no rows for the prefix tokens
+    prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
     new_grid = tuple(model.patch_embed.grid_size)
     # jaxvit.layers' kernel: torch's antialiased bicubic, in numpy (what init_from uses too)
     sd[key] = resample_abs_pos_embed(np.asarray(sd[key], np.float32), new_grid, num_prefix_tokens=prefix)

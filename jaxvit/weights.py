@@ -336,6 +336,8 @@ def _resample_position_table(model, key: str, table: Any, want: tuple) -> tuple[
     prefix = getattr(model, "num_prefix_tokens", None)
     if prefix is None:
         prefix = int(getattr(model, "cls_token", None) is not None)
+    if getattr(model, "no_embed_class", False):
+        prefix = 0  # DeiT III, DINOv2 with registers: the table has no rows for the prefix tokens
     if len(grid) != 2 or want[1] != prefix + grid[0] * grid[1]:
         return None
     side = int(round((have[1] - prefix) ** 0.5))

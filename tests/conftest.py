@@ -34,7 +34,8 @@ TINY = [
 
 # The one table of tiny variants: per family, keywords that shrink the model and the smallest
 # image size it takes (its layer types kept); tiny_models(): one registered name per head layout
-# at those sizes (DeiT's two heads, Perceiver IO's query), Inception-v4 as it is at 75 px.
+# at those sizes (DeiT's two heads, Perceiver IO's query, a ViT without a class token), Inception-v4
+# as it is at 75 px.
 TINY_FAMILIES = {
     "vit": ("depth=1,embed_dim=32,num_heads=2", 16),
     "mixer": ("num_blocks=1,embed_dim=32", 16),
@@ -45,7 +46,8 @@ TINY_FAMILIES = {
     "dems": ("depth=2,embed_dim=16,num_heads=2,merge_num=(4,2),merge_layer=(1,2)", 16),
     "msvit": ("depth=1,embed_dim=16,num_heads=2,pool_heads=2", 16),
 }
-_TINY_NAMES = {"vit": ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"], "mixer": ["mixer_s16_224"],
+_TINY_NAMES = {"vit": ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224",
+                       "vit_betwixt_patch16_reg4_gap_256"], "mixer": ["mixer_s16_224"],
                "swin": ["swin_tiny_patch4_window7_224"], "tnt": ["tnt_s_patch16_224"], "mvitv2": ["mvitv2_tiny"],
                "perceiver": ["perceiver_tiny", "perceiver_io_tiny"], "dems": ["dems_tiny_patch2_32"],
                "msvit": ["mvit2_tiny_patch2"]}

@@ -36,7 +36,7 @@ def _config(**overrides):
     (dict(optimizer="adamx"), "config.optimizer='adamx' is not one of"),
     (dict(model_args="depth=1,embed_dim=32,num_heads=2,bogus=3"), "bogus"),
     (dict(model_args="depth=1,embed_dim=30,num_heads=4"), "divisible by num_heads"),
-    (dict(model="vit_tiny_patch16"), "did you mean 'vit_tiny_patch16_224'"),
+    (dict(model="vit_tiny_patch16"), "'vit_tiny_patch16_224'"),  # among the close names suggested
     (dict(lr=(1e-3, 1e-4)), "give one learning rate or 3"),
     (dict(**{"aug.auto_augment": "rand-m9-foo"}), "rand-m9-foo"),
     (dict(mixup_alpha=0.8, mixup_mode="pairs"), "mixup_mode"),

@@ -68,6 +68,20 @@ def test_global_pool_choices_are_timm_s():
     assert m.global_pool == "" and m.forward_head(jnp.ones((2, 16, 32))).shape == (2, 16, 4)
     with pytest.raises(ValueError, match=r"MlpMixer: global_pool must be one of \('', 'avg'\)"):
         m.reset_classifier(4, global_pool="token")
+    gap = jaxvit.abstract_model("vit_medium_patch16_gap_256", depth=1)
+    with pytest.raises(ValueError, match=r"global_pool='token' needs the class token \(class_token=True\)"):
+        gap.reset_classifier(4, global_pool="token")
+    with pytest.raises(ValueError, match="needs the class token"):
+        jaxvit.abstract_model("vit_tiny_patch16_224", depth=1, class_token=False)
+    siglip = jaxvit.create_model("vit_base_patch16_siglip_224", depth=1, embed_dim=32, num_heads=2, img_size=32)
+    assert siglip.attn_pool is not None
+    siglip.reset_classifier(4, global_pool="avg")  # as timm's: another pooling drops the attention pool
+    assert siglip.attn_pool is None and siglip(jnp.zeros((1, 32, 32, 3))).shape == (1, 4)
+    with pytest.raises(ValueError, match="cannot add attention pooling"):
+        siglip.reset_classifier(4, global_pool="map")
+    distilled = jaxvit.abstract_model("deit_tiny_distilled_patch16_224", depth=1)
+    with pytest.raises(ValueError, match="distilled=True pools its class and distillation tokens"):
+        distilled.reset_classifier(4, global_pool="avg")
     mvit = jaxvit.abstract_model("mvitv2_tiny")
     with pytest.raises(ValueError, match="needs the class token"):
         mvit.reset_classifier(4, global_pool="token")

@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-subset"
 # jaxvit vs timm logits, fp32, eval mode: measured max |diff| 1.0e-6..1.9e-6 (ViT-Ti, Swin-T,
 # Swin-B at depths (2,2,2,2), MViTv2-T; 2-core CPU, jax 0.10.2, 2026-11-27, with and without
-# XLA optimization); 1e-4 is 50x the largest.
+# XLA optimization); over the 137 ViT/DeiT cases 1.0e-7..1.03e-5, the largest on the unnormed
+# features (|values| up to 10) of the C-RADIO towers at full width (2026-11-27, same machine);
+# 1e-4 is 10x the largest.
 TOL = 1e-4
 NOISE = 0.02  # moves every tensor off its init, so a mis-mapped one shows in the logits
 
@@ -43,6 +45,63 @@ PARITY_NAMES = [
     "deit_tiny_distilled_patch16_224",
     "deit_small_distilled_patch16_224",
     "deit_base_distilled_patch16_224",
+    # timm's other vision_transformer/deit names the ViT keywords build (jaxvit/models/vit.py's table)
+    "vit_tiny_patch16_384", "vit_small_patch32_224", "vit_small_patch32_384", "vit_small_patch16_384",
+    "vit_base_patch32_384", "vit_base_patch16_384", "vit_base_patch8_224", "vit_large_patch32_224",
+    "vit_large_patch32_384", "vit_large_patch16_384", "vit_large_patch14_224", "vit_huge_patch14_224",
+    "vit_giant_patch14_224", "vit_gigantic_patch14_224", "vit_small_patch16_36x1_224", "vit_base_patch32_plus_256",
+    "vit_base_patch16_plus_240", "vit_base_patch16_gap_224", "vit_small_patch8_224", "vit_base_patch16_224_miil",
+    "vit_medium_patch16_gap_240", "vit_medium_patch16_gap_256", "vit_medium_patch16_gap_384",
+    "vit_betwixt_patch16_gap_256", "vit_huge_patch14_gap_224", "vit_huge_patch16_gap_448",
+    "vit_giant_patch16_gap_224", "vit_xsmall_patch16_clip_224", "vit_medium_patch32_clip_224",
+    "vit_medium_patch16_clip_224", "vit_betwixt_patch32_clip_224", "vit_base_patch32_clip_224",
+    "vit_base_patch32_clip_256", "vit_base_patch32_clip_384", "vit_base_patch32_clip_448",
+    "vit_base_patch16_clip_224", "vit_base_patch16_clip_384", "vit_base_patch16_plus_clip_240",
+    "vit_huge_patch14_clip_224", "vit_huge_patch14_clip_336", "vit_huge_patch14_clip_378",
+    "vit_giant_patch14_clip_224", "vit_gigantic_patch14_clip_224", "vit_gigantic_patch14_clip_378",
+    "vit_large_patch14_clip_224", "vit_large_patch14_clip_336", "vit_base_patch32_clip_quickgelu_224",
+    "vit_base_patch16_clip_quickgelu_224", "vit_large_patch14_clip_quickgelu_224",
+    "vit_large_patch14_clip_quickgelu_336", "vit_huge_patch14_clip_quickgelu_224",
+    "vit_huge_patch14_clip_quickgelu_378", "vit_gigantic_patch14_clip_quickgelu_224", "eva_large_patch14_196",
+    "eva_large_patch14_336", "flexivit_small", "flexivit_base", "flexivit_large", "vit_small_patch14_dinov2",
+    "vit_base_patch14_dinov2", "vit_large_patch14_dinov2", "vit_small_patch14_reg4_dinov2",
+    "vit_base_patch14_reg4_dinov2", "vit_large_patch14_reg4_dinov2", "vit_base_patch14_reg1_tipsv2",
+    "vit_large_patch14_reg1_tipsv2", "vit_so400m_patch14_reg1_tipsv2", "vit_base_patch32_siglip_gap_256",
+    "vit_base_patch16_siglip_gap_224", "vit_base_patch16_siglip_gap_256", "vit_base_patch16_siglip_gap_384",
+    "vit_base_patch16_siglip_gap_512", "vit_large_patch16_siglip_gap_256", "vit_large_patch16_siglip_gap_384",
+    "vit_large_patch16_siglip_gap_512", "vit_so400m_patch14_siglip_gap_224", "vit_so400m_patch14_siglip_gap_378",
+    "vit_so400m_patch14_siglip_gap_448", "vit_so400m_patch14_siglip_gap_896", "vit_so400m_patch16_siglip_gap_256",
+    "vit_so400m_patch16_siglip_gap_384", "vit_so400m_patch16_siglip_gap_512", "vit_giantopt_patch16_siglip_gap_256",
+    "vit_giantopt_patch16_siglip_gap_384", "vit_wee_patch16_reg1_gap_256", "vit_little_patch16_reg1_gap_256",
+    "vit_little_patch16_reg4_gap_256", "vit_medium_patch16_reg1_gap_256", "vit_medium_patch16_reg4_gap_256",
+    "vit_mediumd_patch16_reg4_gap_256", "vit_mediumd_patch16_reg4_gap_384", "vit_betwixt_patch16_reg1_gap_256",
+    "vit_betwixt_patch16_reg4_gap_256", "vit_betwixt_patch16_reg4_gap_384", "vit_base_patch16_reg4_gap_256",
+    "vit_so150m_patch16_reg4_gap_256", "vit_so150m_patch16_reg4_gap_384", "vit_so150m2_patch16_reg1_gap_256",
+    "vit_so150m2_patch16_reg1_gap_384", "vit_so150m2_patch16_reg1_gap_448", "vit_base_patch16_radio_v3",
+    "vit_large_patch16_radio_v3", "vit_huge_patch16_radio_v3", "vit_giant_patch16_radio_v3",
+    "vit_so400m_patch16_radio_v4", "vit_huge_patch16_radio_v4", "vit_intern300m_patch14_448",
+    "deit_base_patch16_384", "deit_base_distilled_patch16_384", "deit3_small_patch16_224", "deit3_small_patch16_384",
+    "deit3_medium_patch16_224", "deit3_base_patch16_224", "deit3_base_patch16_384", "deit3_large_patch16_224",
+    "deit3_large_patch16_384", "deit3_huge_patch14_224",
+    # attention-pooled ('map') SigLIP towers
+    "vit_base_patch32_siglip_256", "vit_base_patch16_siglip_224", "vit_base_patch16_siglip_256",
+    "vit_base_patch16_siglip_384", "vit_base_patch16_siglip_512", "vit_large_patch16_siglip_256",
+    "vit_large_patch16_siglip_384", "vit_large_patch16_siglip_512", "vit_so400m_patch14_siglip_224",
+    "vit_so400m_patch14_siglip_378", "vit_so400m_patch16_siglip_256", "vit_so400m_patch16_siglip_384",
+    "vit_so400m_patch16_siglip_512", "vit_giantopt_patch16_siglip_256", "vit_giantopt_patch16_siglip_384",
+    "vit_so150m_patch16_reg4_map_256",
+    # post-norm blocks; two parallel branches per block; BEiT-3's norms inside attention and MLP
+    "vit_base_patch16_rpn_224", "vit_small_patch16_18x2_224", "vit_base_patch16_18x2_224",
+    "beit3_base_patch16_224", "beit3_large_patch16_224", "beit3_giant_patch14_224",
+    "beit3_giant_patch14_336",
+    # ParallelScalingBlock (fused in_proj): with RMSNorm and qk_norm, and plain
+    "vit_base_patch16_xp_224", "vit_large_patch14_xp_224", "vit_huge_patch14_xp_224", "vit_pwee_patch16_reg1_gap_256",
+    # AIMv2: RMSNorm (also on the patch embedding), SwiGLU, no projection biases
+    "aimv2_large_patch14_224", "aimv2_large_patch14_336", "aimv2_large_patch14_448", "aimv2_huge_patch14_224",
+    "aimv2_huge_patch14_336", "aimv2_huge_patch14_448", "aimv2_1b_patch14_224", "aimv2_1b_patch14_336",
+    "aimv2_1b_patch14_448", "aimv2_3b_patch14_224", "aimv2_3b_patch14_336", "aimv2_3b_patch14_448",
+    # DINOv2/TIPSv2 giant: SwiGLU-packed MLPs
+    "vit_giant_patch14_dinov2", "vit_giant_patch14_reg4_dinov2", "vit_giant_patch14_reg1_tipsv2",
     "mixer_s16_224",
     "mixer_s32_224",
     "mixer_b16_224",
@@ -70,27 +129,48 @@ PARITY_NAMES = [
 # later blocks. Every tensor of every name at full depth is checked by key and shape in
 # test_full_size_tensors_match_timm (abstract models, no values), and the small names of
 # each family run their parity at full depth.
-REDUCED = {"vit": dict(depth=2), "deit": dict(depth=2), "mixer": dict(num_blocks=2), "tnt": dict(depth=2),
+# Keyed by registry family (DeiT, DeiT III, EVA, FlexiViT are the 'vit' family). Names whose
+# default image is over MAX_PARITY_SIZE px run their parity at 224 px: the position table and
+# token layout are per name and checked at 224, the full size by key and shape below.
+REDUCED = {"vit": dict(depth=2), "mixer": dict(num_blocks=2), "tnt": dict(depth=2),
            "swin": dict(depths=(2, 2, 2, 2)), "mvitv2": dict(depths=(1, 2, 2, 1))}
+MAX_PARITY_SIZE = 384
 FULL_DEPTH = ("vit_tiny_patch16_224", "vit_small_patch16_224", "deit_tiny_patch16_224",
               "deit_small_patch16_224", "deit_tiny_distilled_patch16_224",
               "deit_small_distilled_patch16_224", "mixer_s16_224", "mixer_s32_224", "tnt_s_patch16_224",
               "tnt_s_legacy_patch16_224", "swin_tiny_patch4_window7_224", "mvitv2_tiny", "inception_v4")
 
 
+def reduced(name: str) -> dict:
+    return REDUCED[jaxvit.get_entry(name).family]
+
+
 def depth_kwargs(name: str) -> dict:
-    return {} if name in FULL_DEPTH else REDUCED[name.split("_")[0]]
+    if name in FULL_DEPTH:
+        return {}
+    big = jaxvit.get_entry(name).default_cfg["input_size"][0] > MAX_PARITY_SIZE
+    return dict(reduced(name), **({"img_size": 224} if big else {}))
 
 
-# Every name at its default size. At 96px, at reduced depth, one name per family and per
-# token layout: the size-dependent parts (position tables, windows, pooled grids, relative
-# positions, pixel embeddings) are per family and layout, not per width preset: ViT at
-# patch 16 and 32, DeiT with its distillation token. One patch-size change on a tiny model.
+# Every name at its default size. At 96px (112 for patch 14), at reduced depth, one name per
+# family and per token layout: the size-dependent parts (position tables, windows, pooled grids,
+# relative positions, pixel embeddings) are per family and layout, not per width preset: ViT at
+# patch 16 and 32, DeiT with its distillation token, DeiT III's table without the class token,
+# no class token, registers with and without table rows, CLIP's pre-norm. One patch-size change
+# on a tiny model.
 OTHER_SIZE = ["vit_tiny_patch16_224", "vit_base_patch32_224", "deit_tiny_distilled_patch16_224",
+              "deit3_small_patch16_224", "vit_medium_patch16_gap_256", "vit_small_patch14_reg4_dinov2",
+              "vit_so150m_patch16_reg4_gap_256", "vit_base_patch32_clip_224",
               "mixer_s32_224", "tnt_s_patch16_224", "swin_tiny_patch4_window7_224", "mvitv2_tiny"]
 PARITY_CASES = [(n, depth_kwargs(n)) for n in PARITY_NAMES]
-PARITY_CASES += [(n, {"img_size": 96, **REDUCED[n.split("_")[0]]}) for n in OTHER_SIZE]
+PARITY_CASES += [(n, {"img_size": 112 if "patch14" in n else 96, **reduced(n)}) for n in OTHER_SIZE]
 PARITY_CASES.append(("vit_tiny_patch16_224", {"img_size": 64, "patch_size": 8}))
+# ViT keywords no registered name combines this way: qk_norm; timm's norm placement for the
+# other poolings (fc_norm after 'avg'/'avgmax', the final norm before 'token' without it)
+PARITY_CASES += [("vit_tiny_patch16_224", dict(img_size=64, depth=2, **k)) for k in (
+    {"qk_norm": True}, {"global_pool": "avg"}, {"global_pool": "avgmax", "class_token": False},
+    {"global_pool": "avg", "fc_norm": False, "reg_tokens": 2}, {"pre_norm": True, "final_norm": False},
+)]
 PARITY_CASES.append(("tnt_s_patch16_224", {"img_size": 32, "patch_size": 4, "first_stride": 1}))
 
 torch.set_num_threads(2)
@@ -199,6 +279,39 @@ def test_logits_match_timm(name, kwargs):
     assert diff <= TOL
 
 
+@pytest.mark.parametrize("name,kwargs", [
+    ("vit_intern300m_patch14_448", {"img_size": 112, "depth": 2}),  # registered with dynamic_img_size
+    ("deit3_small_patch16_224", {"img_size": 64, "depth": 2, "dynamic_img_size": True}),  # no_embed_class
+])
+def test_dynamic_img_size_matches_timm(name, kwargs):
+    """dynamic_img_size: inputs of other sizes than built, the position table resampled in the
+    forward pass as timm's; a side the patch does not divide is one clear error."""
+    tmodel = perturbed_timm(name, **kwargs)
+    jmodel, _ = convert_state_dict(name, tmodel.state_dict(), log=quiet, **kwargs)
+    patch = jmodel.patch_embed.patch_size[0]
+    for grid in (3, 6, 11):  # smaller and larger grids than the built one, and the built one's
+        yt, yj = logits(tmodel, jmodel, images(grid * patch))
+        assert max_diff(yt, yj) <= TOL, grid
+    with pytest.raises(ValueError, match="not divisible by patch_size"):
+        jmodel(np.zeros((1, 5 * patch + 1, 5 * patch, 3), np.float32))
+
+
+@pytest.mark.parametrize("name", sorted(jaxvit.list_models(family="vit")))
+def test_default_cfg_matches_timm(name):
+    """The preprocessing and the defaults (image size, classes) are those of timm's default
+    pretrained cfg for the name (its first tag)."""
+    theirs = timm.models.get_pretrained_cfg(name).to_dict()
+    ours = jaxvit.get_entry(name).default_cfg
+    c, h, w = theirs["input_size"]
+    assert tuple(ours["input_size"]) == (h, w, c)
+    for key in ("crop_pct", "interpolation", "num_classes"):
+        assert ours[key] == theirs[key], key
+    for key in ("mean", "std"):
+        assert tuple(ours[key]) == tuple(theirs[key]), key
+    model = jaxvit.abstract_model(name, depth=1)
+    assert model.num_classes == theirs["num_classes"] and model.patch_embed.img_size == (h, w)
+
+
 @pytest.mark.parametrize("name", PARITY_NAMES)
 def test_full_size_tensors_match_timm(name):
     """Every tensor of the full-size model, by timm key and torch shape, is one the converter
@@ -213,9 +326,15 @@ def test_full_size_tensors_match_timm(name):
     assert {k: v for k, v in ours.items() if theirs[k] != v} == {}
 
 
-def test_export_round_trip_loads_strict_in_timm(tmp_path):
+@pytest.mark.parametrize("name,kwargs", [
+    ("deit_tiny_distilled_patch16_224", {"img_size": 64, "num_classes": 7}),
+    # layer scale (blocks.N.ls1.gamma) and a table without the class token's row
+    ("deit3_small_patch16_224", {"img_size": 64, "num_classes": 7, "depth": 2}),
+    # no class token, registers, fc_norm after the pool
+    ("vit_betwixt_patch16_reg4_gap_256", {"img_size": 64, "num_classes": 7, "depth": 2}),
+])
+def test_export_round_trip_loads_strict_in_timm(tmp_path, name, kwargs):
     """jaxvit checkpoint -> safetensors -> timm strict load: same tensors, same logits."""
-    name, kwargs = "deit_tiny_distilled_patch16_224", {"img_size": 64, "num_classes": 7}
     tmodel = perturbed_timm(name, **kwargs)
     jmodel, meta = convert_state_dict(name, tmodel.state_dict(), log=quiet, **kwargs)
     save(str(tmp_path / "ckpt"), jmodel, meta)
@@ -259,22 +378,30 @@ def test_moco_wrapped_checkpoint_through_cli(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    "name,kwargs",
     [
-        pytest.param({"num_classes": 10, "img_size": 32}, id="classes10-img32-grid2"),
-        pytest.param({"num_classes": 10, "img_size": 64, "patch_size": 8}, id="classes10-img64-patch8"),
+        pytest.param("vit_tiny_patch16_224", {"num_classes": 10, "img_size": 32}, id="classes10-img32-grid2"),
+        pytest.param("vit_tiny_patch16_224", {"num_classes": 10, "img_size": 64, "patch_size": 8},
+                     id="classes10-img64-patch8"),
+        # a table without the class token's row, and registers with and without rows
+        pytest.param("deit3_small_patch16_224", {"num_classes": 10, "img_size": 64, "depth": 2},
+                     id="deit3-classes10-img64"),
+        pytest.param("vit_small_patch14_reg4_dinov2", {"num_classes": 10, "img_size": 56, "depth": 2},
+                     id="dinov2reg4-classes10-img56"),
+        pytest.param("vit_so150m_patch16_reg4_gap_256", {"num_classes": 10, "img_size": 64, "depth": 2},
+                     id="so150mreg4-classes10-img64"),
     ],
 )
-def test_finetune_adaptation_matches_timm(kwargs):
-    """A 224/patch16/1000-class checkpoint into a smaller fine-tune model: a new head
-    (reported), and pos_embed/patch kernel/features as timm's own pretrained filter gives."""
+def test_finetune_adaptation_matches_timm(name, kwargs):
+    """A checkpoint at the name's default size and classes into a smaller fine-tune model: a
+    new head (reported), and pos_embed/patch kernel/features as timm's own pretrained filter gives."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    name = "vit_tiny_patch16_224"
-    source = perturbed_timm(name).state_dict()
+    depth = {k: v for k, v in kwargs.items() if k == "depth"}
+    source = perturbed_timm(name, **depth).state_dict()
     notes: list[str] = []
     jmodel, meta = convert_state_dict(name, source, log=notes.append, **kwargs)
-    assert any(n.startswith("head:") and "1000 classes" in n and "re-initialized" in n for n in notes), notes
+    assert any(n.startswith("head:") and "initialized" in n for n in notes), notes  # re- or newly
     assert meta["reinitialized"] == ["head.bias", "head.weight"]
     fresh_head = jaxvit.create_model(name, **kwargs).head
     np.testing.assert_array_equal(np.asarray(jmodel.head.kernel[...]), np.asarray(fresh_head.kernel[...]))
@@ -358,7 +485,8 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, capsys, make)
 
 def test_bad_model_name_and_existing_out(tmp_path, capsys):
     rc = convert_main(["--model", "vit_tiny_patch16", "--random-init", "--out", str(tmp_path / "x")])
-    assert rc == 2 and "did you mean 'vit_tiny_patch16_224'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "did you mean" in err and "'vit_tiny_patch16_224'" in err  # among the close names
     assert not (tmp_path / "x").exists()
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "f").write_text("keep")

@@ -3,8 +3,10 @@
 import importlib as _importlib
 
 from jaxvit.layers.attention import Attention, attention
-from jaxvit.layers.common import DropPath, dropout, gelu, layer_norm, linear, to_2tuple
-from jaxvit.layers.mlp import Mlp
+from jaxvit.layers.attention_pool import AttentionPoolLatent
+from jaxvit.layers.common import DropPath, dropout, gelu, get_act, layer_norm, linear, make_norm, to_2tuple
+from jaxvit.layers.layer_scale import LayerScale
+from jaxvit.layers.mlp import GluMlp, Mlp, SwiGLU
 from jaxvit.layers.patch_embed import PatchEmbed
 from jaxvit.layers.pos_embed import resample_abs_pos_embed
 
@@ -15,13 +17,19 @@ __all__ = [
     "attention_impl",
     "Attention",
     "attention",
+    "AttentionPoolLatent",
     "DropPath",
     "dropout",
     "gelu",
+    "get_act",
     "layer_norm",
+    "LayerScale",
     "linear",
+    "make_norm",
+    "GluMlp",
     "Mlp",
     "PatchEmbed",
+    "SwiGLU",
     "to_2tuple",
     "resample_abs_pos_embed",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jaxvit.errors import ConfigError
-from jaxvit.layers.common import Dtype, dropout, linear
+from jaxvit.layers.common import Dtype, dropout, linear, make_norm
 
 # Which kernel runs attention: 'auto' (cuDNN's fused kernel on GPU in bf16/fp16, XLA elsewhere),
 # 'xla', 'cudnn' (forced; fails where cuDNN refuses the shapes), 'xla_padded' (XLA on the padded,
@@ -134,6 +135,11 @@ class Attention(nnx.Module):
         num_heads: int = 8,
         *,
         qkv_bias: bool = True,
+        qk_norm: bool = False,
+        scale_norm: bool = False,
+        proj_bias: bool = True,
+        norm_layer: str | None = None,
+        norm_eps: float = 1e-6,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         dtype: Dtype = None,
@@ -143,14 +149,24 @@ class Attention(nnx.Module):
             raise ConfigError(f"dim {dim} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.qkv = linear(dim, dim * 3, bias=qkv_bias, dtype=dtype, rngs=rngs)
+        # qk_norm: a LayerNorm over each head's query and key (timm's q_norm / k_norm)
+        head_dim = dim // num_heads
+        norm = partial(make_norm, norm_layer, eps=norm_eps, dtype=dtype, rngs=rngs)
+        self.q_norm = norm(head_dim) if qk_norm else None
+        self.k_norm = norm(head_dim) if qk_norm else None
+        # scale_norm: a LayerNorm on the heads' output before proj (timm's norm; BEiT-3)
+        self.norm = norm(dim) if scale_norm else None
         self.attn_drop = dropout(attn_drop, rngs)
-        self.proj = linear(dim, dim, dtype=dtype, rngs=rngs)
+        self.proj = linear(dim, dim, bias=proj_bias, dtype=dtype, rngs=rngs)
         self.proj_drop = dropout(proj_drop, rngs)
 
     def __call__(self, x: jax.Array, *, bias: jax.Array | None = None, mask=None) -> jax.Array:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
-        out = attention(
-            qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=bias, mask=mask, attn_drop=self.attn_drop
-        )
-        return self.proj_drop(self.proj(out.reshape(b, n, c)))
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        out = attention(q, k, v, bias=bias, mask=mask, attn_drop=self.attn_drop).reshape(b, n, c)
+        if self.norm is not None:
+            out = self.norm(out)
+        return self.proj_drop(self.proj(out))

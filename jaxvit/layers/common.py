@@ -1,4 +1,5 @@
-"""Small building blocks shared by every family: Linear, LayerNorm, DropPath, Dropout, to_2tuple."""
+"""Small building blocks shared by every family: Linear, LayerNorm, activations, DropPath, Dropout,
+to_2tuple."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxvit.errors import ConfigError
 from jaxvit.layers import init
 
 Dtype = jnp.dtype | type | None
@@ -44,9 +46,48 @@ def layer_norm(dim: int, *, eps: float = 1e-6, dtype: Dtype, rngs: nnx.Rngs) -> 
     return nnx.LayerNorm(dim, epsilon=eps, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
 
+def rms_norm(dim: int, *, eps: float = 1e-6, dtype: Dtype, rngs: nnx.Rngs) -> nnx.RMSNorm:
+    """timm's ``RmsNorm``: x / sqrt(mean(x^2) + eps) * weight."""
+    return nnx.RMSNorm(dim, epsilon=eps, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+# timm's norm_layer names for the norms jaxvit's ViT takes.
+NORMS = {"layernorm": layer_norm, "rmsnorm": rms_norm}
+
+
+def make_norm(kind: str | None, dim: int, *, eps: float, dtype: Dtype, rngs: nnx.Rngs) -> nnx.Module:
+    """A norm by timm's ``norm_layer`` name (None: LayerNorm)."""
+    if (kind or "layernorm") not in NORMS:
+        raise ConfigError(f"norm_layer {kind!r} is not one of {tuple(NORMS)}; pass one of those names")
+    return NORMS[kind or "layernorm"](dim, eps=eps, dtype=dtype, rngs=rngs)
+
+
 def gelu(x: jax.Array) -> jax.Array:
     # PyTorch's nn.GELU default is the exact erf form; parity needs it.
     return jax.nn.gelu(x, approximate=False)
+
+
+def gelu_tanh(x: jax.Array) -> jax.Array:
+    """nn.GELU(approximate='tanh'): timm's ``gelu_tanh`` (SigLIP)."""
+    return jax.nn.gelu(x, approximate=True)
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+    """x * sigmoid(1.702 x): timm's ``quick_gelu`` (OpenAI CLIP)."""
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+# timm's act_layer names for the activations jaxvit's models take.
+ACTIVATIONS = {"gelu": gelu, "gelu_tanh": gelu_tanh, "quick_gelu": quick_gelu, "silu": jax.nn.silu}
+
+
+def get_act(name: str | None):
+    """timm's ``get_act_layer`` for a name (None: GELU) -> the function."""
+    if name is None:
+        return gelu
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"act_layer {name!r} is not one of {tuple(ACTIVATIONS)}; pass one of those names")
+    return ACTIVATIONS[name]
 
 
 class DropPath(nnx.Module):

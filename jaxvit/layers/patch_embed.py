@@ -12,6 +12,10 @@ from jaxvit.layers.common import Dtype, to_2tuple
 
 
 class PatchEmbed(nnx.Module):
+    # the class defaults, for subclasses that build their own conv without this __init__ (MViTv2's)
+    strict_img_size: bool = True
+    norm: nnx.Module | None = None
+
     def __init__(
         self,
         img_size: int | tuple[int, int] = 224,
@@ -21,6 +25,8 @@ class PatchEmbed(nnx.Module):
         *,
         bias: bool = True,
         flatten: bool = True,
+        strict_img_size: bool = True,
+        norm: nnx.Module | None = None,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
@@ -35,6 +41,10 @@ class PatchEmbed(nnx.Module):
         self.grid_size = tuple(s // p for s, p in zip(self.img_size, self.patch_size))
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.flatten = flatten
+        # False (timm's dynamic_img_size): any input whose sides the patch divides
+        self.strict_img_size = strict_img_size
+        # on the embedded tokens (timm's norm_layer: Swin, AIMv2's embed_norm_layer); nnx.data: a subclass may set it
+        self.norm = nnx.data(norm)
         self.proj = nnx.Conv(
             in_chans,
             embed_dim,
@@ -49,10 +59,17 @@ class PatchEmbed(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        if tuple(x.shape[1:3]) != self.img_size:
+        if not self.strict_img_size:
+            if x.shape[1] % self.patch_size[0] or x.shape[2] % self.patch_size[1]:
+                raise ConfigError(
+                    f"input is {tuple(x.shape[1:3])}, not divisible by patch_size {self.patch_size}; "
+                    "resize the images to a multiple of the patch size"
+                )
+        elif tuple(x.shape[1:3]) != self.img_size:
             raise ConfigError(
                 f"input is {tuple(x.shape[1:3])} but the model was built for img_size "
                 f"{self.img_size}; create the model with img_size={x.shape[1]}"
             )
         x = self.proj(x)
-        return x.reshape(x.shape[0], -1, x.shape[-1]) if self.flatten else x
+        x = x.reshape(x.shape[0], -1, x.shape[-1]) if self.flatten else x
+        return x if self.norm is None else self.norm(x)

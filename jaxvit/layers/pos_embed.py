@@ -1,12 +1,16 @@
 """Position-embedding resampling at load time (prefix tokens kept), as timm does.
 
 One kernel everywhere (the trainer's init_from, ``create_model(checkpoint=)``, the
-converter): torch's ``F.interpolate(mode='bicubic', antialias=True, align_corners=False)``,
-what timm's ``resample_abs_pos_embed`` calls, written in numpy so the core needs no torch.
+converter, and a ``dynamic_img_size`` ViT's forward): torch's ``F.interpolate(mode='bicubic',
+antialias=True, align_corners=False)``, what timm's ``resample_abs_pos_embed`` calls, written
+in numpy so the core needs no torch. In a forward pass the sizes are static, so the numpy
+weights are constants of the traced program.
 """
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -66,3 +70,17 @@ def resample_abs_pos_embed(
     grid = bicubic_resize(grid.reshape(1, old_grid[0], old_grid[1], dim), tuple(new_grid))
     grid = grid.reshape(1, new_grid[0] * new_grid[1], dim).astype(pos_embed.dtype)
     return np.concatenate([prefix, grid], axis=1)
+
+
+def resample_abs_pos_embed_traced(
+    pos_embed: jax.Array, new_grid: tuple[int, int], old_grid: tuple[int, int], num_prefix_tokens: int
+) -> jax.Array:
+    """``resample_abs_pos_embed`` on a traced (1, prefix + H*W, D) table (a forward pass)."""
+    if tuple(old_grid) == tuple(new_grid):
+        return pos_embed
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    rows = jnp.asarray(resize_matrix(old_grid[0], new_grid[0]), jnp.float32)
+    cols = jnp.asarray(resize_matrix(old_grid[1], new_grid[1]), jnp.float32)
+    grid = grid.reshape(1, old_grid[0], old_grid[1], -1).astype(jnp.float32)
+    grid = jnp.einsum("hH,wW,bHWd->bhwd", rows, cols, grid).reshape(1, new_grid[0] * new_grid[1], -1)
+    return jnp.concatenate([prefix, grid.astype(pos_embed.dtype)], axis=1)

@@ -41,10 +41,7 @@ class SwinPatchEmbed(PatchEmbed):
 
     def __init__(self, img_size, patch_size, in_chans, embed_dim, *, dtype: Dtype, rngs: nnx.Rngs):
         super().__init__(img_size, patch_size, in_chans, embed_dim, flatten=False, dtype=dtype, rngs=rngs)
-        self.norm = layer_norm(embed_dim, eps=LN_EPS, dtype=dtype, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.norm(super().__call__(x))
+        self.norm = layer_norm(embed_dim, eps=LN_EPS, dtype=dtype, rngs=rngs)  # PatchEmbed's forward applies it
 
 
 class WindowAttention(Attention):
