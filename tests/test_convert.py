@@ -26,7 +26,8 @@ CIFAR = ROOT.parent / "shared" / "data" / "cifar10-subset"
 # Swin-B at depths (2,2,2,2), MViTv2-T; 2-core CPU, jax 0.10.2, 2026-11-27, with and without
 # XLA optimization); over every case of the whole file 4.5e-8..1.03e-5, the largest on the
 # unnormed features (|values| up to 10) of the C-RADIO towers at full width (2026-11-27, same
-# machine); 1e-4 is 10x the largest.
+# machine); 1e-4 is 10x the largest. (Those figures are at full width; the ViT/DeiT names now
+# run narrow, see WIDE below, where the features are smaller: all 208 cases passed, not re-measured.)
 TOL = 1e-4
 NOISE = 0.02  # moves every tensor off its init, so a mis-mapped one shows in the logits
 
@@ -145,11 +146,23 @@ def reduced(name: str) -> dict:
     return REDUCED[jaxvit.get_entry(name).family]
 
 
+# ViT/DeiT names beyond these run narrow too (width 64, 4 heads; 96 where SwiGLU-packed MLPs
+# need an even hidden width): a name's layer types and token layout do not depend on its width,
+# its full width is checked by key and shape below, and at full width the ~160 names would
+# build towers of up to 3B parameters per two blocks (AIMv2-3B), tens of minutes of the suite.
+WIDE = ("vit_base_patch16_224", "vit_base_patch32_224", "vit_large_patch16_224", "deit_base_patch16_224",
+        "deit_base_distilled_patch16_224")
+
+
 def depth_kwargs(name: str) -> dict:
     if name in FULL_DEPTH:
         return {}
     big = jaxvit.get_entry(name).default_cfg["input_size"][0] > MAX_PARITY_SIZE
-    return dict(reduced(name), **({"img_size": 224} if big else {}))
+    kwargs = dict(reduced(name), **({"img_size": 224} if big else {}))
+    if jaxvit.get_entry(name).family == "vit" and name not in WIDE:
+        kwargs.update(embed_dim=96 if "giant_patch14" in name and ("dinov2" in name or "tipsv2" in name) else 64,
+                      num_heads=4)
+    return kwargs
 
 
 # Every name at its default size. At 96px (112 for patch 14), at reduced depth, one name per
