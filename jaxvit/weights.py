@@ -232,18 +232,9 @@ class LoadReport:
         return self.reinitialized | set(self.diff.missing) | set(self.diff.mismatched)
 
 
-def load_into(
-    model: nnx.Module,
-    trees: Mapping[str, Mapping],
-    *,
-    strict: bool = True,
-    source: str = "checkpoint",
-    meta: Mapping | None = None,
-    asked: str | None = None,
-    fix: str = "build the model with the checkpoint's name and keywords, or load with strict=False",
-    log_fn: Log | None = None,
-) -> LoadReport:
-    """Fits ``trees`` ({'params', ['batch_stats']}) to ``model`` and writes them into it.
+def load_into(model: nnx.Module, trees: Mapping[str, Mapping], **options: Any) -> LoadReport:
+    """Fits ``trees`` ({'params', ['batch_stats']}) to ``model`` and writes them into it;
+    ``options`` are ``fit``'s (strict, source, meta, asked, fix, log_fn).
 
     A classifier with another class count is re-initialized and absolute position tables are
     resampled to the model's grid; any other difference raises CheckpointError (``strict``) or
@@ -251,9 +242,8 @@ def load_into(
     model and keywords) and ``asked`` (the model asked for) name both sides in the error.
     """
     current = collections_of(model)
-    loaded, report = fit(model, flatten(current), trees, strict=strict, source=source, meta=meta, asked=asked,
-                         fix=fix, log_fn=log_fn)
-    assign(model, unflatten_like(loaded, current), source=source)
+    loaded, report = fit(model, flatten(current), trees, **options)
+    assign(model, unflatten_like(loaded, current), source=options.get("source", "checkpoint"))
     return report
 
 
