@@ -60,12 +60,10 @@ def model_kwargs(config, num_classes: int) -> dict:
     return kw
 
 
-def _weights(make: Callable[[], nnx.Module]) -> Callable[[], tuple[dict, dict, dict]]:
-    def init():
-        _, params, batch_stats, rest = nnx.split(make(), nnx.Param, nnx.BatchStat, ...)
-        return nnx.to_pure_dict(params), nnx.to_pure_dict(batch_stats), nnx.to_pure_dict(rest)
-
-    return init
+def _weights(model: nnx.Module) -> tuple[dict, dict, dict]:
+    """(params, batch_stats, the rest) of ``model`` as pure dicts: values, or shapes when abstract."""
+    _, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    return nnx.to_pure_dict(params), nnx.to_pure_dict(batch_stats), nnx.to_pure_dict(rest)
 
 
 def create(config, mesh, num_classes: int, schedules) -> Built:
@@ -83,10 +81,9 @@ def create(config, mesh, num_classes: int, schedules) -> Built:
         sync_batch_norm(model, "data")
 
     # --- its weights, drawn shard by shard ----------------------------------------------
-    init = _weights(make)
-    with quick_tracer_probes():
-        shapes = jax.eval_shape(init)
-        (params, batch_stats, rest), init_bytes = _materialize(init, sharding.state_shardings(mesh, shapes))
+    with quick_tracer_probes():  # the shapes are the abstract model's: the constructor is traced once more, here
+        shardings = sharding.state_shardings(mesh, _weights(model))
+        (params, batch_stats, rest), init_bytes = _materialize(lambda: _weights(make()), shardings)
     new: set[str] = set()
     if config.init_from:
         params, batch_stats, new = init_from(config, model, params, batch_stats, kw)
