@@ -26,7 +26,7 @@ from jaxvit import weights
 from jaxvit.train import optim, sharding, state
 from jaxvit.train.runner import create_runner
 
-workdir, ckpt = sys.argv[1:3]
+ckpt = sys.argv[1]
 c = default.get_config()
 c.model, c.model_args, c.img_size, c.patch_size = "vit_tiny_patch16_224", "depth=2,embed_dim=256,num_heads=4", 32, 8
 c.global_batch_size = 8
@@ -70,7 +70,7 @@ print("RESULT" + json.dumps(out))
 @pytest.fixture(scope="module")
 def budget_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("state")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp / "run"), str(tmp / "ckpt")], env=device_env(8),
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp / "ckpt")], env=device_env(8),
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
     assert proc.returncode == 0 and lines, proc.stderr[-4000:]
@@ -105,6 +105,6 @@ if __name__ == "__main__":  # prints the measured figures
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        proc = subprocess.run([sys.executable, "-c", SCRIPT, d + "/run", d + "/ckpt"], env=device_env(8), cwd=ROOT,
+        proc = subprocess.run([sys.executable, "-c", SCRIPT, d + "/ckpt"], env=device_env(8), cwd=ROOT,
                               capture_output=True, text=True)
         print(proc.stdout.splitlines()[-1] if proc.returncode == 0 else proc.stderr[-3000:])
