@@ -2,6 +2,7 @@
 
 import importlib as _importlib
 
+from jaxvit.layers import remat
 from jaxvit.layers.attention import Attention, attention
 from jaxvit.layers.attention_pool import AttentionPoolLatent
 from jaxvit.layers.common import DropPath, dropout, gelu, get_act, layer_norm, linear, make_norm, to_2tuple

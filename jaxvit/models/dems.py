@@ -54,6 +54,7 @@ from flax import nnx
 from jaxvit.layers import PatchEmbed, dropout, gelu, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.classifier import logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.models.vit import Block
 from jaxvit.registry import build, register_model
@@ -256,7 +257,7 @@ class DemsViT(ClassifierModel):
                 x = self._merge(x, self.mlp1)
             if i == self.merge_layer2:
                 x = self._merge(x, self.mlp2)
-            x = blk(x)
+            x = block_call(blk, x)
         return self.norm(x)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:

@@ -29,6 +29,7 @@ from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.conv_bn import AvgPool2d, ConvNormAct, MaxPool2d
 from jaxvit.layers.init import torch_default_bias, torch_default_kernel
+from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
 
@@ -234,7 +235,10 @@ class InceptionV4(ClassifierModel):
 
     def forward_features(self, x: jax.Array) -> jax.Array:
         """NHWC images -> (B, H/32, W/32, 1536) features (8x8 at 299)."""
-        return _chain(self.features, self.cast_input(x))
+        x = self.cast_input(x)
+        for layer in self.features:  # each a block for config.remat
+            x = block_call(layer, x)
+        return x
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         return logits(self.last_linear, self.head_drop(global_pool(x, self.global_pool)), pre_logits)

@@ -18,6 +18,7 @@ from flax import nnx
 from jaxvit.layers import DropPath, Mlp, PatchEmbed, dropout, init, layer_norm, to_2tuple
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
 
@@ -126,7 +127,7 @@ class MlpMixer(ClassifierModel):
     def forward_features(self, x: jax.Array) -> jax.Array:
         x = self.stem(self.cast_input(x))
         for blk in self.blocks:
-            x = blk(x)
+            x = block_call(blk, x)
         return self.norm(x)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:

@@ -51,6 +51,7 @@ from jaxvit.layers import Mlp, PatchEmbed, init, layer_norm, linear
 from jaxvit.layers.attention import attention
 from jaxvit.layers.classifier import logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.models.vit import Block
 from jaxvit.registry import build, register_model
@@ -210,7 +211,7 @@ class MultiScaleVisionTransformer(ClassifierModel):
         x = jnp.concatenate([self._frame_tokens(x, s, i) for i, s in enumerate(self.img_sizes)], axis=1)
         mask = jnp.asarray(frame_mask(self.tokens_per_frame))[None, None] if self.causal else None
         for blk in self.blocks:
-            x = blk(x, mask=mask)
+            x = block_call(blk, x, mask=mask)
         return self.norm(x)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:

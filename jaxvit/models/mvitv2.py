@@ -31,6 +31,7 @@ from flax.linen import avg_pool, max_pool
 from jaxvit.layers import DropPath, Mlp, PatchEmbed, attention, dropout, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.classifier import ClassifierHead, check_pool, global_pool
 from jaxvit.layers.common import Dtype
+from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import build, register_model
 
@@ -368,7 +369,7 @@ class MultiScaleVitStage(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for blk in self.blocks:
-            x = blk(x)
+            x = block_call(blk, x)
         return x
 
 

@@ -57,6 +57,7 @@ from flax import nnx
 from jaxvit.layers import attention, dropout, gelu, init, layer_norm, linear
 from jaxvit.layers.classifier import logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel, param_count
 from jaxvit.registry import build, register_model
 
@@ -322,7 +323,7 @@ class Perceiver(_PerceiverBase):
         data = self.input_array(x)
         z = self._latents(data.shape[0], data.dtype)
         for block in self.layers:
-            z = block(z, data)
+            z = block_call(block, z, data)
         return z
 
     def forward_head(self, z: jax.Array, pre_logits: bool = False) -> jax.Array:
@@ -404,7 +405,7 @@ class PerceiverIO(_PerceiverBase):
         data = self.input_array(x)
         z = self.cross_attend_block(self._latents(data.shape[0], data.dtype), data)
         for block in self.layers:
-            z = block(z)
+            z = block_call(block, z)
         return z
 
     def forward_head(self, z: jax.Array, pre_logits: bool = False) -> jax.Array:

@@ -22,6 +22,7 @@ from flax import nnx
 from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.classifier import ClassifierHead
 from jaxvit.layers.common import Dtype
+from jaxvit.layers.remat import block_call
 from jaxvit.layers.window import (
     clamp_window,
     pad_to_windows,
@@ -194,7 +195,7 @@ class SwinTransformerStage(nnx.Module):
         if self.downsample is not None:
             x = self.downsample(x)
         for blk in self.blocks:
-            x = blk(x)
+            x = block_call(blk, x)
         return x
 
 

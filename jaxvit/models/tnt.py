@@ -26,6 +26,7 @@ from flax import nnx
 from jaxvit.layers import DropPath, Mlp, attention, dropout, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
 
@@ -278,7 +279,7 @@ class TNT(ClassifierModel):
         patch_embed = jnp.concatenate([cls, patch_embed], axis=1)
         patch_embed = self.pos_drop(patch_embed + self.patch_pos[...].astype(patch_embed.dtype))
         for blk in self.blocks:
-            pixel_embed, patch_embed = blk(pixel_embed, patch_embed)
+            pixel_embed, patch_embed = block_call(blk, pixel_embed, patch_embed)
         return self.norm(patch_embed)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:

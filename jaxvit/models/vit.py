@@ -39,6 +39,7 @@ from jaxvit.layers import (
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, gelu
 from jaxvit.layers.pos_embed import resample_abs_pos_embed_traced
+from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import (
     IMAGENET_DEFAULT_MEAN,
@@ -407,7 +408,7 @@ class VisionTransformer(ClassifierModel):
         if self.norm_pre is not None:
             x = self.norm_pre(x)
         for blk in self.blocks:
-            x = blk(x)
+            x = block_call(blk, x)
         return x if self.norm is None else self.norm(x)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:

@@ -256,6 +256,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float] | P
     workdir = os.path.abspath(os.path.expanduser(workdir))  # orbax needs absolute paths
     validate(config)
     jaxvit.layers.attention_impl.set_implementation(config.attention)  # read when the step is traced
+    jaxvit.layers.remat.set_policy(config.remat)  # likewise
 
     # --- mesh --------------------------------------------------------------------------
     mesh = create_mesh(config)

@@ -1,0 +1,82 @@
+"""Per-block rematerialization (jaxvit/layers/remat.py, ``config.remat``): the same loss, gradients
+and BatchNorm statistics as without it, for every family, and less memory for the step."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_models
+from flax import nnx
+
+import jaxvit
+from jaxvit.errors import ConfigError
+from jaxvit.layers import remat
+
+
+def _grad_fn(model):
+    """jit(loss, grads, new BatchNorm stats) of a train-mode forward; traced under the remat
+    policy that is set when it is first called."""
+    graph, params, rest = nnx.split(model, nnx.Param, ...)
+    params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)  # as the train step holds them
+
+    def loss(params, rest, x):
+        m = nnx.merge(graph, params, rest)
+        out = m(x)
+        return jnp.mean(out.astype(jnp.float32) ** 2), nnx.state(m, nnx.BatchStat)
+
+    f = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    return lambda x: f(params, rest, x)
+
+
+@pytest.mark.parametrize("name", list(tiny_models()))
+def test_remat_block_gives_the_same_numbers(name):
+    kwargs = tiny_models()[name]
+    model = jaxvit.create_model(name, num_classes=5, seed=1, **kwargs)
+    size = kwargs["img_size"]
+    x = np.random.default_rng(0).standard_normal((2, size, size, 3)).astype(np.float32)
+    with remat.policy("none"):
+        (loss0, stats0), grads0 = _grad_fn(model)(x)
+    with remat.policy("block"):
+        fn = _grad_fn(model)
+        (loss1, stats1), grads1 = fn(x)
+        jaxpr = jax.make_jaxpr(lambda x: fn(x))(x)
+    assert "checkpoint" in str(jaxpr) or "remat" in str(jaxpr), "no block was rematerialized"
+    # The recomputed forward is the same program on the same inputs: measured bitwise equal for
+    # every family here (fp32, CPU, jax 0.10.2); 1e-6 leaves room for XLA fusing the two
+    # programs differently.
+    np.testing.assert_allclose(loss1, loss0, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(grads1), jax.tree.leaves(grads0), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(stats1), jax.tree.leaves(stats0), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_remat_block_keeps_fewer_activations():
+    """What autodiff keeps from the forward for the backward (the residuals: the leaves of
+    ``jax.vjp``'s function) for a 4-block ViT at batch 32: remat keeps each block's input only.
+    Measured: 69.4 MiB in 157 arrays without remat, 5.9 MiB in 61 with it (params included).
+    XLA:CPU's compiled temporaries do not show the saving (75.0 vs 83.2 MiB measured: its
+    scheduler is not memory-driven); the GPU figure is bench.py's peak GB with --remat block."""
+    model = jaxvit.create_model("vit_tiny_patch16_224", num_classes=5, img_size=64, patch_size=8, depth=4,
+                                embed_dim=64, num_heads=2)
+    x = jax.ShapeDtypeStruct((32, 64, 64, 3), jnp.float32)
+    graph, params, rest = nnx.split(model, nnx.Param, ...)
+    params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+
+    def loss(params, x):
+        return jnp.mean(nnx.merge(graph, params, rest)(x) ** 2)
+
+    kept = {}
+    for policy in remat.POLICIES:
+        with remat.policy(policy):
+            residuals = jax.eval_shape(lambda p, x: jax.tree.leaves(jax.vjp(loss, p, x)[1]), params, x)
+        kept[policy] = sum(math.prod(a.shape) * a.dtype.itemsize for a in residuals)
+    assert kept["block"] < 0.2 * kept["none"], kept
+
+
+def test_unknown_policy_is_a_config_error():
+    with pytest.raises(ConfigError, match="remat 'layer' is not one of"):
+        remat.set_policy("layer")
+    assert remat.get_policy() == "none"
