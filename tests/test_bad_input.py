@@ -51,6 +51,21 @@ def test_config_mistakes_are_user_errors_and_write_nothing(tmp_path, overrides, 
     assert not (tmp_path / "wd").exists()
 
 
+def test_uint8_transfer_with_random_erasing_exits_2_before_writing(tmp_path):
+    """Random erasing works on the normalized image, on the host: with uint8 batches there is none there."""
+    from conftest import main_in_process
+
+    status, _, err = main_in_process(tmp_path / "wd", "--config.transfer_dtype=uint8", "--config.aug.reprob=0.25")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
+    assert "aug.reprob=0.25" in lines[0] and "--config.transfer_dtype=float32" in lines[0]
+    assert not (tmp_path / "wd").exists()
+    status, _, err = main_in_process(tmp_path / "wd", "--config.transfer_dtype=uint16")
+    assert status == 2 and err.strip() == (
+        "error: config.transfer_dtype='uint16' is not one of ('float32', 'uint8')"), err[-2000:]
+    assert not (tmp_path / "wd").exists()
+
+
 def test_main_prints_one_line_and_exits_2(tmp_path):
     """What the user sees: no traceback, a single 'error:' line, exit 2, no workdir."""
     proc = run_main(tmp_path / "wd", "--config.optimizer=adamx", check=False)

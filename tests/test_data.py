@@ -92,6 +92,50 @@ def test_normalization_and_size():
     assert b["image"].max() <= 1.0 + 1e-5
 
 
+IMAGENET_NORM = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))  # per-channel, unlike the default
+
+
+def test_uint8_batches_normalized_on_device_equal_the_float32_pipeline():
+    """transfer_dtype='uint8': the same crops and flips, stopped before normalization and rounded to uint8;
+    normalize_on_device then gives the float32 pipeline's images to within that rounding."""
+    from jaxvit.train.step import normalize_on_device
+
+    src = digits_source()
+    f32 = config(**IMAGENET_NORM)
+    u8 = config(transfer_dtype="uint8", **IMAGENET_NORM)
+    for c in (f32, u8):
+        c.aug.hflip = 0.5
+    std = np.array(IMAGENET_NORM["std"])
+    for batches in (lambda c: pipeline.train_batches(c, src, 64, 3, 0, 1),
+                    lambda c: pipeline.eval_batches(c, src, "test", 64, 0, 1)):
+        f, u = next(batches(f32)), next(batches(u8))
+        assert u["image"].dtype == np.uint8 and u["image"].shape == f["image"].shape
+        np.testing.assert_array_equal(u["label"], f["label"])
+        x = np.asarray(normalize_on_device(u["image"], IMAGENET_NORM["mean"], IMAGENET_NORM["std"]))
+        assert x.dtype == np.float32
+        # Rounding moves a pixel by at most 0.5 of 255, i.e. 0.5 / 255 / std_c once normalized (the float32
+        # pipeline's resized values are not integers, the uint8 one's are). Measured (2-core CPU): the max
+        # |diff| per channel reaches that bound, at most 1.6e-7 over it (float32 rounding of values up to
+        # ~2.6, a few ulp); the +1e-6 is 6x that. Per channel, so a mean/std channel mix-up fails.
+        diff = np.abs(x - f["image"]).max(axis=(0, 1, 2))
+        assert (diff <= 0.5 / 255 / std + 1e-6).all(), (diff, 0.5 / 255 / std)
+        assert diff.min() > 0  # the float32 pipeline's values are not already integers: rounding was tested
+    # float images were normalized on the host: the same array back
+    assert normalize_on_device(f["image"], IMAGENET_NORM["mean"], IMAGENET_NORM["std"]) is f["image"]
+
+
+def test_uint8_batches_are_a_quarter_of_the_bytes():
+    src = digits_source()
+    f = next(pipeline.train_batches(config(), src, 32, 0, 0, 1))
+    u = next(pipeline.train_batches(config(transfer_dtype="uint8"), src, 32, 0, 0, 1))
+    assert f["image"].dtype == np.float32 and u["image"].dtype == np.uint8
+    assert f["image"].nbytes == 4 * u["image"].nbytes
+    e = list(pipeline.eval_batches(config(transfer_dtype="uint8"), src, "test", 64, 0, 1))
+    assert all(b["image"].dtype == np.uint8 for b in e)  # the masked padding too
+    s = next(pipeline.synthetic_batches(config(transfer_dtype="uint8"), 4, 10))
+    assert s["image"].dtype == np.uint8 and s["image"].shape == (4, 16, 16, 3)
+
+
 def test_imagefolder_holdout_is_deterministic(cifar_subset):
     a = imagefolder_source(str(cifar_subset), 0.1, seed=0)
     b = imagefolder_source(str(cifar_subset), 0.1, seed=0)

@@ -172,3 +172,22 @@ def test_synthetic_dataset_trains_and_evaluates(tmp_path):
     result = train_in_process(tmp_path, "--config.dataset=synthetic", "--config.total_steps=2")
     final = [m for m in read_metrics(tmp_path) if "eval_count" in m][-1]
     assert final["step"] == 2 and final["eval_count"] == result["eval_count"] == 2 * 32  # two masked batches
+
+
+def test_uint8_transfer_trains_as_float32_does(tmp_path):
+    """transfer_dtype='uint8' (images normalized in the step): a 1-block ViT trains, its first-step loss is
+    the float32 run's to within the inputs' rounding, and eval_only reads its checkpoint with uint8 batches."""
+    one_block = ["--config.model_args=depth=1,embed_dim=32,num_heads=2", "--config.total_steps=3"]
+    f32 = train_in_process(tmp_path / "f32", *one_block)
+    u8 = train_in_process(tmp_path / "u8", *one_block, "--config.transfer_dtype=uint8")
+    lf, lu = train_losses(tmp_path / "f32"), train_losses(tmp_path / "u8")
+    assert len(lu) == 3 and lu[-1] != lu[0]  # it trained
+    # measured |first-step loss difference| (seeds 0-2, 2-core CPU): 5.2e-6, 2.4e-6, 1.2e-6 (the inputs differ
+    # by at most 0.5/255 before normalization); 5e-5 is 10x the largest
+    assert lu[0] == pytest.approx(lf[0], abs=5e-5)
+    # measured |final eval loss difference| (seeds 0-2): 1.4e-6, 6.8e-7, 1.5e-6; 5e-5 is 30x the largest
+    assert u8["eval_count"] == f32["eval_count"] == 360 and u8["eval_loss"] == pytest.approx(f32["eval_loss"], abs=5e-5)
+    status, out, err = main_in_process(tmp_path / "u8", *one_block, "--config.transfer_dtype=uint8",
+                                       "--config.eval_only=True")
+    assert status == 0, err[-3000:]
+    assert f"eval_loss={u8['eval_loss']:.4f}" in out and "eval_count=360" in out

@@ -115,7 +115,8 @@ def eval_batches(
         num_parallel_calls=AUTOTUNE,
     )
     pad = {
-        "image": tf.zeros([config.img_size, config.img_size, 3], tf.float32),
+        "image": tf.zeros([config.img_size, config.img_size, 3],
+                          tf.uint8 if transforms.transfers_uint8(config) else tf.float32),
         "label": tf.constant(0, tf.int32),
         "mask": tf.constant(0.0),
     }
@@ -125,9 +126,14 @@ def eval_batches(
 
 
 def synthetic_batches(config, local_batch: int, num_classes: int, seed: int = 0):
-    """Random normalized images and labels, without TensorFlow (benchmarks, GPU hosts without TF)."""
+    """Random normalized images and labels, without TensorFlow (benchmarks, GPU hosts without TF);
+    uniform uint8 images with ``transfer_dtype='uint8'``."""
     rng = np.random.default_rng(seed)
-    images = rng.standard_normal((local_batch, config.img_size, config.img_size, 3), np.float32)
+    shape = (local_batch, config.img_size, config.img_size, 3)
+    if transforms.transfers_uint8(config):
+        images = rng.integers(0, 256, shape, dtype=np.uint8)
+    else:
+        images = rng.standard_normal(shape, np.float32)
     labels = rng.integers(0, num_classes, (local_batch,), dtype=np.int32)
     while True:
         yield {"image": images, "label": labels}

@@ -39,6 +39,25 @@ def normalize(tf, image, mean, std):
     return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
+def transfers_uint8(config) -> bool:
+    """``transfer_dtype='uint8'``: the transforms stop before normalization and emit uint8 images (0..255,
+    rounded as timm's PIL images are); the train and eval steps normalize them on the device."""
+    return config.get("transfer_dtype", "float32") == "uint8"
+
+
+def to_uint8(tf, image):
+    """Float pixel values as uint8: rounded to the nearest integer (tf.round, as before the uint8-valued ops)
+    and clipped to 0..255, what timm's PIL images hold."""
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def _finish(tf, config, image, size):
+    """The image as it crosses to the device: normalized float32, or uint8 (``transfers_uint8``)."""
+    if transfers_uint8(config):
+        return tf.ensure_shape(to_uint8(tf, image), [*size, 3])
+    return tf.ensure_shape(normalize(tf, image, config.mean, config.std), [*size, 3])
+
+
 def random_crop(tf, image, seed, size, padding):
     """torchvision RandomCrop(size, padding): zero-pad each side by ``padding``, crop size at a uniform offset."""
     image = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
@@ -126,11 +145,15 @@ def _erasing(config):
     if aug.remode not in erasing.ERASE_MODES or aug.recount < 1:
         raise ConfigError(
             f"aug.remode must be one of {erasing.ERASE_MODES} (got {aug.remode!r}) and aug.recount >= 1")
+    if transfers_uint8(config):  # timm erases the normalized image, which only exists on the device then
+        raise ConfigError(f"aug.reprob={aug.reprob} (random erasing, on the normalized image) needs "
+                          "--config.transfer_dtype=float32 (or --config.aug.reprob=0)")
     return functools.partial(erasing.random_erasing, probability=aug.reprob, mode=aug.remode, max_count=aug.recount)
 
 
 def train_transform(config):
-    """(image uint8, seed[2]) -> float32 normalized image of config.img_size.
+    """(image uint8, seed[2]) -> float32 normalized image of config.img_size (uint8 with
+    ``transfer_dtype='uint8'``: the step normalizes it; no erasing then).
 
     timm's create_transform order: crop/resize -> flips -> [rotation, affine, auto-augment or
     colour jitter, pick-N policy on uint8 values] -> normalize -> random erasing.
@@ -151,13 +174,15 @@ def train_transform(config):
             image = tf.round(image)  # uint8 values, as timm's PIL images
             for op, op_seed in zip(secondary, tf.unstack(op_seeds)):
                 image = op(image, op_seed)
-        image = tf.ensure_shape(normalize(tf, image, config.mean, config.std), [*size, 3])
+        image = _finish(tf, config, image, size)
         return image if erasing is None else erasing(image, extra[2])
 
     return fn
 
 
 def eval_transform(config):
+    """image uint8 -> timm's eval crop of config.img_size, normalized float32 (uint8 with
+    ``transfer_dtype='uint8'``)."""
     tf = import_tf()
     size = (config.img_size, config.img_size)
 
@@ -166,7 +191,6 @@ def eval_transform(config):
             image = squish_crop(tf, image, size, config.crop_pct, config.aug.interpolation)
         else:
             image = center_crop(tf, image, size, config.crop_pct, config.aug.interpolation)
-        image = tf.clip_by_value(image, 0.0, 255.0)
-        return tf.ensure_shape(normalize(tf, image, config.mean, config.std), [*size, 3])
+        return _finish(tf, config, tf.clip_by_value(image, 0.0, 255.0), size)
 
     return fn

@@ -42,6 +42,7 @@ CHOICES = dict(
     parallelism=("pjit", "pmap"),
     dtype=("float32", "bfloat16", "float16"),
     attention=jaxvit.layers.attention_impl.IMPLEMENTATIONS,
+    transfer_dtype=("float32", "uint8"),
 )
 
 

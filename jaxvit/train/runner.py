@@ -85,11 +85,12 @@ def create_runner(config, mesh, built, schedules, num_classes: int):
     eval_graph = nnx.split(eval_model, nnx.Param, nnx.BatchStat, ...)[0]
     train_graph = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
     args = (train_graph, rest, tx, schedules[0], num_classes, config.label_smoothing, config.grad_accum_steps)
-    extras = dict(mixup=mix.Mixup.from_config(config, num_classes), model_ema=model_ema)
+    norm = dict(mean=tuple(config.mean), std=tuple(config.std))  # for uint8 batches (transfer_dtype)
+    extras = dict(mixup=mix.Mixup.from_config(config, num_classes), model_ema=model_ema, **norm)
     if config.parallelism == "pmap":
         return PmapRunner(mesh, make_train_step(*args, axis_name="data", **extras),
-                          make_eval_step(eval_graph, rest, num_classes, axis_name="data"))
-    runner = PjitRunner(mesh, make_train_step(*args, **extras), make_eval_step(eval_graph, rest, num_classes),
+                          make_eval_step(eval_graph, rest, num_classes, axis_name="data", **norm))
+    runner = PjitRunner(mesh, make_train_step(*args, **extras), make_eval_step(eval_graph, rest, num_classes, **norm),
                         state_sharding=built.sharding)
     per_device, total = sharding.bytes_per_device(built.state, runner.state_sharding)
     log.info("mesh %s: train state %.3f MiB, %.3f MiB per device (built in at most %.3f MiB per device)",

@@ -5,9 +5,10 @@ params, optimizer state and batch (the model's graph is closed over). It is
 jitted once over a Mesh with NamedShardings (pjit style), or wrapped in
 ``jax.pmap`` with an explicit gradient ``pmean``; both give the same numbers.
 
-With ``mixup`` the global batch is mixed first (soft targets, timm's
-SoftTargetCrossEntropy); with ``model_ema`` the state's ``ema_params`` and
-``ema_batch_stats`` follow the model after every update.
+Images that crossed to the device as uint8 (``transfer_dtype='uint8'``) are normalized
+first, in both steps (``normalize_on_device``). With ``mixup`` the global batch is then
+mixed (soft targets, timm's SoftTargetCrossEntropy); with ``model_ema`` the state's
+``ema_params`` and ``ema_batch_stats`` follow the model after every update.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ from jaxvit.train.optim import cross_entropy, soft_target_cross_entropy
 State = dict[str, Any]  # {'step', 'params', 'batch_stats', 'opt_state', 'rng'} (+ 'ema_params', ...)
 
 
+def normalize_on_device(images: jax.Array, mean, std) -> jax.Array:
+    """uint8 images (0..255) normalized as the host would have done it, in float32: (x / 255 - mean) / std,
+    timm's ToTensor + Normalize, before mixup (affine, so mixing after it is timm's order) and the model.
+    Float images were normalized on the host and pass unchanged."""
+    if images.dtype != jnp.uint8:
+        return images
+    if mean is None or std is None:
+        raise ValueError("uint8 images need the step's mean and std (config.mean, config.std) to be normalized")
+    x = images.astype(jnp.float32) / 255.0
+    return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
 def make_train_step(
     graphdef: nnx.GraphDef,
     rest: Any,
@@ -39,8 +52,11 @@ def make_train_step(
     *,
     mixup: Mixup | None = None,
     model_ema: ModelEma | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
 ) -> Callable[[State, dict], tuple[State, dict]]:
     """The per-step update. With ``axis_name`` (pmap), gradients and metrics are averaged over it.
+    uint8 images are normalized with ``mean`` and ``std`` first (``normalize_on_device``).
 
     With ``grad_accum_steps`` k > 1 the batch is taken as k micro-batches (every
     k-th example, so each spans all devices) whose mean gradient is one update:
@@ -80,6 +96,7 @@ def make_train_step(
 
     def train_step(state: State, batch: dict) -> tuple[State, dict]:
         key = jax.random.fold_in(state["rng"], state["step"])
+        batch = dict(batch, image=normalize_on_device(batch["image"], mean, std))
         if mixup is not None:  # the same key on every device: one mix of the global batch
             batch = mix_global_batch(mixup, jax.random.fold_in(key, MIX_STREAM), batch, axis_name)
         if axis_name is not None:
@@ -105,13 +122,15 @@ def make_train_step(
 
 
 def make_eval_step(
-    graphdef: nnx.GraphDef, rest: Any, num_classes: int, axis_name: str | None = None
+    graphdef: nnx.GraphDef, rest: Any, num_classes: int, axis_name: str | None = None, *,
+    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
 ) -> Callable[[Any, dict], dict]:
-    """Sums over the (masked) batch: loss, top-1 and top-5 hits, example count."""
+    """Sums over the (masked) batch: loss, top-1 and top-5 hits, example count (uint8 images are
+    normalized with ``mean`` and ``std`` first)."""
 
     def eval_step(params, batch_stats, batch: dict) -> dict:
         model = nnx.merge(graphdef, params, batch_stats, rest)
-        logits = model(batch["image"])
+        logits = model(normalize_on_device(batch["image"], mean, std))
         mask = batch["mask"]
         labels = batch["label"]
         loss = cross_entropy(logits, labels, num_classes)
