@@ -55,7 +55,7 @@ PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L4": 121.0, "TPU v5
 TORCH_MODES = ("eager", "amp", "compile")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FIELDS = ["time", "host", "device", "model", "batch", "img_size", "dtype", "impl", "task", "img_per_s",
-          "ms_per_step", "jaxvit_speedup", "mfu", "peak_gb", "compile_s", "note"]
+          "ms_per_step", "jaxvit_speedup", "mfu", "peak_gb", "compile_s", "note", "flops", "xla_flops"]
 
 
 def parse_args(argv=None):
@@ -138,6 +138,14 @@ def peak_memory_gb() -> float | None:
     return peak / 2**30 if peak else None
 
 
+def xla_flops(compiled) -> float | None:
+    """XLA's own FLOP count of the compiled program: with remat it exceeds the model's count by the
+    recomputed forward. On GPU it leaves out cuBLAS/cuDNN custom calls (so it is not the MFU's)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost  # older jax: one dict per device
+    return (cost or {}).get("flops")
+
+
 def attention_kernel(compiled) -> str:
     """Which attention ran: cuDNN's fused kernel shows as a custom call in the optimized HLO."""
     return "cudnn" if "fmha" in compiled.as_text() else "xla"
@@ -180,7 +188,8 @@ def bench_jax(args) -> list[dict]:
     )
     # the model's FLOPs: XLA attention, no remat (recomputation is not model work)
     with jaxvit.layers.attention_impl.implementation("xla"), remat.policy("none"):
-        flops = count_flops(step, state, batch)
+        # (a lambda: make_jaxpr(step) would leave its trace in jit's cache for jit(step) below)
+        flops = count_flops(lambda s, b: step(s, b), state, batch)
         infer_flops = count_flops(lambda p, s, x: nnx.merge(graph, p, s, rest)(normalize_on_device(x, **norm)),
                                   params, batch_stats,
                                   batch["image"])
@@ -197,7 +206,8 @@ def bench_jax(args) -> list[dict]:
 
         sec, _ = timed(one_step, args.steps, args.warmup, lambda o: o.block_until_ready())
         rows.append(dict(impl="jaxvit", task="train", sec=sec, flops=flops, mem=peak_memory_gb(),
-                         compile_s=compile_s, note=attention_kernel(compiled) + fallback))
+                         compile_s=compile_s, note=attention_kernel(compiled) + fallback,
+                         xla_flops=xla_flops(compiled)))
         params, batch_stats = holder["s"]["params"], holder["s"]["batch_stats"]
         del holder, compiled
     if "infer" in tasks:

@@ -42,7 +42,7 @@ def test_remat_block_gives_the_same_numbers(name):
         fn = _grad_fn(model)
         (loss1, stats1), grads1 = fn(x)
         jaxpr = jax.make_jaxpr(lambda x: fn(x))(x)
-    assert "checkpoint" in str(jaxpr) or "remat" in str(jaxpr), "no block was rematerialized"
+    assert "optimization_barrier" in str(jaxpr), "no block was rematerialized"
     # The recomputed forward is the same program on the same inputs: measured bitwise equal for
     # every family here (fp32, CPU, jax 0.10.2); 1e-6 leaves room for XLA fusing the two
     # programs differently.
