@@ -56,8 +56,9 @@ def block_call(block: nnx.Module, *args, **kwargs):
     graph, params, others = nnx.split(block, nnx.Param, ...)
 
     def pure(params, others, args):
-        # fresh Variable objects, made in the trace that mutates them (flax refuses a mutation
-        # of a Variable made at another trace level, such as the closed-over ``others``)
+        # fresh Variable objects, made in the trace that mutates them: flax refuses a mutation
+        # of a Variable made at another trace level (the backward's ``others`` are made outside
+        # the ``jax.vjp`` that recomputes the block)
         blk = nnx.merge(graph, params, jax.tree.map(lambda v: v, others))
         out = blk(*args, **kwargs)
         return out, nnx.split(blk, nnx.Param, ...)[2]
