@@ -191,3 +191,24 @@ def test_uint8_transfer_trains_as_float32_does(tmp_path):
                                        "--config.eval_only=True")
     assert status == 0, err[-3000:]
     assert f"eval_loss={u8['eval_loss']:.4f}" in out and "eval_count=360" in out
+
+
+def test_synthetic_runs_without_tensorflow(tmp_path):
+    """GPU hosts often have no TensorFlow (the lent H100 has none): main.py on synthetic data trains,
+    writes TensorBoard events and evaluates (eval_only too) with TensorFlow made unimportable."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, TINY, device_env
+
+    code = ("import runpy, sys; sys.modules['tensorflow'] = None; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    args = [sys.executable, "-c", code, str(ROOT / "main.py"), f"--config={ROOT / 'configs/default.py'}",
+            f"--workdir={tmp_path}", *TINY, "--config.dataset=synthetic", "--config.num_classes=10",
+            "--config.total_steps=2"]
+    for extra in ([], ["--config.eval_only=True"]):
+        proc = subprocess.run(args + extra, env=device_env(1), cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "final eval" in proc.stdout
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert len([m for m in read_metrics(tmp_path) if "train_loss" in m]) == 2
