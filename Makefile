@@ -1,4 +1,4 @@
-# `make train`: set up .venv and train ViT-Tiny on the offline digits default.
+# `make train`: set up .venv and train the default config's small ViT on the offline digits data.
 # `make test`:  set up .venv with the torch/timm extra and run the whole test suite.
 # `make lint`:  ruff with the rule set in pyproject.toml (CI runs it before the tests).
 PYTHON ?= python3.11

@@ -1,4 +1,6 @@
-"""Default config: ViT-Tiny on scikit-learn's digits (offline, no download).
+"""Default config: a small ViT (ViT-Tiny's layout: depth 6, width 96, 3 heads) on scikit-learn's
+digits (offline, no download): 97.8-98.3% top-1 over seeds 0-2 in about 95 s of training on a
+2-core CPU (README, Measured).
 
 Every other config imports this one and overrides what its recipe sets.
 Run: python main.py --config=configs/default.py --workdir=runs/digits
@@ -72,21 +74,22 @@ def get_config() -> ml_collections.ConfigDict:
     # --- model --------------------------------------------------------------------
     c.model = "vit_tiny_patch16_224"
     c.patch_size = 4  # 0: the model's default
-    c.model_args = ""  # more constructor keywords, e.g. "depth=2,embed_dim=32,num_heads=2"
+    # more constructor keywords: digits' size here (a config that sets its own model sets its own)
+    c.model_args = "depth=6,embed_dim=96,num_heads=3"
     c.drop_rate = 0.0
     c.attn_drop_rate = 0.0
     c.drop_path_rate = 0.0
     c.dtype = "float32"  # compute dtype ('bfloat16' on GPU/TPU); params stay float32
     c.attention = "auto"  # 'auto' (cuDNN fused on GPU in bf16/fp16, else XLA) | 'xla' | 'cudnn' | 'xla_padded'
-    c.remat = "none"  # 'block': recompute each block's activations in the backward pass (less memory, ~1/3 more compute)
+    c.remat = "none"  # 'block': recompute each block's activations in the backward (less memory, ~1/3 more compute)
     c.init_from = ""  # a jaxvit checkpoint dir (python -m convert output, a workdir, or a workdir's best/)
     c.init_from_ema = False  # take init_from's EMA weights (a workdir trained with model_ema, or its best/)
     c.init_from_strict = True  # False: load the tensors that match, list the rest and keep them at init
 
     # --- optimization -------------------------------------------------------------
-    c.global_batch_size = 128
+    c.global_batch_size = 64
     c.grad_accum_steps = 1  # >1: the global batch in this many micro-batches, one update
-    c.num_epochs = 40.0
+    c.num_epochs = 30.0
     c.total_steps = 0  # >0 overrides num_epochs
     c.optimizer = "adamw"  # 'adamw' | 'adam' | 'sgd' | 'lamb' (timm's Lamb; timm's default eps there is 1e-6)
     c.lr = ml_collections.FieldReference(1e-3, field_type=object)  # or seed 003's (head, high, low)

@@ -65,6 +65,7 @@ def get_config(arg: str = "dtd"):
     c.aug.reprob = 0.5
     c.aug.remode = "pixel"
     c.model = "inception_v4"
+    c.model_args = ""
     c.init_from = "runs/convert/inception_v4"
     c.new_layers = 1
     c.dtype = "bfloat16"

@@ -59,6 +59,7 @@ def get_config(arg: str = "miil"):
     c.aug.auto_augment = "v0"
     c.aug.reprob = 0.5
     c.model = name
+    c.model_args = ""
     c.init_from = f"runs/convert/{name}"
     c.dtype = "bfloat16"
     c.global_batch_size = 128

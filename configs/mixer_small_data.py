@@ -40,12 +40,14 @@ def get_config(arg: str = "cifar10"):
     c.ckpt_every = 1000
     if pretrained:
         c.model = "mixer_b16_224"
+        c.model_args = ""
         c.init_from = "runs/convert/mixer_b16_224"
         c.img_size = 224
         c.mean = c.std = (0.5, 0.5, 0.5)
         c.lr, c.global_batch_size, c.num_epochs = 5e-5, 32, 2.0
     else:
         c.model = "mixer_s16_224"
+        c.model_args = ""
         c.lr, c.global_batch_size = SCRATCH[name]
         c.num_epochs = 20.0
     return c

@@ -70,6 +70,7 @@ def get_config(arg: str = "cifar10"):
     c.aug.reprob = 0.0
     c.repeated_aug = 0
     c.model = "vit_base_patch16_224"
+    c.model_args = ""
     c.init_from = "runs/convert/mocov3_vit_b"
     c.drop_path_rate = drop_path
     c.dtype = "bfloat16"

@@ -57,6 +57,7 @@ def seed004(arg: str, *, model: str, workdir: str, pretrain: dict, finetune: dic
     c.img_size = 32
     c.patch_size = 2
     c.model = model
+    c.model_args = ""
     c.mean = (0.4914, 0.4822, 0.4465)
     c.std = (0.2470, 0.2435, 0.2616)
     c.crop_pct = 0.875

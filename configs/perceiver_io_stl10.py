@@ -30,4 +30,5 @@ def get_config():
     c.mean = (0.4467, 0.4398, 0.4066)
     c.std = (0.2603, 0.2566, 0.2713)
     c.model = "perceiver_io_small"
+    c.model_args = ""
     return c

@@ -69,6 +69,7 @@ def get_config(arg: str = "cifar10"):
     c.ckpt_every = 1000
     if pretrained:
         c.model = "swin_base_patch4_window7_224"
+        c.model_args = ""
         c.init_from = "runs/convert/swin_base_patch4_window7_224"
         c.img_size = 224
         c.mean, c.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

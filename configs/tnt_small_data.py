@@ -45,6 +45,7 @@ def get_config(arg: str = "cifar10"):
     c.aug.random_resized_crop = False  # Resize, then RandomCrop(size, padding=4)
     c.aug.crop_padding = 4
     c.model = "tnt_s_patch16_224"
+    c.model_args = ""
     if pretrained:
         c.img_size = 224
         c.patch_size = 0

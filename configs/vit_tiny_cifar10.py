@@ -40,6 +40,7 @@ def get_config(arg: str = "32"):
     c.aug.remode = "pixel"
     c.repeated_aug = 3
     c.model = "vit_tiny_patch16_224"
+    c.model_args = ""
     c.global_batch_size = 256
     c.num_epochs = 200.0
     c.optimizer = "adamw"

@@ -16,6 +16,7 @@ attention_impl = _importlib.import_module("jaxvit.layers.attention")
 
 __all__ = [
     "attention_impl",
+    "remat",
     "Attention",
     "attention",
     "AttentionPoolLatent",
