@@ -426,7 +426,7 @@ def main(argv=None) -> list[dict]:
     else:
         rows = run_one(args)
         finish(args, rows)
-        rows = _read_csv(args.csv)[-len(rows):] if args.csv else rows
+        rows = _read_csv(args.csv)[-len(rows):] if args.csv and rows else rows
     if args.md:
         with open(args.md, "w") as f:
             f.write(markdown(rows))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from functools import partial
 
@@ -11,7 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxvit.errors import ConfigError
-from jaxvit.layers.common import Dtype, dropout, linear, make_norm
+from jaxvit.layers.common import Dtype, TraceSetting, dropout, linear, make_norm
 
 # Which kernel runs attention: 'auto' (cuDNN's fused kernel on GPU in bf16/fp16, XLA elsewhere),
 # 'xla', 'cudnn' (forced; fails where cuDNN refuses the shapes), 'xla_padded' (XLA on the padded,
@@ -19,35 +18,15 @@ from jaxvit.layers.common import Dtype, dropout, linear, make_norm
 IMPLEMENTATIONS = ("auto", "xla", "cudnn", "xla_padded")
 # cuDNN's fused kernel refuses odd lengths (ViT's 197 tokens); q and k/v are padded to a multiple of
 # this and the padding masked by sequence lengths (ViT-B/16 at 224 px: 197 -> 256, which ran on an
-# H100 at 3172 img/s train vs 2321 unpadded XLA, issue 15's measurement).
+# H100 at 3141 img/s train vs 2315 with XLA attention, README "One H100").
 PAD_MULTIPLE = 64
 
 log = logging.getLogger("jaxvit")
-_implementation = "auto"
+_setting = TraceSetting("attention implementation", IMPLEMENTATIONS, "auto")
 _fallback_logged = False
-
-
-def set_implementation(name: str) -> None:
-    """Selects the attention kernel for models traced from now on (``config.attention``)."""
-    global _implementation
-    if name not in IMPLEMENTATIONS:
-        raise ConfigError(f"attention implementation {name!r} is not one of {IMPLEMENTATIONS}")
-    _implementation = name
-
-
-def get_implementation() -> str:
-    return _implementation
-
-
-@contextlib.contextmanager
-def implementation(name: str):
-    """``with implementation('xla'): ...``: the kernel for what is traced inside."""
-    old = _implementation
-    set_implementation(name)
-    try:
-        yield
-    finally:
-        set_implementation(old)
+# set_implementation(name): the kernel for models traced from now on (``config.attention``);
+# ``with implementation('xla'): ...``: the kernel for what is traced inside
+set_implementation, get_implementation, implementation = _setting.set, _setting.get, _setting.using
 
 
 def _round_up(n: int) -> int:
@@ -109,7 +88,7 @@ def attention(
             logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
         return jnp.einsum("bhqk,bkhd->bqhd", attn_drop(weights), v)
-    impl = _implementation
+    impl = _setting.get()
     if impl == "xla":
         return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, implementation="xla")
     if impl == "xla_padded":

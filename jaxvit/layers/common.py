@@ -3,6 +3,8 @@ to_2tuple."""
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -113,3 +115,28 @@ class DropPath(nnx.Module):
 
 def dropout(rate: float, rngs: nnx.Rngs) -> nnx.Dropout:
     return nnx.Dropout(rate, rngs=rngs if rate > 0 else None)
+
+
+class TraceSetting:
+    """A choice read when a model is traced rather than stored in it (the attention kernel, the
+    remat policy): ``set``, ``get`` and ``using(name)``, a context for what is traced inside."""
+
+    def __init__(self, label: str, choices: tuple[str, ...], default: str):
+        self.label, self.choices, self.value = label, choices, default
+
+    def set(self, name: str) -> None:
+        if name not in self.choices:
+            raise ConfigError(f"{self.label} {name!r} is not one of {self.choices}")
+        self.value = name
+
+    def get(self) -> str:
+        return self.value
+
+    @contextlib.contextmanager
+    def using(self, name: str):
+        old = self.value
+        self.set(name)
+        try:
+            yield
+        finally:
+            self.value = old

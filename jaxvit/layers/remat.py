@@ -9,39 +9,17 @@ step is jitted; the trainer does it from ``config.remat``).
 
 from __future__ import annotations
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxvit.errors import ConfigError
+from jaxvit.layers.common import TraceSetting
 
 POLICIES = ("none", "block")
-_policy = "none"
-
-
-def set_policy(name: str) -> None:
-    global _policy
-    if name not in POLICIES:
-        raise ConfigError(f"remat {name!r} is not one of {POLICIES}")
-    _policy = name
-
-
-def get_policy() -> str:
-    return _policy
-
-
-@contextlib.contextmanager
-def policy(name: str):
-    """``with policy('block'): ...``: the remat policy for what is traced inside."""
-    old = _policy
-    set_policy(name)
-    try:
-        yield
-    finally:
-        set_policy(old)
+_setting = TraceSetting("remat", POLICIES, "none")
+# set_policy(name) before the step is traced; ``with policy('block'): ...`` for what is traced inside
+set_policy, get_policy, policy = _setting.set, _setting.get, _setting.using
 
 
 def block_call(block: nnx.Module, *args, **kwargs):
@@ -51,7 +29,7 @@ def block_call(block: nnx.Module, *args, **kwargs):
     The block runs as a pure function of its parameters, other state and inputs; its new
     non-parameter state (BatchNorm statistics, dropout RNG counts) is written back.
     """
-    if _policy == "none":
+    if _setting.get() == "none":
         return block(*args, **kwargs)
     graph, params, others = nnx.split(block, nnx.Param, ...)
 
