@@ -191,12 +191,13 @@ def bench_jax(args) -> list[dict]:
         # (a lambda: make_jaxpr(step) would leave its trace in jit's cache for jit(step) below)
         flops = count_flops(lambda s, b: step(s, b), state, batch)
         infer_flops = count_flops(lambda p, s, x: nnx.merge(graph, p, s, rest)(normalize_on_device(x, **norm)),
-                                  params, batch_stats,
-                                  batch["image"])
+                                  params, batch_stats, batch["image"])
     rows = []
     if "train" in tasks:
         start = time.perf_counter()
-        compiled, fallback = _compile(lambda: jax.jit(step, donate_argnums=(0,)).lower(state, batch))
+        # a fresh function per lowering: jit caches traces by function, and a retry under XLA
+        # attention must trace again
+        compiled, fallback = _compile(lambda: jax.jit(lambda s, b: step(s, b), donate_argnums=(0,)).lower(state, batch))
         compile_s = time.perf_counter() - start
         holder = {"s": state}
 
