@@ -1,0 +1,103 @@
+"""Where a ViT train step's time goes on this machine: forward and gradient of the whole model and
+of one block's parts (attention, MLP, LayerNorm), each jitted alone, and the model gradient under
+XLA:CPU flag variants (each in its own process).
+
+python benchmarks/profile_step.py --depth 4 --embed-dim 64 --heads 2 --img-size 16 --patch 4 --batch 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+FLAG_VARIANTS = ("", "--xla_cpu_multi_thread_eigen=false", "--xla_cpu_use_thunk_runtime=false",
+                 "--xla_cpu_enable_fast_math=true", "--xla_cpu_use_xnnpack=true")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--embed-dim", type=int, default=64)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--img-size", type=int, default=16)
+    p.add_argument("--patch", type=int, default=4)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--model-only", action="store_true", help=argparse.SUPPRESS)  # one flag variant's run
+    return p.parse_args(argv)
+
+
+def ms(fn, *args, repeats: int) -> float:
+    import jax
+
+    jax.block_until_ready(fn(*args))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = fn(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+def fwd_grad(module, x, repeats: int) -> tuple[float, float]:
+    """(forward ms, gradient ms w.r.t. parameters and input) of ``module(x).sum()``."""
+    import jax
+    from flax import nnx
+
+    graph, state = nnx.split(module)
+
+    def f(s, x):
+        return nnx.merge(graph, s)(x).sum()
+
+    return ms(jax.jit(f), state, x, repeats=repeats), ms(jax.jit(jax.grad(f, argnums=(0, 1))), state, x,
+                                                         repeats=repeats)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from flax import nnx
+
+    import jaxvit
+
+    model = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=args.img_size,
+                                patch_size=args.patch, depth=args.depth, embed_dim=args.embed_dim,
+                                num_heads=args.heads)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((args.batch, args.img_size, args.img_size, 3)),
+                    jnp.float32)
+    y = jnp.zeros((args.batch,), jnp.int32)
+    graph, params, rest = nnx.split(model, nnx.Param, ...)
+    params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+
+    def loss(p, x):
+        return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graph, p, rest)(x), y).mean()
+
+    fwd = ms(jax.jit(loss), params, x, repeats=args.repeats)
+    grad = ms(jax.jit(jax.grad(loss)), params, x, repeats=args.repeats)
+    print(f"model   forward {fwd:7.2f} ms   gradient {grad:7.2f} ms   ({grad / fwd:.1f}x)", flush=True)
+    if args.model_only:
+        return
+    tokens = (args.img_size // args.patch) ** 2 + 1
+    h = jnp.ones((args.batch, tokens, args.embed_dim), jnp.float32)
+    blk = model.blocks[0]
+    for name, module in (("block", blk), ("attention", blk.attn), ("mlp", blk.mlp), ("layernorm", blk.norm1)):
+        f, g = fwd_grad(module, h, args.repeats)
+        print(f"{name:<9} forward {f:7.2f} ms   gradient {g:7.2f} ms   ({g / f:.1f}x)", flush=True)
+    print("\nXLA_FLAGS variants (model gradient, each its own process):")
+    base = [a for a in (argv if argv is not None else sys.argv[1:])]
+    for flags in FLAG_VARIANTS:
+        env = dict(os.environ, XLA_FLAGS=flags)
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), *base, "--model-only"], env=env,
+                             capture_output=True, text=True, timeout=600).stdout.strip().splitlines()
+        print(f"  {flags or '(none)':<40} {out[-1] if out else 'failed'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
