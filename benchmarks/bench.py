@@ -303,8 +303,11 @@ def _passed_args(args, model: str = "") -> list[str]:
 
 
 def run_one(args) -> list[dict]:
-    rows = bench_jax(args) if args.jax else []
+    """jaxvit's rows, printed and written at once (a run stopped in timm's half keeps them), then timm's."""
+    jax_rows = bench_jax(args) if args.jax else []
+    finish(args, jax_rows, jax_rows)
     gc.collect()  # the jax arrays above are dropped before torch allocates
+    rows = []
     modes = [m for m in args.torch.split(",") if m]
     if modes:
         try:
@@ -317,13 +320,18 @@ def run_one(args) -> list[dict]:
                          for t in ("train", "infer")]
                 modes = []
         rows += bench_torch(args, modes)
-    return rows
+    finish(args, rows, jax_rows)
+    return jax_rows + rows
 
 
-def finish(args, rows: list[dict]) -> None:
-    """Fills img/s, ratio, MFU; prints the table; appends to --csv."""
-    peak, source = peak_tflops(args)
-    ref = {r["task"]: r["sec"] for r in rows if r["impl"].startswith("jaxvit") and r.get("sec")}
+def finish(args, rows: list[dict], jax_rows: list[dict]) -> None:
+    """Fills img/s, ratio to ``jax_rows``, MFU; prints the table; appends to --csv."""
+    if not rows:
+        return
+    if not hasattr(args, "peak"):
+        args.peak = peak_tflops(args)
+    peak, source = args.peak
+    ref = {r["task"]: r["sec"] for r in jax_rows if r.get("sec")}
     device = f"{jax.devices()[0].device_kind} x{jax.device_count()}"
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     print(f"\n{args.model}  batch {args.batch}  {args.img_size}px  {args.dtype}  on {device}"
@@ -426,7 +434,6 @@ def main(argv=None) -> list[dict]:
         rows = sweep(args)
     else:
         rows = run_one(args)
-        finish(args, rows)
         rows = _read_csv(args.csv)[-len(rows):] if args.csv and rows else rows
     if args.md:
         with open(args.md, "w") as f:

@@ -49,7 +49,7 @@ bench 90 --model "$flagship" --torch "" --transfer-dtype uint8 --jax train
 # 2. the other families, most asked-for first
 IFS=, read -r -a rest <<< "$models"
 for m in "${rest[@]}"; do
-  bench $((${COMPILE_S:-50} + 80)) --model "$m" --torch amp,compile --compile-timeout "${COMPILE_S:-50}"
+  bench $((${COMPILE_S:-50} + 110)) --model "$m" --torch amp,compile --compile-timeout "${COMPILE_S:-50}"
 done
 "$py" benchmarks/bench.py --md-from "$csv" --md "$out/gpu.md"
 echo "sweep: $((SECONDS - start)) s"
