@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from jaxvit.errors import CheckpointError
-from jaxvit.train.checkpoint import collections_of, flatten, unflatten_like
+from jaxvit.weights import collections_of, flatten, unflatten_like
 
 Array = np.ndarray
 Transform = Callable[[Array], Array]

@@ -16,13 +16,13 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from jaxvit.checkpoint_files import _step_dirs
 from jaxvit.errors import CheckpointError
 from jaxvit.registry import parse_model_args
 from jaxvit.weights import (  # noqa: F401  (re-exported)
     COMMIT_FILE,
     META_FILE,
     Diff,
-    _step_dirs,
     assign,
     collections_of,
     describe,
