@@ -15,43 +15,58 @@ from jaxvit.errors import ConfigError
 from jaxvit.layers import remat
 
 
-def _grad_fn(model):
-    """jit(loss, grads, new BatchNorm stats) of a train-mode forward; traced under the remat
-    policy that is set when it is first called."""
+def _grad_fn(model, features_only: bool = False):
+    """jit(loss, grads, new BatchNorm stats) of a train-mode forward (of ``forward_features``
+    where ``features_only``); traced under the remat policy that is set when it is first called."""
     graph, params, rest = nnx.split(model, nnx.Param, ...)
     params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)  # as the train step holds them
 
     def loss(params, rest, x):
         m = nnx.merge(graph, params, rest)
-        out = m(x)
+        out = m.forward_features(x) if features_only else m(x)
         return jnp.mean(out.astype(jnp.float32) ** 2), nnx.state(m, nnx.BatchStat)
 
     f = jax.jit(jax.value_and_grad(loss, has_aux=True))
     return lambda x: f(params, rest, x)
 
 
-# one name per family: every block loop that goes through block_call (Inception-v4: its features)
+# one name per family: every block loop that goes through block_call (Inception-v4: its features,
+# the first INCEPTION_FEATURES of them: its stem, Mixed-3a/4a/5a and an Inception-A block hold
+# every kind of layer (conv, BatchNorm, pooling, branches); the whole net's grad compiled twice
+# was 150-170 s of the suite)
 ONE_PER_FAMILY = ["vit_tiny_patch16_224", "mixer_s16_224", "swin_tiny_patch4_window7_224", "tnt_s_patch16_224",
                   "mvitv2_tiny", "perceiver_tiny", "perceiver_io_tiny", "dems_tiny_patch2_32", "mvit2_tiny_patch2",
                   "inception_v4"]
+INCEPTION_FEATURES = 7
+# Mixer's classifier starts at zero (timm's init): its logits, loss and every gradient would be
+# 0 and compare equal whatever remat did; its features are compared instead.
+FEATURES_ONLY = ("inception_v4", "mixer_s16_224")
 
 
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)
 def test_remat_block_gives_the_same_numbers(name):
     kwargs = tiny_models()[name]
     model = jaxvit.create_model(name, num_classes=5, seed=1, **kwargs)
+    features_only = name in FEATURES_ONLY
+    if name == "inception_v4":
+        model.features = nnx.List(list(model.features)[:INCEPTION_FEATURES])
     size = kwargs["img_size"]
     x = np.random.default_rng(0).standard_normal((2, size, size, 3)).astype(np.float32)
     with remat.policy("none"):
-        (loss0, stats0), grads0 = _grad_fn(model)(x)
+        (loss0, stats0), grads0 = _grad_fn(model, features_only)(x)
     with remat.policy("block"):
-        fn = _grad_fn(model)
+        fn = _grad_fn(model, features_only)
         (loss1, stats1), grads1 = fn(x)
         jaxpr = jax.make_jaxpr(lambda x: fn(x))(x)
-    assert "optimization_barrier" in str(jaxpr), "no block was rematerialized"
+    # every block of the loop rematerialized: one barrier per block in the backward pass
+    n_blocks = INCEPTION_FEATURES if name == "inception_v4" else None
+    barriers = str(jaxpr).count("optimization_barrier")
+    assert barriers >= 1 and (n_blocks is None or barriers == n_blocks), barriers
     # The recomputed forward is the same program on the same inputs: measured bitwise equal for
     # every family here (fp32, CPU, jax 0.10.2); 1e-6 leaves room for XLA fusing the two
     # programs differently.
+    moved = [bool(np.any(g != 0)) for g in jax.tree.leaves(grads0)]  # an unused head's stay 0
+    assert loss0 > 0 and sum(moved) > len(moved) // 2, "nothing to compare"
     np.testing.assert_allclose(loss1, loss0, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(grads1), jax.tree.leaves(grads0), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
