@@ -19,6 +19,17 @@ CIFAR_SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Compiling is most of this suite's time (tiny models, a few steps each), and XLA:CPU's LLVM
+# backend at -O0 compiles in about half the time for code that runs slower, a net gain even for
+# the longest runs here. Measured on this 2-core machine, cold compilation cache, CPU seconds:
+# test_remat.py's mvitv2 + tnt cases 91 -> 47, test_recipes_e2e.py's seed000 (fine-tuning
+# runs) 53 -> 39. The numbers move at fp32 rounding: loss and gradients of a ViT, Swin and
+# MViTv2 step against the default level, 2.2e-7 (loss) and 2.0e-6 (gradients over 1e-6) of each
+# array's largest value; every comparison here is between two runs at the same level, or
+# against timm at 1e-4. This process and every trainer process a test starts (they inherit the
+# environment, or take device_env's).
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = f"{TEST_XLA_FLAGS} {os.environ.get('XLA_FLAGS', '')}".strip()
 
 # A tiny ViT and short run: the trainer's mechanics, not its accuracy.
 TINY = [
@@ -65,14 +76,13 @@ def tiny_models() -> dict[str, dict]:
     return out
 
 
-
 def device_env(devices: int) -> dict[str, str]:
     """This environment for a process with ``devices`` simulated CPU devices. XLA aborts a
     process whose devices wait over 40 s for each other in a collective (its default), which
     a loaded 2-core machine reaches (seen: an 8-device run killed at an all-reduce); the
     timeout is raised so a slow run stays a slow run."""
     return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
-        f"--xla_force_host_platform_device_count={devices} "
+        f"{TEST_XLA_FLAGS} --xla_force_host_platform_device_count={devices} "
         "--xla_cpu_collective_call_terminate_timeout_seconds=900 --xla_cpu_collective_timeout_seconds=900"))
 
 
