@@ -25,7 +25,14 @@ from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, dropout, gelu, get_act, layer_norm, linear
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
-from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
+from jaxvit.registry import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    IMAGENET_INCEPTION_MEAN,
+    IMAGENET_INCEPTION_STD,
+    build,
+    register_model,
+)
 
 # timm's MlpMixer takes classes for these; jaxvit takes their names (config-friendly, as the
 # ViT's ``block_fn``/``mlp_layer``): timm's Mlp, GluMlp, GatedMlp; its partial(LayerNorm,
@@ -322,3 +329,65 @@ def mixer_l32_224(**kwargs) -> MlpMixer:
 def mixer_l16_224(**kwargs) -> MlpMixer:
     return _create(_variant("l", 16), kwargs)
 
+
+# gMixer, ResMLP: imagenet mean/std, crop 0.875 (timm's _cfg with mean/std overridden); gMLP: the
+# Mixer cfg. Each name's first tag has 1000 classes.
+_IMAGENET_CFG = dict(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, crop_pct=0.875)
+# Ross Wightman's GLU Mixer: MLP-Mixer with SiLU-gated GluMlps
+_GMIXER = dict(patch_size=16, embed_dim=384, mlp_ratio=(1.0, 4.0), mlp_layer="glu", act_layer="silu")
+_RESMLP = dict(patch_size=16, embed_dim=384, mlp_ratio=4, block_layer="res", norm_layer="affine")
+_GMLP = dict(patch_size=16, num_blocks=30, mlp_ratio=6, block_layer="spatial_gating", mlp_layer="gated")
+
+
+def _resmlp_aliases(name: str, depth: str, dino: bool = False) -> dict:
+    """timm's register_model_deprecations for a ResMLP name (old name -> name.tag)."""
+    out = {f"resmlp_{depth}_distilled_224": f"{name}.fb_distilled_in1k"}
+    if dino:
+        out[f"{name}_dino"] = name
+    return out
+
+
+@register_model("mixer", _IMAGENET_CFG)
+def gmixer_12_224(**kwargs) -> MlpMixer:
+    return _create(dict(_GMIXER, num_blocks=12), kwargs)
+
+
+@register_model("mixer", _IMAGENET_CFG)
+def gmixer_24_224(**kwargs) -> MlpMixer:
+    return _create(dict(_GMIXER, num_blocks=24), kwargs)
+
+
+@register_model("mixer", _IMAGENET_CFG, aliases=_resmlp_aliases("resmlp_12_224", "12", dino=True))
+def resmlp_12_224(**kwargs) -> MlpMixer:
+    return _create(dict(_RESMLP, num_blocks=12), kwargs)
+
+
+@register_model("mixer", _IMAGENET_CFG, aliases=_resmlp_aliases("resmlp_24_224", "24", dino=True))
+def resmlp_24_224(**kwargs) -> MlpMixer:
+    return _create(dict(_RESMLP, num_blocks=24, init_values=1e-5), kwargs)
+
+
+@register_model("mixer", _IMAGENET_CFG, aliases=_resmlp_aliases("resmlp_36_224", "36"))
+def resmlp_36_224(**kwargs) -> MlpMixer:
+    return _create(dict(_RESMLP, num_blocks=36, init_values=1e-6), kwargs)
+
+
+@register_model("mixer", _IMAGENET_CFG, aliases=dict(
+    _resmlp_aliases("resmlp_big_24_224", "big_24"), resmlp_big_24_224_in22ft1k="resmlp_big_24_224.fb_in22k_ft_in1k"))
+def resmlp_big_24_224(**kwargs) -> MlpMixer:
+    return _create(dict(_RESMLP, patch_size=8, num_blocks=24, embed_dim=768, init_values=1e-6), kwargs)
+
+
+@register_model("mixer", _MIXER_CFG)
+def gmlp_ti16_224(**kwargs) -> MlpMixer:
+    return _create(dict(_GMLP, embed_dim=128), kwargs)
+
+
+@register_model("mixer", _MIXER_CFG)
+def gmlp_s16_224(**kwargs) -> MlpMixer:
+    return _create(dict(_GMLP, embed_dim=256), kwargs)
+
+
+@register_model("mixer", _MIXER_CFG)
+def gmlp_b16_224(**kwargs) -> MlpMixer:
+    return _create(dict(_GMLP, embed_dim=512), kwargs)
