@@ -76,6 +76,30 @@ def tiny_models() -> dict[str, dict]:
     return out
 
 
+# keywords timm's mlp_mixer entry functions fix (mixer_b16_224: dict(num_blocks=12, ..., **kwargs))
+TIMM_MIXER_FIXED = ("patch_size", "num_blocks", "embed_dim")
+
+
+def timm_mixer(name: str, **kwargs):
+    """``timm.create_model(name, **kwargs)`` for a name of timm's ``mlp_mixer`` module, where the
+    keywords its entry function fixes may be overridden too (reduced depth and width): they
+    reach timm's ``_create_mixer`` past the entry function, so every other argument of the
+    name (block, MLP and norm layers, ResMLP's init_values) stays timm's own."""
+    from unittest import mock
+
+    import timm
+    from timm.models import mlp_mixer
+
+    fixed = {k: kwargs.pop(k) for k in TIMM_MIXER_FIXED if k in kwargs}
+    create = mlp_mixer._create_mixer
+
+    def create_with(variant, pretrained=False, **args):
+        return create(variant, pretrained, **{**args, **fixed})
+
+    with mock.patch.object(mlp_mixer, "_create_mixer", create_with):
+        return timm.create_model(name, pretrained=False, **kwargs)
+
+
 def device_env(devices: int) -> dict[str, str]:
     """This environment for a process with ``devices`` simulated CPU devices. XLA aborts a
     process whose devices wait over 40 s for each other in a collective (its default), which

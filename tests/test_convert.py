@@ -15,6 +15,8 @@ from flax import nnx
 torch = pytest.importorskip("torch", reason="conversion tests need torch: pip install -e '.[torch]'")
 timm = pytest.importorskip("timm", reason="conversion tests need timm: pip install -e '.[torch]'")
 
+from conftest import timm_mixer  # noqa: E402
+
 import jaxvit  # noqa: E402
 from convert import ConversionError, convert_state_dict, save, timm_state_dict  # noqa: E402
 from convert.__main__ import main as convert_main  # noqa: E402
@@ -109,6 +111,10 @@ PARITY_NAMES = [
     "mixer_b32_224",
     "mixer_l16_224",
     "mixer_l32_224",
+    # timm's other MlpMixer names: GLU token/channel MLPs; ResMLP's Affine norms, token Linear and
+    # layer scales; gMLP's gated MLP with its spatial gating unit
+    "gmixer_12_224", "gmixer_24_224", "resmlp_12_224", "resmlp_24_224", "resmlp_36_224", "resmlp_big_24_224",
+    "gmlp_ti16_224", "gmlp_s16_224", "gmlp_b16_224",
     "tnt_s_patch16_224",
     "tnt_s_legacy_patch16_224",
     "tnt_b_patch16_224",
@@ -154,6 +160,12 @@ WIDE = ("vit_base_patch16_224", "vit_base_patch32_224", "vit_large_patch16_224",
         "deit_base_distilled_patch16_224")
 
 
+# Mixer-family names that repeat a smaller sibling's layers at a larger width run narrow: gMLP-S/B
+# at gMLP-Ti's 128 (the eager forward reuses its compiled ops: ~0.6 s a case instead of ~2),
+# ResMLP-B/8 (784 tokens) at 64. The full widths are checked by key and shape below.
+MIXER_NARROW = {"gmlp_s16_224": 128, "gmlp_b16_224": 128, "resmlp_big_24_224": 64}
+
+
 def depth_kwargs(name: str) -> dict:
     if name in FULL_DEPTH:
         return {}
@@ -162,6 +174,8 @@ def depth_kwargs(name: str) -> dict:
     if jaxvit.get_entry(name).family == "vit" and name not in WIDE:
         kwargs.update(embed_dim=96 if "giant_patch14" in name and ("dinov2" in name or "tipsv2" in name) else 64,
                       num_heads=4)
+    if name in MIXER_NARROW:
+        kwargs.update(embed_dim=MIXER_NARROW[name])
     return kwargs
 
 
@@ -185,6 +199,8 @@ PARITY_CASES += [("vit_tiny_patch16_224", dict(img_size=64, depth=2, **k)) for k
     {"global_pool": "avg", "fc_norm": False, "reg_tokens": 2}, {"pre_norm": True, "final_norm": False},
 )]
 PARITY_CASES.append(("tnt_s_patch16_224", {"img_size": 32, "patch_size": 4, "first_stride": 1}))
+# MlpMixer's stem_norm (no timm name sets it): the block's norm, here ResMLP's Affine, on the patches
+PARITY_CASES.append(("resmlp_12_224", {"num_blocks": 2, "stem_norm": True}))
 
 torch.set_num_threads(2)
 
@@ -216,17 +232,12 @@ def images(size: int, n: int = 2) -> np.ndarray:
     return ((x - 0.5) / 0.5).transpose(0, 3, 1, 2).copy()
 
 
-MIXER_WIDTH = {"s": 512, "b": 768, "l": 1024}
-
-
 def timm_model(name: str, **kwargs) -> torch.nn.Module:
-    """``timm.create_model(name, **kwargs)``, where the name's own depth can be overridden:
-    timm's mixer_* functions fix num_blocks and MViTv2 takes its depths from a config table."""
-    if name.startswith("mixer_") and "num_blocks" in kwargs:
-        from timm.models.mlp_mixer import _create_mixer
-
-        size, patch = name.split("_")[1][0], int(name.split("_")[1][1:])
-        return _create_mixer(name, patch_size=patch, embed_dim=MIXER_WIDTH[size], **kwargs)
+    """``timm.create_model(name, **kwargs)``, where the name's own depth (and width) can be
+    overridden: timm's mlp_mixer functions fix num_blocks and embed_dim, MViTv2 takes its depths
+    from a config table."""
+    if jaxvit.get_entry(name).family == "mixer":
+        return timm_mixer(name, **kwargs)
     if name.startswith("mvitv2_") and "depths" in kwargs:
         import dataclasses
 
@@ -345,6 +356,10 @@ def test_full_size_tensors_match_timm(name):
     ("deit3_small_patch16_224", {"img_size": 64, "num_classes": 7, "depth": 2}),
     # no class token, registers, fc_norm after the pool
     ("vit_betwixt_patch16_reg4_gap_256", {"img_size": 64, "num_classes": 7, "depth": 2}),
+    # GluMlp; Affine (1, 1, dim) alpha/beta and ls1/ls2 parameters; the spatial gating unit's norm and proj
+    ("gmixer_12_224", {"img_size": 64, "num_classes": 7, "num_blocks": 2}),
+    ("resmlp_24_224", {"img_size": 64, "num_classes": 7, "num_blocks": 2}),
+    ("gmlp_s16_224", {"img_size": 64, "num_classes": 7, "num_blocks": 2}),
 ])
 def test_export_round_trip_loads_strict_in_timm(tmp_path, name, kwargs):
     """jaxvit checkpoint -> safetensors -> timm strict load: same tensors, same logits."""
@@ -360,7 +375,7 @@ def test_export_round_trip_loads_strict_in_timm(tmp_path, name, kwargs):
     from safetensors.torch import load_file
 
     sd = load_file(str(out))
-    fresh = timm.create_model(name, pretrained=False, **got_kwargs).eval()
+    fresh = timm_model(name, **got_kwargs).eval()
     fresh.load_state_dict(sd, strict=True)
     for key, value in tmodel.state_dict().items():
         assert torch.equal(sd[key], value), key

@@ -1,5 +1,6 @@
-"""MLP-Mixer and TNT: timm's names, parameter counts, shapes, dtypes, aliases, and logits
-parity with timm on tiny variants (timm weights moved in through ``convert``)."""
+"""MLP-Mixer (with timm's gMixer, ResMLP and gMLP) and TNT: timm's names, parameter counts,
+default cfgs, init, shapes, dtypes, aliases, and logits parity with timm on tiny variants
+(timm weights moved in through ``convert``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import timm_mixer
 from flax import nnx
 
 import jaxvit
@@ -22,6 +24,15 @@ TIMM_PARAM_COUNTS = {
     "mixer_b32_224": 60_293_428,
     "mixer_l16_224": 208_196_168,
     "mixer_l32_224": 206_939_264,
+    "gmixer_12_224": 12_701_080,
+    "gmixer_24_224": 24_721_096,
+    "gmlp_ti16_224": 5_867_328,
+    "gmlp_s16_224": 19_422_656,
+    "gmlp_b16_224": 73_075_392,
+    "resmlp_12_224": 15_350_872,
+    "resmlp_24_224": 30_020_680,
+    "resmlp_36_224": 44_690_488,
+    "resmlp_big_24_224": 129_138_280,
     "tnt_s_patch16_224": 23_768_584,
     "tnt_s_legacy_patch16_224": 23_755_336,
     "tnt_b_patch16_224": 65_428_680,
@@ -34,6 +45,9 @@ TNT_TINY = dict(img_size=32, patch_size=4, inner_dim=8, embed_dim=32, depth=2, n
 # (name, keywords) per tiny model; TNT at both strides a 4 px patch allows, and legacy.
 TINY = {
     "mixer": ("mixer_s16_224", MIXER_TINY),
+    "gmixer": ("gmixer_12_224", MIXER_TINY),
+    "resmlp": ("resmlp_24_224", MIXER_TINY),
+    "gmlp": ("gmlp_s16_224", MIXER_TINY),
     "tnt-stride1": ("tnt_s_patch16_224", dict(TNT_TINY, first_stride=1)),
     "tnt-stride2": ("tnt_s_patch16_224", dict(TNT_TINY, first_stride=2)),
     "tnt-legacy": ("tnt_s_legacy_patch16_224", dict(TNT_TINY, first_stride=2)),
@@ -70,13 +84,38 @@ def test_counts_are_timms():
     assert got == TIMM_PARAM_COUNTS
 
 
+MIXER_NAMES = sorted(n for n in TIMM_PARAM_COUNTS if not n.startswith("tnt"))
+
+
 def test_names_families_and_cfgs():
-    assert jaxvit.list_models(family="mixer") == sorted(n for n in TIMM_PARAM_COUNTS if "mixer" in n)
+    assert jaxvit.list_models(family="mixer") == MIXER_NAMES
     assert jaxvit.list_models(family="tnt") == sorted(n for n in TIMM_PARAM_COUNTS if "tnt" in n)
     for name in TIMM_PARAM_COUNTS:
         cfg = get_entry(name).default_cfg
-        assert cfg["mean"] == cfg["std"] == (0.5, 0.5, 0.5), name
-        assert cfg["crop_pct"] == (0.875 if "mixer" in name else 0.9), name
+        # timm: Mixer and gMLP at inception's 0.5, gMixer and ResMLP at ImageNet's mean/std
+        half = not name.startswith(("gmixer", "resmlp"))
+        assert (cfg["mean"] == cfg["std"] == (0.5, 0.5, 0.5)) == half, name
+        assert cfg["crop_pct"] == (0.9 if name.startswith("tnt") else 0.875), name
+
+
+def test_mixer_cfgs_and_interface_are_timms():
+    """Each name's preprocessing is timm's default pretrained cfg (its first tag: 1000 classes,
+    224 px); the parameter groups for layer-wise lr are timm's, and so are the weight-decay
+    exemptions: none beyond 1-d tensors (timm's MlpMixer has no no_weight_decay)."""
+    timm = pytest.importorskip("timm", reason="timm is not installed: the cfgs stay unchecked")
+    for name in MIXER_NAMES:
+        theirs = timm.models.get_pretrained_cfg(name).to_dict()
+        ours = get_entry(name).default_cfg
+        c, h, w = theirs["input_size"]
+        assert tuple(ours["input_size"]) == (h, w, c) and theirs["num_classes"] == 1000, name
+        for key in ("mean", "std", "crop_pct", "interpolation"):
+            assert ours[key] == theirs[key], (name, key)
+    kwargs = {k: v for k, v in MIXER_TINY.items() if k != "num_classes"}
+    model = jaxvit.abstract_model("gmlp_s16_224", **kwargs)
+    tmodel = timm_mixer("gmlp_s16_224", device="meta", **kwargs)
+    assert model.num_classes == tmodel.num_classes == 1000
+    assert model.group_matcher() == tmodel.group_matcher()
+    assert model.no_weight_decay() == set() and not hasattr(tmodel, "no_weight_decay")
 
 
 # timm 1.0.31's register_model_deprecations in mlp_mixer.py.
@@ -85,12 +124,20 @@ MIXER_ALIASES = {
     "mixer_l16_224_in21k": "mixer_l16_224.goog_in21k_ft_in1k",
     "mixer_b16_224_miil": "mixer_b16_224.miil_in21k_ft_in1k",
     "mixer_b16_224_miil_in21k": "mixer_b16_224.miil_in21k",
+    "resmlp_12_distilled_224": "resmlp_12_224.fb_distilled_in1k",
+    "resmlp_24_distilled_224": "resmlp_24_224.fb_distilled_in1k",
+    "resmlp_36_distilled_224": "resmlp_36_224.fb_distilled_in1k",
+    "resmlp_big_24_distilled_224": "resmlp_big_24_224.fb_distilled_in1k",
+    "resmlp_big_24_224_in22ft1k": "resmlp_big_24_224.fb_in22k_ft_in1k",
+    "resmlp_12_224_dino": "resmlp_12_224",
+    "resmlp_24_224_dino": "resmlp_24_224",
 }
 
 
 def test_legacy_aliases_resolve():
     for alias, target in MIXER_ALIASES.items():
-        assert split_name(alias) == tuple(target.split(".")), alias
+        arch, _, tag = target.partition(".")
+        assert split_name(alias) == (arch, tag) and get_entry(alias).name == arch, alias
     m = jaxvit.abstract_model("mixer_b16_224_miil", **MIXER_TINY)
     assert m.pretrained_cfg["architecture"] == "mixer_b16_224"
     assert m.pretrained_cfg["tag"] == "miil_in21k_ft_in1k"
@@ -101,8 +148,7 @@ def test_aliases_are_timms():
     pytest.importorskip("timm", reason="timm is not installed: the alias list stays unchecked")
     from timm.models import get_deprecated_models
 
-    timm_mixer = {k: v for k, v in get_deprecated_models("mlp_mixer").items() if k.startswith("mixer_")}
-    assert timm_mixer == MIXER_ALIASES
+    assert get_deprecated_models("mlp_mixer") == MIXER_ALIASES
 
 
 def test_tnt_cifar_variant_builds_and_runs():
@@ -122,7 +168,7 @@ def test_tnt_rejects_a_layout_legacy_cannot_unfold():
         jaxvit.create_model("tnt_s_legacy_patch16_224", **dict(TNT_TINY, patch_size=6, first_stride=4))
 
 
-@pytest.mark.parametrize("key", ["mixer", "tnt-stride2"])
+@pytest.mark.parametrize("key", ["mixer", "resmlp", "gmlp", "tnt-stride2"])
 def test_bfloat16_compute_float32_params_and_logits(key):
     name, kwargs = TINY[key]
     m = jaxvit.create_model(name, **kwargs, dtype="bfloat16")
@@ -145,6 +191,19 @@ def test_drop_path_rules_follow_timm():
     np.testing.assert_array_equal(forward(tnt, x), forward(tnt, x))
 
 
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(block_layer="gated"), "block_layer 'gated' is not one of"),
+    (dict(mlp_layer="swiglu"), "mlp_layer 'swiglu' is not one of"),
+    (dict(norm_layer="rmsnorm"), "norm_layer 'rmsnorm' is not one of"),
+    (dict(block_layer="spatial_gating", mlp_ratio=6), "needs mlp_layer='gated'"),
+    (dict(block_layer="res"), "takes one mlp_ratio"),
+    (dict(init_values=1e-5), "init_values is for block_layer='res'"),
+])
+def test_mixer_layer_keywords_reject_what_timm_cannot_build(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        jaxvit.abstract_model("mixer_s16_224", **MIXER_TINY, **kwargs)
+
+
 def test_classifier_interface():
     mixer = jaxvit.create_model("mixer_s16_224", **MIXER_TINY, nlhb=True)
     assert not np.asarray(mixer.head.kernel[...]).any()  # timm: zero classifier
@@ -156,6 +215,35 @@ def test_classifier_interface():
     tnt.reset_classifier(3)
     assert tnt.head.kernel.shape == (32, 3)
     assert tnt.no_weight_decay() == {"patch_pos", "pixel_pos", "cls_token"}
+
+
+# ResMLP's four names at one tiny size: their layer-scale init_values (1e-4, 1e-5, 1e-6, 1e-6)
+@pytest.mark.parametrize("name", ["mixer_s16_224", "gmixer_12_224", "resmlp_12_224", "resmlp_24_224",
+                                  "resmlp_36_224", "resmlp_big_24_224", "gmlp_s16_224"])
+def test_init_is_timms(name):
+    """A fresh model's tensors are drawn as timm's _init_weights draws them: every tensor (each
+    half of its output rows apart: GluMlp's gate half) that timm fills with a constant (zero
+    head, LayerNorm/Affine ones and zeros, layer scales, the gate biases of 1) holds it here,
+    and every random one has timm's spread (xavier weights, N(0, 1e-6) MLP biases and gate
+    weights, lecun-normal stem)."""
+    pytest.importorskip("timm", reason="timm is not installed: the init stays unchecked")
+    import torch
+
+    from convert.rules import to_timm
+
+    torch.manual_seed(0)
+    theirs = {k: v.numpy() for k, v in timm_mixer(name, **MIXER_TINY).state_dict().items()}
+    ours = to_timm(jaxvit.create_model(name, **MIXER_TINY))
+    assert sorted(ours) == sorted(theirs)
+    for key, t in theirs.items():
+        rows = t.shape[0] // 2
+        for part in [slice(None)] if rows == 0 else [slice(None, rows), slice(rows, None)]:
+            tp, op = t[part], ours[key][part]
+            if tp.min() == tp.max():
+                np.testing.assert_allclose(op, tp, rtol=1e-6, err_msg=key)
+            else:  # wide enough to tell N(0, 1e-6) from zero, 0.02 from xavier's ~0.1; 3x: 8-value halves
+                bound = 3 if tp.size < 256 else 1.25
+                assert 1 / bound < op.std() / tp.std() < bound, (key, part, op.std(), tp.std())
 
 
 # --- parity with timm ------------------------------------------------------------------
@@ -174,14 +262,14 @@ def test_unfold_order_is_torch_unfold():
 
 def timm_tiny(name: str, kwargs: dict, noise: float = 0.2):
     """timm's model (eval) with seeded noise on every tensor, so logits are O(1) and a
-    mis-mapped tensor shows. timm's mixer entry points fix patch/width, so the tiny
-    mixer is built from its class."""
+    mis-mapped tensor shows. timm's mixer entry points fix patch/width: conftest's
+    timm_mixer passes them on."""
     import timm
     import torch
-    from timm.models.mlp_mixer import MlpMixer
 
     torch.manual_seed(0)
-    model = MlpMixer(**kwargs) if name.startswith("mixer") else timm.create_model(name, **kwargs)
+    family = get_entry(name).family
+    model = timm_mixer(name, **kwargs) if family == "mixer" else timm.create_model(name, **kwargs)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for t in model.state_dict().values():
@@ -214,7 +302,7 @@ def test_tiny_shapes_and_logits_match_timm(key):
     jmodel.eval()
     x = np.asarray(batch(), np.float32)
     feats, pooled, got = (np.asarray(y) for y in features_pooled_logits(jmodel, x))
-    tokens = (32 // kwargs["patch_size"]) ** 2 + (0 if name.startswith("mixer") else 1)
+    tokens = (32 // kwargs["patch_size"]) ** 2 + (0 if get_entry(name).family == "mixer" else 1)
     assert (feats.shape, pooled.shape, got.shape) == ((2, tokens, 32), (2, 32), (2, 10))
     if tmodel is None:
         pytest.skip("torch, timm or convert/ missing: shapes checked, logits parity not")

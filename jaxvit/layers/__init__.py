@@ -6,8 +6,8 @@ from jaxvit.layers import remat
 from jaxvit.layers.attention import Attention, attention
 from jaxvit.layers.attention_pool import AttentionPoolLatent
 from jaxvit.layers.common import DropPath, dropout, gelu, get_act, layer_norm, linear, make_norm, to_2tuple
-from jaxvit.layers.layer_scale import LayerScale
-from jaxvit.layers.mlp import GluMlp, Mlp, SwiGLU
+from jaxvit.layers.layer_scale import Affine, LayerScale
+from jaxvit.layers.mlp import GatedMlp, GluMlp, Mlp, SpatialGatingUnit, SwiGLU
 from jaxvit.layers.patch_embed import PatchEmbed
 from jaxvit.layers.pos_embed import resample_abs_pos_embed
 
@@ -16,6 +16,7 @@ attention_impl = _importlib.import_module("jaxvit.layers.attention")
 
 __all__ = [
     "attention_impl",
+    "Affine",
     "remat",
     "Attention",
     "attention",
@@ -28,9 +29,11 @@ __all__ = [
     "LayerScale",
     "linear",
     "make_norm",
+    "GatedMlp",
     "GluMlp",
     "Mlp",
     "PatchEmbed",
+    "SpatialGatingUnit",
     "SwiGLU",
     "to_2tuple",
     "resample_abs_pos_embed",
