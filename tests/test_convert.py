@@ -46,7 +46,7 @@ PARITY_NAMES = [
     "deit_tiny_distilled_patch16_224",
     "deit_small_distilled_patch16_224",
     "deit_base_distilled_patch16_224",
-    # timm's other vision_transformer/deit names the ViT keywords build (jaxvit/models/vit.py's table)
+    # timm's other vision_transformer/deit names the ViT keywords build (jaxvit/models/vit_names.py)
     "vit_tiny_patch16_384", "vit_small_patch32_224", "vit_small_patch32_384", "vit_small_patch16_384",
     "vit_base_patch32_384", "vit_base_patch16_384", "vit_base_patch8_224", "vit_large_patch32_224",
     "vit_large_patch32_384", "vit_large_patch16_384", "vit_large_patch14_224", "vit_huge_patch14_224",
