@@ -103,6 +103,8 @@ PARITY_NAMES = [
     "aimv2_1b_patch14_448", "aimv2_3b_patch14_224", "aimv2_3b_patch14_336", "aimv2_3b_patch14_448",
     # DINOv2/TIPSv2 giant: SwiGLU-packed MLPs
     "vit_giant_patch14_dinov2", "vit_giant_patch14_reg4_dinov2", "vit_giant_patch14_reg1_tipsv2",
+    # so400m/14 at 384 px: 27 patches a side, the last 6 pixels unread (as timm's strided conv)
+    "vit_so400m_patch14_siglip_384", "vit_so400m_patch14_siglip_gap_384",
     "mixer_s16_224",
     "mixer_s32_224",
     "mixer_b16_224",

@@ -157,8 +157,8 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
         "vit_base_patch16_siglip_384": (384, 0.9, 0), "vit_base_patch16_siglip_512": (512, 0.9, 0),
         "vit_large_patch16_siglip_256": (256, 0.9, 0), "vit_large_patch16_siglip_384": (384, 0.9, 0),
         "vit_large_patch16_siglip_512": (512, 0.9, 0, dict(act_layer="gelu_tanh")),
-        # (not vit_so400m_patch14_siglip_384: see vit_so400m_patch14_siglip_gap_384 below)
         "vit_so400m_patch14_siglip_224": (224, 0.9, 0), "vit_so400m_patch14_siglip_378": (378, 0.9, 0),
+        "vit_so400m_patch14_siglip_384": (384, 0.9, 0),  # 27 patches a side: the last 6 px unread, as timm's
         "vit_so400m_patch16_siglip_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
         "vit_so400m_patch16_siglip_384": (384, 0.9, 0, dict(act_layer="gelu_tanh")),
         "vit_so400m_patch16_siglip_512": (512, 0.9, 0, dict(act_layer="gelu_tanh")),
@@ -173,9 +173,7 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
         "vit_large_patch16_siglip_gap_256": (256, 0.9, 0), "vit_large_patch16_siglip_gap_384": (384, 0.9, 0),
         "vit_large_patch16_siglip_gap_512": (512, 0.9, 0, dict(act_layer="gelu_tanh")),
         "vit_so400m_patch14_siglip_gap_224": (224, 0.9, 0), "vit_so400m_patch14_siglip_gap_378": (378, 0.9, 0),
-        # (not vit_so400m_patch14_siglip_gap_384: 384 px is no multiple of patch 14; timm's conv drops
-        # the last 6 pixels, jaxvit's PatchEmbed refuses such a size)
-        "vit_so400m_patch14_siglip_gap_448": (448, 1.0, 0),
+        "vit_so400m_patch14_siglip_gap_384": (384, 1.0, 0), "vit_so400m_patch14_siglip_gap_448": (448, 1.0, 0),
         "vit_so400m_patch14_siglip_gap_896": (896, 1.0, 0),
         "vit_so400m_patch16_siglip_gap_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
         "vit_so400m_patch16_siglip_gap_384": (384, 0.9, 0, dict(act_layer="gelu_tanh")),
