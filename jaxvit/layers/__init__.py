@@ -8,6 +8,7 @@ from jaxvit.layers.attention_pool import AttentionPoolLatent
 from jaxvit.layers.common import DropPath, dropout, gelu, get_act, layer_norm, linear, make_norm, to_2tuple
 from jaxvit.layers.layer_scale import LayerScale
 from jaxvit.layers.mlp import GluMlp, Mlp, SwiGLU
+from jaxvit.layers.parallel_scaling import ParallelScalingBlock
 from jaxvit.layers.patch_embed import PatchEmbed
 from jaxvit.layers.pos_embed import resample_abs_pos_embed
 
@@ -30,6 +31,7 @@ __all__ = [
     "make_norm",
     "GluMlp",
     "Mlp",
+    "ParallelScalingBlock",
     "PatchEmbed",
     "SwiGLU",
     "to_2tuple",

@@ -29,15 +29,14 @@ from jaxvit.layers import (
     Mlp,
     PatchEmbed,
     SwiGLU,
-    attention,
     dropout,
     get_act,
     init,
-    linear,
     make_norm,
 )
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, gelu
+from jaxvit.layers.parallel_scaling import ParallelScalingBlock
 from jaxvit.layers.pos_embed import resample_abs_pos_embed_traced
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
@@ -151,54 +150,6 @@ class ParallelThingsBlock(nnx.Module):
             raise ConfigError("ParallelThingsBlock takes no attention mask")
         x = x + sum(branch(x) for branch in self.attns)
         return x + sum(branch(x) for branch in self.ffns)
-
-
-class ParallelScalingBlock(nnx.Module):
-    """timm's ``ParallelScalingBlock`` (ViT-22B style): one ``in_norm``, one fused ``in_proj`` for
-    the MLP's hidden layer and q, k, v; attention and MLP in parallel, their ``attn_out_proj`` and
-    ``mlp_out_proj`` summed into one residual through ``ls``. Without ``qkv_bias`` the MLP's
-    bias is its own ``mlp_bias``."""
-
-    def __init__(
-        self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, qkv_bias: bool = False, qk_norm: bool = False,
-        scale_attn_norm: bool = False, scale_mlp_norm: bool = False, init_values: float | None = None,
-        proj_drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
-        act: Callable[[jax.Array], jax.Array] = gelu, mlp_layer: str = "mlp", proj_bias: bool = True,
-        norm_layer: str | None = None, norm_eps: float = 1e-6, dtype: Dtype = None, rngs: nnx.Rngs,
-    ):
-        if scale_attn_norm or scale_mlp_norm or mlp_layer != "mlp":
-            raise ConfigError("block_fn='parallel_scaling' takes no scale norms and only mlp_layer='mlp'")
-        if dim % num_heads:
-            raise ConfigError(f"dim {dim} must be divisible by num_heads {num_heads}")
-        norm = partial(make_norm, norm_layer, eps=norm_eps, dtype=dtype, rngs=rngs)
-        self.num_heads = num_heads
-        hidden = int(mlp_ratio * dim)
-        self.in_split = (hidden, hidden + dim, hidden + 2 * dim)  # mlp | q | k | v
-        self.in_norm = norm(dim)
-        self.in_proj = linear(dim, hidden + 3 * dim, bias=qkv_bias, dtype=dtype, rngs=rngs)
-        self.mlp_bias = None if qkv_bias else nnx.Param(jnp.zeros((hidden,), jnp.float32))
-        self.q_norm = norm(dim // num_heads) if qk_norm else None
-        self.k_norm = norm(dim // num_heads) if qk_norm else None
-        self.attn_drop = dropout(attn_drop, rngs)
-        self.mlp_drop = dropout(proj_drop, rngs)
-        self.mlp_act = act
-        self.attn_out_proj = linear(dim, dim, bias=proj_bias, dtype=dtype, rngs=rngs)
-        self.mlp_out_proj = linear(hidden, dim, bias=proj_bias, dtype=dtype, rngs=rngs)
-        self.ls = LayerScale(dim, init_values) if init_values is not None else None
-        self.drop_path = DropPath(drop_path, rngs=rngs)
-
-    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
-        b, n, c = x.shape
-        h = self.num_heads
-        x_mlp, q, k, v = jnp.split(self.in_proj(self.in_norm(x)), self.in_split, axis=-1)
-        if self.mlp_bias is not None:
-            x_mlp = x_mlp + self.mlp_bias[...].astype(x_mlp.dtype)
-        q, k, v = (t.reshape(b, n, h, c // h) for t in (q, k, v))
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        x_attn = attention(q, k, v, mask=mask, attn_drop=self.attn_drop).reshape(b, n, c)
-        y = self.attn_out_proj(x_attn) + self.mlp_out_proj(self.mlp_drop(self.mlp_act(x_mlp)))
-        return x + self.drop_path(y if self.ls is None else self.ls(y))
 
 
 BLOCKS = {"block": Block, "res_post": ResPostBlock, "parallel": ParallelThingsBlock,
