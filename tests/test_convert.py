@@ -105,6 +105,8 @@ PARITY_NAMES = [
     "vit_giant_patch14_dinov2", "vit_giant_patch14_reg4_dinov2", "vit_giant_patch14_reg1_tipsv2",
     # so400m/14 at 384 px: 27 patches a side, the last 6 pixels unread (as timm's strided conv)
     "vit_so400m_patch14_siglip_384", "vit_so400m_patch14_siglip_gap_384",
+    # differential attention in Blocks and in the parallel-scaling block
+    "vit_dwee_patch16_reg1_gap_256", "vit_dlittle_patch16_reg1_gap_256", "vit_dpwee_patch16_reg1_gap_256",
     "mixer_s16_224",
     "mixer_s32_224",
     "mixer_b16_224",

@@ -6,6 +6,7 @@ from jaxvit.layers import remat
 from jaxvit.layers.attention import Attention, attention
 from jaxvit.layers.attention_pool import AttentionPoolLatent
 from jaxvit.layers.common import DropPath, dropout, gelu, get_act, layer_norm, linear, make_norm, to_2tuple
+from jaxvit.layers.diff_attention import DiffAttention, DiffParallelScalingBlock
 from jaxvit.layers.layer_scale import LayerScale
 from jaxvit.layers.mlp import GluMlp, Mlp, SwiGLU
 from jaxvit.layers.parallel_scaling import ParallelScalingBlock
@@ -21,6 +22,8 @@ __all__ = [
     "Attention",
     "attention",
     "AttentionPoolLatent",
+    "DiffAttention",
+    "DiffParallelScalingBlock",
     "DropPath",
     "dropout",
     "gelu",

@@ -36,12 +36,14 @@ from jaxvit.layers import (
 )
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, gelu
+from jaxvit.layers.diff_attention import DiffAttention, DiffParallelScalingBlock
 from jaxvit.layers.parallel_scaling import ParallelScalingBlock
 from jaxvit.layers.pos_embed import resample_abs_pos_embed_traced
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 
 MLP_LAYERS = ("mlp", "swiglu_packed", "swiglu")  # timm's Mlp, SwiGLUPacked, SwiGLU
+ATTN_LAYERS = {"": Attention, "attn": Attention, "diff": DiffAttention}  # timm's attn_layer names
 
 
 class Block(nnx.Module):
@@ -67,15 +69,20 @@ class Block(nnx.Module):
         proj_bias: bool = True,
         norm_layer: str | None = None,
         norm_eps: float = 1e-6,
+        attn_layer: str = "attn",
+        depth: int = 0,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
         norm = partial(make_norm, norm_layer, eps=norm_eps, dtype=dtype, rngs=rngs)
         self.norm1 = norm(dim)
-        self.attn = Attention(
+        if attn_layer not in ATTN_LAYERS:
+            raise ConfigError(f"attn_layer {attn_layer!r} is not one of {tuple(ATTN_LAYERS)}; pass one of those names")
+        # depth: the block's index, which differential attention's lambda_init grows with
+        self.attn = ATTN_LAYERS[attn_layer](
             dim, num_heads, qkv_bias=qkv_bias, qk_norm=qk_norm, scale_norm=scale_attn_norm, proj_bias=proj_bias,
             norm_layer=norm_layer, norm_eps=norm_eps, attn_drop=attn_drop, proj_drop=proj_drop, dtype=dtype,
-            rngs=rngs,
+            rngs=rngs, **(dict(depth=depth) if attn_layer == "diff" else {}),
         )
         self.ls1 = LayerScale(dim, init_values) if init_values else None
         self.drop_path1 = DropPath(drop_path, rngs=rngs)
@@ -153,7 +160,7 @@ class ParallelThingsBlock(nnx.Module):
 
 
 BLOCKS = {"block": Block, "res_post": ResPostBlock, "parallel": ParallelThingsBlock,
-          "parallel_scaling": ParallelScalingBlock}
+          "parallel_scaling": ParallelScalingBlock, "diff_parallel_scaling": DiffParallelScalingBlock}
 
 
 class VisionTransformer(ClassifierModel):
@@ -164,8 +171,10 @@ class VisionTransformer(ClassifierModel):
     which take names: one of ``jaxvit.layers.common.ACTIVATIONS``; one of ``MLP_LAYERS``; so do
     ``norm_layer``/``embed_norm_layer`` ('layernorm', 'rmsnorm', all of one ``norm_eps``) and
     ``block_fn`` ('block'; 'res_post': timm's ``ResPostBlock``; 'parallel': its two-way
-    ``ParallelThingsBlock``; 'parallel_scaling': its ``ParallelScalingBlock``). A layer timm
-    makes an Identity is None here.
+    ``ParallelThingsBlock``; 'parallel_scaling': its ``ParallelScalingBlock``;
+    'diff_parallel_scaling': its ``DiffParallelScalingBlock``) and ``attn_layer`` ('attn';
+    'diff': timm's ``DiffAttention``, in every block kind but the parallel-scaling ones, which
+    have their own). A layer timm makes an Identity is None here.
     """
 
     pool_types = ("", "token", "avg", "max", "avgmax", "map")
@@ -198,6 +207,7 @@ class VisionTransformer(ClassifierModel):
         act_layer: str | None = None,
         mlp_layer: str = "mlp",
         block_fn: str = "block",
+        attn_layer: str = "attn",
         proj_bias: bool = True,
         norm_layer: str | None = None,
         embed_norm_layer: str | None = None,
@@ -255,8 +265,8 @@ class VisionTransformer(ClassifierModel):
                     embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_norm=qk_norm,
                     scale_attn_norm=scale_attn_norm, scale_mlp_norm=scale_mlp_norm, init_values=init_values,
                     proj_drop=proj_drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[i], act=act,
-                    mlp_layer=mlp_layer, proj_bias=proj_bias, norm_layer=norm_layer, norm_eps=norm_eps, dtype=dtype,
-                    rngs=rngs,
+                    mlp_layer=mlp_layer, proj_bias=proj_bias, norm_layer=norm_layer, norm_eps=norm_eps,
+                    attn_layer=attn_layer, depth=i, dtype=dtype, rngs=rngs,
                 )
                 for i in range(depth)
             ]

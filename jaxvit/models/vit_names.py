@@ -185,6 +185,12 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
         "vit_wee_patch16_reg1_gap_256": (256, 0.95, 1000), "vit_little_patch16_reg1_gap_256": (256, 0.95, 1000),
         "vit_little_patch16_reg4_gap_256": (256, 0.95, 1000),
         "vit_pwee_patch16_reg1_gap_256": (256, 0.95, 1000, dict(_SIZES["wee"], depth=16, block_fn="parallel_scaling")),
+        # differential attention: in each Block, and in the parallel-scaling block
+        "vit_dwee_patch16_reg1_gap_256": (256, 0.95, 1000, dict(_SIZES["wee"], attn_layer="diff")),
+        "vit_dlittle_patch16_reg1_gap_256": (256, 0.95, 1000, dict(_SIZES["little"], attn_layer="diff")),
+        "vit_dpwee_patch16_reg1_gap_256": (
+            256, 0.95, 1000, dict(_SIZES["wee"], depth=16, block_fn="diff_parallel_scaling"),
+        ),
         "vit_medium_patch16_reg1_gap_256": (256, 0.95, 1000),
         "vit_medium_patch16_reg4_gap_256": (256, 0.95, 1000), "vit_mediumd_patch16_reg4_gap_256": (256, 0.95, 1000),
         "vit_mediumd_patch16_reg4_gap_384": (384, 1.0, 1000), "vit_betwixt_patch16_reg1_gap_256": (256, 0.95, 1000),
