@@ -174,7 +174,9 @@ class VisionTransformer(ClassifierModel):
     ``ParallelThingsBlock``; 'parallel_scaling': its ``ParallelScalingBlock``;
     'diff_parallel_scaling': its ``DiffParallelScalingBlock``) and ``attn_layer`` ('attn';
     'diff': timm's ``DiffAttention``, in every block kind but the parallel-scaling ones, which
-    have their own). A layer timm makes an Identity is None here.
+    have their own). ``dynamic_img_size``: any input the patch divides, the position table
+    resampled to its grid in the forward pass; ``pool_include_prefix``: the pooling ('avg', 'map',
+    ...) takes the class and register tokens too. A layer timm makes an Identity is None here.
     """
 
     pool_types = ("", "token", "avg", "max", "avgmax", "map")
@@ -202,6 +204,7 @@ class VisionTransformer(ClassifierModel):
         pre_norm: bool = False,
         final_norm: bool = True,
         fc_norm: bool | None = None,
+        pool_include_prefix: bool = False,
         dynamic_img_size: bool = False,
         distilled: bool = False,
         act_layer: str | None = None,
@@ -234,6 +237,7 @@ class VisionTransformer(ClassifierModel):
         self.num_reg_tokens = reg_tokens
         self.num_prefix_tokens = int(class_token) + int(distilled) + reg_tokens
         self.no_embed_class = no_embed_class
+        self.pool_include_prefix = pool_include_prefix
         self.dynamic_img_size = dynamic_img_size
         self.dtype = dtype
 
@@ -372,10 +376,11 @@ class VisionTransformer(ClassifierModel):
             # timm averages the two heads except in distillation training,
             # which needs a teacher and is not part of jaxvit's trainer.
             return (x + x_dist) / 2
+        prefix = 0 if self.pool_include_prefix else self.num_prefix_tokens  # the tokens pooling leaves out
         if self.attn_pool is not None:
-            x = self.attn_pool(x[:, self.num_prefix_tokens:])
+            x = self.attn_pool(x[:, prefix:])
         else:
-            x = global_pool(x, self.global_pool, num_prefix_tokens=self.num_prefix_tokens)
+            x = global_pool(x, self.global_pool, num_prefix_tokens=prefix)
         if self.fc_norm is not None:
             x = self.fc_norm(x)
         return logits(self.head, self.head_drop(x), pre_logits)

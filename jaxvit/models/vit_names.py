@@ -66,6 +66,7 @@ _AIMV2_SIZES = {
     "1b": dict(embed_dim=2048, depth=24, num_heads=16, mlp_ratio=2.75),
     "3b": dict(embed_dim=3072, depth=24, num_heads=24, mlp_ratio=2.6667),
 }
+_TEST_REG1 = dict(class_token=False, reg_tokens=1, global_pool="avg", init_values=1e-5)
 _GIANT_SWIGLU = dict(embed_dim=1536, num_heads=24, mlp_ratio=2.66667 * 2, mlp_layer="swiglu_packed", act_layer="silu")
 
 # (keywords, mean/std, {name: (image size, crop_pct, num_classes[, the name's own keywords])}),
@@ -221,6 +222,15 @@ _GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
     }),
     (dict(init_values=0.1, final_norm=False, dynamic_img_size=True), _IMAGENET, {
         "vit_intern300m_patch14_448": (448, 1.0, 0),
+    }),
+    (dict(patch_size=16), _INCEPTION, {  # timm's small debug ViTs
+        "test_vit": (160, 0.95, 1000, dict(embed_dim=64, depth=6, num_heads=2, mlp_ratio=3, dynamic_img_size=True)),
+        "test_vit2": (160, 0.95, 1000, dict(_TEST_REG1, embed_dim=64, depth=8, num_heads=2, mlp_ratio=3,
+                                            dynamic_img_size=True)),
+        "test_vit3": (160, 0.95, 1000, dict(_TEST_REG1, embed_dim=96, depth=9, num_heads=3, mlp_ratio=2,
+                                            global_pool="map", pool_include_prefix=True)),
+        "test_vit4": (160, 0.95, 1000, dict(_TEST_REG1, embed_dim=96, depth=9, num_heads=3, mlp_ratio=3,
+                                            dynamic_img_size=True, norm_layer="rmsnorm")),
     }),
     ({}, _IMAGENET, {
         "deit_tiny_patch16_224": (224, 0.9, 1000), "deit_small_patch16_224": (224, 0.9, 1000),
