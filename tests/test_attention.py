@@ -83,3 +83,19 @@ def test_unknown_implementation_is_a_config_error():
     with pytest.raises(ConfigError, match="not one of"):
         attn.set_implementation("flash")
     assert attn.get_implementation() == "auto"
+
+
+@pytest.mark.parametrize("impl", ["xla", "xla_padded"])
+@pytest.mark.parametrize("v_width", [16, 4])
+def test_v_of_another_head_width(impl, v_width):
+    """v's heads twice as wide as q's (differential attention) or narrower: the kernels get one
+    width (zero columns), the scale stays q's, and the result is the explicit softmax's."""
+    rng = np.random.default_rng(2)
+    q, k = (rng.standard_normal((2, 5, 3, 8)).astype(np.float32) for _ in range(2))
+    v = rng.standard_normal((2, 5, 3, v_width)).astype(np.float32)
+    weights = jax.nn.softmax(np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(8), axis=-1)
+    ref = np.einsum("bhqk,bkhd->bqhd", weights, v)
+    with attn.implementation(impl):
+        out = attn.attention(q, k, v)
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(np.asarray(out), ref, rtol=0, atol=1e-6)

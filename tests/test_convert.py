@@ -48,7 +48,7 @@ PARITY_NAMES = [
     "deit_tiny_distilled_patch16_224",
     "deit_small_distilled_patch16_224",
     "deit_base_distilled_patch16_224",
-    # timm's other vision_transformer/deit names the ViT keywords build (jaxvit/models/vit.py's table)
+    # timm's other vision_transformer/deit names the ViT keywords build (jaxvit/models/vit_names.py)
     "vit_tiny_patch16_384", "vit_small_patch32_224", "vit_small_patch32_384", "vit_small_patch16_384",
     "vit_base_patch32_384", "vit_base_patch16_384", "vit_base_patch8_224", "vit_large_patch32_224",
     "vit_large_patch32_384", "vit_large_patch16_384", "vit_large_patch14_224", "vit_huge_patch14_224",
@@ -105,6 +105,12 @@ PARITY_NAMES = [
     "aimv2_1b_patch14_448", "aimv2_3b_patch14_224", "aimv2_3b_patch14_336", "aimv2_3b_patch14_448",
     # DINOv2/TIPSv2 giant: SwiGLU-packed MLPs
     "vit_giant_patch14_dinov2", "vit_giant_patch14_reg4_dinov2", "vit_giant_patch14_reg1_tipsv2",
+    # so400m/14 at 384 px: 27 patches a side, the last 6 pixels unread (as timm's strided conv)
+    "vit_so400m_patch14_siglip_384", "vit_so400m_patch14_siglip_gap_384",
+    # differential attention in Blocks and in the parallel-scaling block
+    "vit_dwee_patch16_reg1_gap_256", "vit_dlittle_patch16_reg1_gap_256", "vit_dpwee_patch16_reg1_gap_256",
+    # timm's debug ViTs: dynamic_img_size, 'map' pooling with the register token (pool_include_prefix), RMSNorm
+    "test_vit", "test_vit2", "test_vit3", "test_vit4",
     "mixer_s16_224",
     "mixer_s32_224",
     "mixer_b16_224",
@@ -193,10 +199,12 @@ PARITY_CASES = [(n, depth_kwargs(n)) for n in PARITY_NAMES]
 PARITY_CASES += [(n, {"img_size": 112 if "patch14" in n else 96, **reduced(n)}) for n in OTHER_SIZE]
 PARITY_CASES.append(("vit_tiny_patch16_224", {"img_size": 64, "patch_size": 8}))
 # ViT keywords no registered name combines this way: qk_norm; timm's norm placement for the
-# other poolings (fc_norm after 'avg'/'avgmax', the final norm before 'token' without it)
+# other poolings (fc_norm after 'avg'/'avgmax', the final norm before 'token' without it);
+# pool_include_prefix with averaging (test_vit3 has it with 'map')
 PARITY_CASES += [("vit_tiny_patch16_224", dict(img_size=64, depth=2, **k)) for k in (
     {"qk_norm": True}, {"global_pool": "avg"}, {"global_pool": "avgmax", "class_token": False},
     {"global_pool": "avg", "fc_norm": False, "reg_tokens": 2}, {"pre_norm": True, "final_norm": False},
+    {"global_pool": "avg", "reg_tokens": 2, "pool_include_prefix": True},  # the class and registers pooled too
 )]
 PARITY_CASES.append(("tnt_s_patch16_224", {"img_size": 32, "patch_size": 4, "first_stride": 1}))
 # MlpMixer's stem_norm (no timm name sets it): the block's norm, here ResMLP's Affine, on the patches
@@ -306,6 +314,7 @@ def test_logits_match_timm(name, kwargs):
 @pytest.mark.parametrize("name,kwargs", [
     ("vit_intern300m_patch14_448", {"img_size": 112, "depth": 2}),  # registered with dynamic_img_size
     ("deit3_small_patch16_224", {"img_size": 64, "depth": 2, "dynamic_img_size": True}),  # no_embed_class
+    ("test_vit2", {"depth": 2}),  # registered with it, at 160 px: a register token's row in the table
 ])
 def test_dynamic_img_size_matches_timm(name, kwargs):
     """dynamic_img_size: inputs of other sizes than built, the position table resampled in the
@@ -360,6 +369,9 @@ def test_full_size_tensors_match_timm(name):
     ("gmixer_12_224", {"img_size": 64, "num_classes": 7, "num_blocks": 2}),
     ("resmlp_24_224", {"img_size": 64, "num_classes": 7, "num_blocks": 2}),
     ("gmlp_s16_224", {"img_size": 64, "num_classes": 7, "num_blocks": 2}),
+    # differential attention's lambdas and sub_norm; RMSNorm everywhere with dynamic_img_size
+    ("vit_dwee_patch16_reg1_gap_256", {"img_size": 64, "num_classes": 7, "depth": 2}),
+    ("test_vit4", {"img_size": 64, "num_classes": 7, "depth": 2}),
 ])
 def test_export_round_trip_loads_strict_in_timm(tmp_path, name, kwargs):
     """jaxvit checkpoint -> safetensors -> timm strict load: same tensors, same logits."""

@@ -6,8 +6,10 @@ from jaxvit.layers import remat
 from jaxvit.layers.attention import Attention, attention
 from jaxvit.layers.attention_pool import AttentionPoolLatent
 from jaxvit.layers.common import DropPath, dropout, gelu, get_act, layer_norm, linear, make_norm, to_2tuple
+from jaxvit.layers.diff_attention import DiffAttention, DiffParallelScalingBlock
 from jaxvit.layers.layer_scale import Affine, LayerScale
 from jaxvit.layers.mlp import GatedMlp, GluMlp, Mlp, SpatialGatingUnit, SwiGLU
+from jaxvit.layers.parallel_scaling import ParallelScalingBlock
 from jaxvit.layers.patch_embed import PatchEmbed
 from jaxvit.layers.pos_embed import resample_abs_pos_embed
 
@@ -21,6 +23,8 @@ __all__ = [
     "Attention",
     "attention",
     "AttentionPoolLatent",
+    "DiffAttention",
+    "DiffParallelScalingBlock",
     "DropPath",
     "dropout",
     "gelu",
@@ -32,6 +36,7 @@ __all__ = [
     "GatedMlp",
     "GluMlp",
     "Mlp",
+    "ParallelScalingBlock",
     "PatchEmbed",
     "SpatialGatingUnit",
     "SwiGLU",

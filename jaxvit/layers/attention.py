@@ -42,7 +42,22 @@ def _pad_axis(x: jax.Array, axis: int, size: int, value=0) -> jax.Array:
     return jnp.pad(x, widths, constant_values=value)
 
 
-def _padded(q, k, v, bias, mask, implementation: str) -> jax.Array:
+def _one_width(q, k, v) -> tuple[jax.Array, jax.Array, jax.Array, float | None]:
+    """q, k, v with one head width, and the scale q's own width asks for (None: unchanged).
+
+    jax's kernels take one head width; differential attention's v heads are twice as wide as
+    its q and k heads. Zero columns added to q and k leave the scores as they are; added to v,
+    they are output columns the caller drops.
+    """
+    dq, dv = q.shape[-1], v.shape[-1]
+    if dq == dv:
+        return q, k, v, None
+    width = max(dq, dv)
+    q, k, v = (jnp.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, width - t.shape[-1])]) for t in (q, k, v))
+    return q, k, v, dq**-0.5
+
+
+def _padded(q, k, v, bias, mask, implementation: str, scale: float | None = None) -> jax.Array:
     """Attention on q, k, v padded to PAD_MULTIPLE tokens; the padded keys are masked through
     ``key_value_seq_lengths`` and the padded query rows are dropped, so the result is the
     unpadded one."""
@@ -55,6 +70,7 @@ def _padded(q, k, v, bias, mask, implementation: str) -> jax.Array:
         mask = _pad_axis(_pad_axis(mask, -2, pq, True), -1, pk, True)
     out = jax.nn.dot_product_attention(
         _pad_axis(q, 1, pq), _pad_axis(k, 1, pk), _pad_axis(v, 1, pk), bias=bias, mask=mask,
+        scale=scale,
         query_seq_lengths=jnp.full((b,), tq, jnp.int32),
         key_value_seq_lengths=jnp.full((b,), tk, jnp.int32),
         implementation=implementation,
@@ -76,9 +92,9 @@ def attention(
     bias and shift mask, MViTv2 pooled with relative positions) comes here.
 
     The kernel follows ``set_implementation`` (``config.attention``). Active attention dropout
-    forms the weights explicitly (no fused kernel offers dropout).
+    forms the weights explicitly (no fused kernel offers dropout). v's heads may be wider or
+    narrower than q's and k's (differential attention's are twice as wide).
     """
-    global _fallback_logged
     if not (attn_drop is None or attn_drop.rate == 0.0 or attn_drop.deterministic):
         scale = q.shape[-1] ** -0.5
         logits = jnp.einsum("bqhd,bkhd->bhqk", q * scale, k)
@@ -88,23 +104,32 @@ def attention(
             logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
         return jnp.einsum("bhqk,bkhd->bqhd", attn_drop(weights), v)
+    width = v.shape[-1]
+    q, k, v, scale = _one_width(q, k, v)
+    out = _kernel(q, k, v, bias, mask, scale)
+    return out if out.shape[-1] == width else out[..., :width]
+
+
+def _kernel(q, k, v, bias, mask, scale: float | None) -> jax.Array:
+    """The kernel ``set_implementation`` picks, on q, k, v of one head width."""
+    global _fallback_logged
     impl = _setting.get()
     if impl == "xla":
-        return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, implementation="xla")
+        return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, implementation="xla")
     if impl == "xla_padded":
-        return _padded(q, k, v, bias, mask, "xla")
+        return _padded(q, k, v, bias, mask, "xla", scale)
     if impl == "cudnn":
-        return _padded(q, k, v, bias, mask, "cudnn")
+        return _padded(q, k, v, bias, mask, "cudnn", scale)
     # auto: the fused kernel where it exists (GPU, half precision), else XLA
     if jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16):
         try:
-            return _padded(q, k, v, bias, mask, "cudnn")
+            return _padded(q, k, v, bias, mask, "cudnn", scale)
         except Exception as e:  # cuDNN refused these shapes at trace time: XLA computes the same
             if not _fallback_logged:
                 log.warning("attention: cuDNN refused %s x %s (%s); using XLA's attention",
                             q.shape, k.shape, str(e).splitlines()[0][:160])
                 _fallback_logged = True
-    return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask)
+    return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale)
 
 
 class Attention(nnx.Module):

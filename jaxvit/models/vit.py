@@ -1,5 +1,6 @@
-"""Vision Transformer, DeiT (incl. distilled) and DeiT III, with timm's module tree, and the
-timm names its keywords build (CLIP and SigLIP-gap towers, DINOv2, register and gap ViTs, ...).
+"""Vision Transformer, DeiT (incl. distilled) and DeiT III, with timm's module tree; the timm
+names its keywords build (CLIP and SigLIP towers, DINOv2, register and gap ViTs, ...) are
+registered by ``jaxvit.models.vit_names``.
 
 Attribute names follow ``timm.models.vision_transformer``: ``patch_embed.proj``,
 ``cls_token``, ``reg_token``, ``dist_token``, ``pos_embed``, ``norm_pre``,
@@ -9,7 +10,6 @@ Attribute names follow ``timm.models.vision_transformer``: ``patch_embed.proj``,
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -29,30 +29,21 @@ from jaxvit.layers import (
     Mlp,
     PatchEmbed,
     SwiGLU,
-    attention,
     dropout,
     get_act,
     init,
-    linear,
     make_norm,
 )
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, gelu
+from jaxvit.layers.diff_attention import DiffAttention, DiffParallelScalingBlock
+from jaxvit.layers.parallel_scaling import ParallelScalingBlock
 from jaxvit.layers.pos_embed import resample_abs_pos_embed_traced
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
-from jaxvit.registry import (
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
-    IMAGENET_INCEPTION_MEAN,
-    IMAGENET_INCEPTION_STD,
-    OPENAI_CLIP_MEAN,
-    OPENAI_CLIP_STD,
-    build,
-    register_model,
-)
 
 MLP_LAYERS = ("mlp", "swiglu_packed", "swiglu")  # timm's Mlp, SwiGLUPacked, SwiGLU
+ATTN_LAYERS = {"": Attention, "attn": Attention, "diff": DiffAttention}  # timm's attn_layer names
 
 
 class Block(nnx.Module):
@@ -78,15 +69,20 @@ class Block(nnx.Module):
         proj_bias: bool = True,
         norm_layer: str | None = None,
         norm_eps: float = 1e-6,
+        attn_layer: str = "attn",
+        depth: int = 0,
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
         norm = partial(make_norm, norm_layer, eps=norm_eps, dtype=dtype, rngs=rngs)
         self.norm1 = norm(dim)
-        self.attn = Attention(
+        if attn_layer not in ATTN_LAYERS:
+            raise ConfigError(f"attn_layer {attn_layer!r} is not one of {tuple(ATTN_LAYERS)}; pass one of those names")
+        # depth: the block's index, which differential attention's lambda_init grows with
+        self.attn = ATTN_LAYERS[attn_layer](
             dim, num_heads, qkv_bias=qkv_bias, qk_norm=qk_norm, scale_norm=scale_attn_norm, proj_bias=proj_bias,
             norm_layer=norm_layer, norm_eps=norm_eps, attn_drop=attn_drop, proj_drop=proj_drop, dtype=dtype,
-            rngs=rngs,
+            rngs=rngs, **(dict(depth=depth) if attn_layer == "diff" else {}),
         )
         self.ls1 = LayerScale(dim, init_values) if init_values else None
         self.drop_path1 = DropPath(drop_path, rngs=rngs)
@@ -163,56 +159,8 @@ class ParallelThingsBlock(nnx.Module):
         return x + sum(branch(x) for branch in self.ffns)
 
 
-class ParallelScalingBlock(nnx.Module):
-    """timm's ``ParallelScalingBlock`` (ViT-22B style): one ``in_norm``, one fused ``in_proj`` for
-    the MLP's hidden layer and q, k, v; attention and MLP in parallel, their ``attn_out_proj`` and
-    ``mlp_out_proj`` summed into one residual through ``ls``. Without ``qkv_bias`` the MLP's
-    bias is its own ``mlp_bias``."""
-
-    def __init__(
-        self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, qkv_bias: bool = False, qk_norm: bool = False,
-        scale_attn_norm: bool = False, scale_mlp_norm: bool = False, init_values: float | None = None,
-        proj_drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
-        act: Callable[[jax.Array], jax.Array] = gelu, mlp_layer: str = "mlp", proj_bias: bool = True,
-        norm_layer: str | None = None, norm_eps: float = 1e-6, dtype: Dtype = None, rngs: nnx.Rngs,
-    ):
-        if scale_attn_norm or scale_mlp_norm or mlp_layer != "mlp":
-            raise ConfigError("block_fn='parallel_scaling' takes no scale norms and only mlp_layer='mlp'")
-        if dim % num_heads:
-            raise ConfigError(f"dim {dim} must be divisible by num_heads {num_heads}")
-        norm = partial(make_norm, norm_layer, eps=norm_eps, dtype=dtype, rngs=rngs)
-        self.num_heads = num_heads
-        hidden = int(mlp_ratio * dim)
-        self.in_split = (hidden, hidden + dim, hidden + 2 * dim)  # mlp | q | k | v
-        self.in_norm = norm(dim)
-        self.in_proj = linear(dim, hidden + 3 * dim, bias=qkv_bias, dtype=dtype, rngs=rngs)
-        self.mlp_bias = None if qkv_bias else nnx.Param(jnp.zeros((hidden,), jnp.float32))
-        self.q_norm = norm(dim // num_heads) if qk_norm else None
-        self.k_norm = norm(dim // num_heads) if qk_norm else None
-        self.attn_drop = dropout(attn_drop, rngs)
-        self.mlp_drop = dropout(proj_drop, rngs)
-        self.mlp_act = act
-        self.attn_out_proj = linear(dim, dim, bias=proj_bias, dtype=dtype, rngs=rngs)
-        self.mlp_out_proj = linear(hidden, dim, bias=proj_bias, dtype=dtype, rngs=rngs)
-        self.ls = LayerScale(dim, init_values) if init_values is not None else None
-        self.drop_path = DropPath(drop_path, rngs=rngs)
-
-    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
-        b, n, c = x.shape
-        h = self.num_heads
-        x_mlp, q, k, v = jnp.split(self.in_proj(self.in_norm(x)), self.in_split, axis=-1)
-        if self.mlp_bias is not None:
-            x_mlp = x_mlp + self.mlp_bias[...].astype(x_mlp.dtype)
-        q, k, v = (t.reshape(b, n, h, c // h) for t in (q, k, v))
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        x_attn = attention(q, k, v, mask=mask, attn_drop=self.attn_drop).reshape(b, n, c)
-        y = self.attn_out_proj(x_attn) + self.mlp_out_proj(self.mlp_drop(self.mlp_act(x_mlp)))
-        return x + self.drop_path(y if self.ls is None else self.ls(y))
-
-
 BLOCKS = {"block": Block, "res_post": ResPostBlock, "parallel": ParallelThingsBlock,
-          "parallel_scaling": ParallelScalingBlock}
+          "parallel_scaling": ParallelScalingBlock, "diff_parallel_scaling": DiffParallelScalingBlock}
 
 
 class VisionTransformer(ClassifierModel):
@@ -223,8 +171,12 @@ class VisionTransformer(ClassifierModel):
     which take names: one of ``jaxvit.layers.common.ACTIVATIONS``; one of ``MLP_LAYERS``; so do
     ``norm_layer``/``embed_norm_layer`` ('layernorm', 'rmsnorm', all of one ``norm_eps``) and
     ``block_fn`` ('block'; 'res_post': timm's ``ResPostBlock``; 'parallel': its two-way
-    ``ParallelThingsBlock``; 'parallel_scaling': its ``ParallelScalingBlock``). A layer timm
-    makes an Identity is None here.
+    ``ParallelThingsBlock``; 'parallel_scaling': its ``ParallelScalingBlock``;
+    'diff_parallel_scaling': its ``DiffParallelScalingBlock``) and ``attn_layer`` ('attn';
+    'diff': timm's ``DiffAttention``, in every block kind but the parallel-scaling ones, which
+    have their own). ``dynamic_img_size``: any input the patch divides, the position table
+    resampled to its grid in the forward pass; ``pool_include_prefix``: the pooling ('avg', 'map',
+    ...) takes the class and register tokens too. A layer timm makes an Identity is None here.
     """
 
     pool_types = ("", "token", "avg", "max", "avgmax", "map")
@@ -252,11 +204,13 @@ class VisionTransformer(ClassifierModel):
         pre_norm: bool = False,
         final_norm: bool = True,
         fc_norm: bool | None = None,
+        pool_include_prefix: bool = False,
         dynamic_img_size: bool = False,
         distilled: bool = False,
         act_layer: str | None = None,
         mlp_layer: str = "mlp",
         block_fn: str = "block",
+        attn_layer: str = "attn",
         proj_bias: bool = True,
         norm_layer: str | None = None,
         embed_norm_layer: str | None = None,
@@ -283,6 +237,7 @@ class VisionTransformer(ClassifierModel):
         self.num_reg_tokens = reg_tokens
         self.num_prefix_tokens = int(class_token) + int(distilled) + reg_tokens
         self.no_embed_class = no_embed_class
+        self.pool_include_prefix = pool_include_prefix
         self.dynamic_img_size = dynamic_img_size
         self.dtype = dtype
 
@@ -314,8 +269,8 @@ class VisionTransformer(ClassifierModel):
                     embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_norm=qk_norm,
                     scale_attn_norm=scale_attn_norm, scale_mlp_norm=scale_mlp_norm, init_values=init_values,
                     proj_drop=proj_drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[i], act=act,
-                    mlp_layer=mlp_layer, proj_bias=proj_bias, norm_layer=norm_layer, norm_eps=norm_eps, dtype=dtype,
-                    rngs=rngs,
+                    mlp_layer=mlp_layer, proj_bias=proj_bias, norm_layer=norm_layer, norm_eps=norm_eps,
+                    attn_layer=attn_layer, depth=i, dtype=dtype, rngs=rngs,
                 )
                 for i in range(depth)
             ]
@@ -421,254 +376,11 @@ class VisionTransformer(ClassifierModel):
             # timm averages the two heads except in distillation training,
             # which needs a teacher and is not part of jaxvit's trainer.
             return (x + x_dist) / 2
+        prefix = 0 if self.pool_include_prefix else self.num_prefix_tokens  # the tokens pooling leaves out
         if self.attn_pool is not None:
-            x = self.attn_pool(x[:, self.num_prefix_tokens:])
+            x = self.attn_pool(x[:, prefix:])
         else:
-            x = global_pool(x, self.global_pool, num_prefix_tokens=self.num_prefix_tokens)
+            x = global_pool(x, self.global_pool, num_prefix_tokens=prefix)
         if self.fc_norm is not None:
             x = self.fc_norm(x)
         return logits(self.head, self.head_drop(x), pre_logits)
-
-
-def _create(defaults: dict, kwargs: dict) -> VisionTransformer:
-    return build(VisionTransformer, defaults, kwargs)
-
-
-# --- the registered names ----------------------------------------------------------
-# A name's width, depth and heads come from its size word (the second word of the name), its
-# patch from ``patchN`` and its register count from ``regN``; a group adds its keywords, an
-# entry its own. img_size and num_classes default to the cfg's, as timm's fixed-input cfgs do.
-_SIZES = {
-    "tiny": dict(embed_dim=192, depth=12, num_heads=3),
-    "xsmall": dict(embed_dim=256, depth=10, num_heads=4),
-    "wee": dict(embed_dim=256, depth=14, num_heads=4, mlp_ratio=5.0),
-    "little": dict(embed_dim=320, depth=14, num_heads=5, mlp_ratio=5.6),
-    "small": dict(embed_dim=384, depth=12, num_heads=6),
-    "medium": dict(embed_dim=512, depth=12, num_heads=8),
-    "mediumd": dict(embed_dim=512, depth=20, num_heads=8),
-    "betwixt": dict(embed_dim=640, depth=12, num_heads=10),
-    "base": dict(embed_dim=768, depth=12, num_heads=12),
-    "so150m": dict(embed_dim=896, depth=18, num_heads=14, mlp_ratio=2.572),
-    "so150m2": dict(embed_dim=832, depth=21, num_heads=13, mlp_ratio=34 / 13),
-    "large": dict(embed_dim=1024, depth=24, num_heads=16),
-    "intern300m": dict(embed_dim=1024, depth=24, num_heads=16),
-    "huge": dict(embed_dim=1280, depth=32, num_heads=16),
-    "so400m": dict(embed_dim=1152, depth=27, num_heads=16, mlp_ratio=3.7362),
-    "giant": dict(embed_dim=1408, depth=40, num_heads=16, mlp_ratio=48 / 11),
-    "giantopt": dict(embed_dim=1536, depth=40, num_heads=16),
-    "gigantic": dict(embed_dim=1664, depth=48, num_heads=16, mlp_ratio=64 / 13),
-}
-
-_INCEPTION = dict(mean=IMAGENET_INCEPTION_MEAN, std=IMAGENET_INCEPTION_STD)
-_IMAGENET = dict(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
-_CLIP = dict(mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD)
-_RAW = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-
-_CLIP_ARCH = dict(pre_norm=True, norm_eps=1e-5)
-_GAP = dict(class_token=False, global_pool="avg", fc_norm=False)  # pooled after the final norm
-_SBB = dict(init_values=1e-5, class_token=False, no_embed_class=True, global_pool="avg")
-_DEIT3 = dict(no_embed_class=True, init_values=1e-6)
-_AIMV2 = dict(class_token=False, global_pool="avg", fc_norm=False, qkv_bias=False, proj_bias=False, act_layer="silu",
-              norm_layer="rmsnorm", embed_norm_layer="rmsnorm", norm_eps=1e-5, mlp_layer="swiglu")
-_AIMV2_SIZES = {
-    "large": dict(embed_dim=1024, depth=24, num_heads=8, mlp_ratio=2.75),
-    "huge": dict(embed_dim=1536, depth=24, num_heads=12, mlp_ratio=2.6667),
-    "1b": dict(embed_dim=2048, depth=24, num_heads=16, mlp_ratio=2.75),
-    "3b": dict(embed_dim=3072, depth=24, num_heads=24, mlp_ratio=2.6667),
-}
-_GIANT_SWIGLU = dict(embed_dim=1536, num_heads=24, mlp_ratio=2.66667 * 2, mlp_layer="swiglu_packed", act_layer="silu")
-
-# (keywords, mean/std, {name: (image size, crop_pct, num_classes[, the name's own keywords])}),
-# as timm's entrypoints and the default (first) pretrained cfg of each name.
-_GROUPS: list[tuple[dict, dict, dict[str, tuple]]] = [
-    ({}, _INCEPTION, {
-        "vit_tiny_patch16_224": (224, 0.9, 1000), "vit_tiny_patch16_384": (384, 1.0, 1000),
-        "vit_small_patch32_224": (224, 0.9, 1000), "vit_small_patch32_384": (384, 1.0, 1000),
-        "vit_small_patch16_224": (224, 0.9, 1000), "vit_small_patch16_384": (384, 1.0, 1000),
-        "vit_base_patch32_224": (224, 0.9, 1000), "vit_base_patch32_384": (384, 1.0, 1000),
-        "vit_base_patch16_224": (224, 0.9, 1000), "vit_base_patch16_384": (384, 1.0, 1000),
-        "vit_base_patch8_224": (224, 0.9, 1000),
-        "vit_large_patch32_224": (224, 0.9, 0), "vit_large_patch32_384": (384, 1.0, 1000),
-        "vit_large_patch16_224": (224, 0.9, 1000), "vit_large_patch16_384": (384, 1.0, 1000),
-        "vit_large_patch14_224": (224, 0.9, 1000), "vit_huge_patch14_224": (224, 0.9, 0),
-        "vit_giant_patch14_224": (224, 0.9, 1000), "vit_gigantic_patch14_224": (224, 0.9, 1000),
-        "vit_small_patch16_36x1_224": (224, 0.9, 1000, dict(depth=36, init_values=1e-5)),
-        "vit_small_patch16_18x2_224": (224, 0.9, 1000, dict(depth=18, init_values=1e-5, block_fn="parallel")),
-        "vit_base_patch16_18x2_224": (224, 0.9, 1000, dict(depth=18, init_values=1e-5, block_fn="parallel")),
-        "vit_base_patch32_plus_256": (256, 0.95, 1000, dict(embed_dim=896, num_heads=14, init_values=1e-5)),
-        "vit_base_patch16_plus_240": (240, 0.95, 1000, dict(embed_dim=896, num_heads=14, init_values=1e-5)),
-        "vit_base_patch16_gap_224": (224, 0.9, 1000, dict(_GAP, num_heads=16)),
-    }),
-    ({}, _IMAGENET, {"vit_small_patch8_224": (224, 0.9, 0)}),  # DINO
-    (dict(class_token=False, global_pool="avg", qkv_bias=False, init_values=1e-5, block_fn="res_post"), _INCEPTION, {
-        "vit_base_patch16_rpn_224": (224, 0.9, 1000),
-    }),
-    (dict(scale_attn_norm=True, scale_mlp_norm=True, global_pool="avg", norm_eps=1e-5), _IMAGENET, {  # BEiT-3
-        "beit3_base_patch16_224": (224, 1.0, 1000), "beit3_large_patch16_224": (224, 1.0, 1000),
-        "beit3_giant_patch14_224": (224, 1.0, 1000, dict(mlp_ratio=4.3637)),
-        "beit3_giant_patch14_336": (336, 1.0, 1000, dict(mlp_ratio=4.3637)),
-    }),
-    (dict(qkv_bias=False), dict(_RAW, interpolation="bilinear"), {
-        "vit_base_patch16_224_miil": (224, 0.875, 11221),
-    }),
-    (dict(_GAP, qkv_bias=False, init_values=1e-6), _INCEPTION, {
-        "vit_medium_patch16_gap_240": (240, 0.95, 11821), "vit_medium_patch16_gap_256": (256, 0.95, 1000),
-        "vit_medium_patch16_gap_384": (384, 0.95, 1000), "vit_betwixt_patch16_gap_256": (256, 0.95, 1000),
-    }),
-    (_GAP, _IMAGENET, {  # I-JEPA
-        "vit_huge_patch14_gap_224": (224, 0.9, 0), "vit_huge_patch16_gap_448": (448, 1.0, 0),
-        "vit_giant_patch16_gap_224": (224, 0.9, 0),
-    }),
-    (_CLIP_ARCH, _CLIP, {
-        "vit_xsmall_patch16_clip_224": (224, 0.9, 512), "vit_medium_patch32_clip_224": (224, 0.9, 512),
-        "vit_medium_patch16_clip_224": (224, 0.9, 512), "vit_betwixt_patch32_clip_224": (224, 0.9, 512),
-        "vit_base_patch32_clip_224": (224, 0.9, 1000), "vit_base_patch32_clip_256": (256, 1.0, 512),
-        "vit_base_patch32_clip_384": (384, 1.0, 1000), "vit_base_patch32_clip_448": (448, 1.0, 1000),
-        "vit_base_patch16_clip_224": (224, 0.95, 1000), "vit_base_patch16_clip_384": (384, 1.0, 1000),
-        "vit_base_patch16_plus_clip_240": (240, 1.0, 640, dict(embed_dim=896, num_heads=14)),
-        "vit_huge_patch14_clip_224": (224, 1.0, 1000), "vit_huge_patch14_clip_336": (336, 1.0, 1000),
-        "vit_huge_patch14_clip_378": (378, 1.0, 1024), "vit_giant_patch14_clip_224": (224, 1.0, 1024),
-        "vit_gigantic_patch14_clip_224": (224, 1.0, 1280), "vit_gigantic_patch14_clip_378": (378, 1.0, 1280),
-    }),
-    (_CLIP_ARCH, _INCEPTION, {
-        "vit_large_patch14_clip_224": (224, 1.0, 1000), "vit_large_patch14_clip_336": (336, 1.0, 1000),
-    }),
-    (dict(_CLIP_ARCH, act_layer="quick_gelu"), _CLIP, {
-        "vit_base_patch32_clip_quickgelu_224": (224, 0.9, 512),
-        "vit_base_patch16_clip_quickgelu_224": (224, 1.0, 512),
-        "vit_large_patch14_clip_quickgelu_224": (224, 1.0, 768),
-        "vit_large_patch14_clip_quickgelu_336": (336, 1.0, 768),
-        "vit_huge_patch14_clip_quickgelu_224": (224, 1.0, 1024),
-        "vit_huge_patch14_clip_quickgelu_378": (378, 1.0, 1024),
-        "vit_gigantic_patch14_clip_quickgelu_224": (224, 1.0, 1280),
-    }),
-    (dict(global_pool="avg"), _CLIP, {
-        "eva_large_patch14_196": (196, 1.0, 1000), "eva_large_patch14_336": (336, 1.0, 1000),
-    }),
-    (dict(no_embed_class=True, patch_size=16), _INCEPTION, {
-        "flexivit_small": (240, 0.95, 1000), "flexivit_base": (240, 0.95, 1000), "flexivit_large": (240, 0.95, 1000),
-    }),
-    (dict(init_values=1e-5), _IMAGENET, {
-        "vit_small_patch14_dinov2": (518, 1.0, 0), "vit_base_patch14_dinov2": (518, 1.0, 0),
-        "vit_large_patch14_dinov2": (518, 1.0, 0), "vit_giant_patch14_dinov2": (518, 1.0, 0, _GIANT_SWIGLU),
-    }),
-    (dict(init_values=1e-5, no_embed_class=True), _IMAGENET, {
-        "vit_small_patch14_reg4_dinov2": (518, 1.0, 0), "vit_base_patch14_reg4_dinov2": (518, 1.0, 0),
-        "vit_large_patch14_reg4_dinov2": (518, 1.0, 0), "vit_giant_patch14_reg4_dinov2": (518, 1.0, 0, _GIANT_SWIGLU),
-    }),
-    (dict(init_values=1.0, no_embed_class=True), _RAW, {
-        "vit_base_patch14_reg1_tipsv2": (448, 1.0, 0), "vit_large_patch14_reg1_tipsv2": (448, 1.0, 0),
-        "vit_so400m_patch14_reg1_tipsv2": (448, 1.0, 0, dict(mlp_ratio=4304 / 1152)),
-        "vit_giant_patch14_reg1_tipsv2": (448, 1.0, 0, _GIANT_SWIGLU),
-    }),
-    (dict(class_token=False, global_pool="map"), _INCEPTION, {  # SigLIP's towers, attention-pooled
-        "vit_base_patch32_siglip_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_base_patch16_siglip_224": (224, 0.9, 0), "vit_base_patch16_siglip_256": (256, 0.9, 0),
-        "vit_base_patch16_siglip_384": (384, 0.9, 0), "vit_base_patch16_siglip_512": (512, 0.9, 0),
-        "vit_large_patch16_siglip_256": (256, 0.9, 0), "vit_large_patch16_siglip_384": (384, 0.9, 0),
-        "vit_large_patch16_siglip_512": (512, 0.9, 0, dict(act_layer="gelu_tanh")),
-        # (not vit_so400m_patch14_siglip_384: see vit_so400m_patch14_siglip_gap_384 below)
-        "vit_so400m_patch14_siglip_224": (224, 0.9, 0), "vit_so400m_patch14_siglip_378": (378, 0.9, 0),
-        "vit_so400m_patch16_siglip_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_so400m_patch16_siglip_384": (384, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_so400m_patch16_siglip_512": (512, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_giantopt_patch16_siglip_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_giantopt_patch16_siglip_384": (384, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_so150m_patch16_reg4_map_256": (256, 0.9, 1000),
-    }),
-    (_GAP, _INCEPTION, {  # SigLIP's towers pooled by averaging
-        "vit_base_patch32_siglip_gap_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_base_patch16_siglip_gap_224": (224, 0.9, 0), "vit_base_patch16_siglip_gap_256": (256, 0.9, 0),
-        "vit_base_patch16_siglip_gap_384": (384, 0.9, 0), "vit_base_patch16_siglip_gap_512": (512, 0.9, 0),
-        "vit_large_patch16_siglip_gap_256": (256, 0.9, 0), "vit_large_patch16_siglip_gap_384": (384, 0.9, 0),
-        "vit_large_patch16_siglip_gap_512": (512, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_so400m_patch14_siglip_gap_224": (224, 0.9, 0), "vit_so400m_patch14_siglip_gap_378": (378, 0.9, 0),
-        # (not vit_so400m_patch14_siglip_gap_384: 384 px is no multiple of patch 14; timm's conv drops
-        # the last 6 pixels, jaxvit's PatchEmbed refuses such a size)
-        "vit_so400m_patch14_siglip_gap_448": (448, 1.0, 0),
-        "vit_so400m_patch14_siglip_gap_896": (896, 1.0, 0),
-        "vit_so400m_patch16_siglip_gap_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_so400m_patch16_siglip_gap_384": (384, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_so400m_patch16_siglip_gap_512": (512, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_giantopt_patch16_siglip_gap_256": (256, 0.9, 0, dict(act_layer="gelu_tanh")),
-        "vit_giantopt_patch16_siglip_gap_384": (384, 0.9, 0, dict(act_layer="gelu_tanh")),
-    }),
-    (_SBB, _INCEPTION, {  # timm's "searching for better baselines" ViTs
-        "vit_wee_patch16_reg1_gap_256": (256, 0.95, 1000), "vit_little_patch16_reg1_gap_256": (256, 0.95, 1000),
-        "vit_little_patch16_reg4_gap_256": (256, 0.95, 1000),
-        "vit_pwee_patch16_reg1_gap_256": (256, 0.95, 1000, dict(_SIZES["wee"], depth=16, block_fn="parallel_scaling")),
-        "vit_medium_patch16_reg1_gap_256": (256, 0.95, 1000),
-        "vit_medium_patch16_reg4_gap_256": (256, 0.95, 1000), "vit_mediumd_patch16_reg4_gap_256": (256, 0.95, 1000),
-        "vit_mediumd_patch16_reg4_gap_384": (384, 1.0, 1000), "vit_betwixt_patch16_reg1_gap_256": (256, 0.95, 1000),
-        "vit_betwixt_patch16_reg4_gap_256": (256, 0.95, 1000), "vit_betwixt_patch16_reg4_gap_384": (384, 1.0, 1000),
-        "vit_base_patch16_reg4_gap_256": (256, 0.9, 1000, dict(init_values=None)),
-        "vit_so150m_patch16_reg4_gap_256": (256, 0.95, 1000, dict(_GAP, init_values=None, no_embed_class=False)),
-        "vit_so150m_patch16_reg4_gap_384": (384, 1.0, 1000, dict(_GAP, init_values=None, no_embed_class=False)),
-        "vit_so150m2_patch16_reg1_gap_256": (256, 1.0, 1000, dict(qkv_bias=False, no_embed_class=False)),
-        "vit_so150m2_patch16_reg1_gap_384": (384, 1.0, 1000, dict(qkv_bias=False, no_embed_class=False)),
-        "vit_so150m2_patch16_reg1_gap_448": (448, 1.0, 1000, dict(qkv_bias=False, no_embed_class=False)),
-    }),
-    (dict(no_embed_class=True, final_norm=False), _CLIP, {  # C-RADIO
-        "vit_base_patch16_radio_v3": (512, 1.0, 0, dict(reg_tokens=7, init_values=1e-5)),
-        "vit_large_patch16_radio_v3": (512, 1.0, 0, dict(reg_tokens=7, init_values=1e-5)),
-        "vit_huge_patch16_radio_v3": (512, 1.0, 0, dict(reg_tokens=7)),
-        "vit_giant_patch16_radio_v3": (512, 1.0, 0, dict(reg_tokens=7, embed_dim=1536, num_heads=24, mlp_ratio=4.0)),
-        "vit_so400m_patch16_radio_v4": (512, 1.0, 0, dict(reg_tokens=9, mlp_ratio=4304 / 1152)),
-        "vit_huge_patch16_radio_v4": (512, 1.0, 0, dict(reg_tokens=9)),
-    }),
-    (dict(pre_norm=True, no_embed_class=True, norm_layer="rmsnorm", block_fn="parallel_scaling", qkv_bias=False,
-          qk_norm=True), _INCEPTION, {
-        "vit_base_patch16_xp_224": (224, 0.9, 1000), "vit_large_patch14_xp_224": (224, 0.9, 1000),
-        "vit_huge_patch14_xp_224": (224, 0.9, 1000),
-    }),
-    (_AIMV2, _CLIP, {
-        f"aimv2_{size}_patch14_{img}": (img, 1.0, 0, arch)
-        for size, arch in _AIMV2_SIZES.items() for img in (224, 336, 448)
-    }),
-    (dict(init_values=0.1, final_norm=False, dynamic_img_size=True), _IMAGENET, {
-        "vit_intern300m_patch14_448": (448, 1.0, 0),
-    }),
-    ({}, _IMAGENET, {
-        "deit_tiny_patch16_224": (224, 0.9, 1000), "deit_small_patch16_224": (224, 0.9, 1000),
-        "deit_base_patch16_224": (224, 0.9, 1000), "deit_base_patch16_384": (384, 1.0, 1000),
-    }),
-    (dict(distilled=True), _IMAGENET, {
-        "deit_tiny_distilled_patch16_224": (224, 0.9, 1000), "deit_small_distilled_patch16_224": (224, 0.9, 1000),
-        "deit_base_distilled_patch16_224": (224, 0.9, 1000), "deit_base_distilled_patch16_384": (384, 1.0, 1000),
-    }),
-    (_DEIT3, _IMAGENET, {
-        "deit3_small_patch16_224": (224, 0.9, 1000), "deit3_small_patch16_384": (384, 1.0, 1000),
-        "deit3_medium_patch16_224": (224, 0.9, 1000), "deit3_base_patch16_224": (224, 0.9, 1000),
-        "deit3_base_patch16_384": (384, 1.0, 1000), "deit3_large_patch16_224": (224, 0.9, 1000),
-        "deit3_large_patch16_384": (384, 1.0, 1000), "deit3_huge_patch14_224": (224, 0.9, 1000),
-    }),
-]
-
-
-def _from_name(name: str) -> dict:
-    """The keywords a name spells: its size word, ``patchN``, ``regN``."""
-    out = dict(_SIZES.get(name.split("_")[1], {}))  # AIMv2's 1b/3b: their entries say it all
-    if patch := re.search(r"_patch(\d+)", name):
-        out["patch_size"] = int(patch.group(1))
-    if reg := re.search(r"_reg(\d+)_", name):
-        out["reg_tokens"] = int(reg.group(1))
-    return out
-
-
-def _register(name: str, keywords: dict, cfg: dict) -> None:
-    """Registers ``name``: a ViT built from ``keywords`` whose image size and class count
-    default to the cfg's."""
-    size = cfg["input_size"][0]
-    defaults = dict(keywords, img_size=size, num_classes=cfg["num_classes"])
-
-    def make(**kwargs) -> VisionTransformer:
-        return _create(defaults, kwargs)
-
-    make.__name__ = make.__qualname__ = name
-    register_model("vit", cfg, name=name)(make)
-
-
-for _keywords, _norm, _names in _GROUPS:
-    for _name, (_size, _crop, _classes, *_own) in _names.items():
-        _cfg = dict(_norm, input_size=(_size, _size, 3), crop_pct=_crop, num_classes=_classes)
-        _register(_name, {**_from_name(_name), **_keywords, **(_own[0] if _own else {})}, _cfg)
