@@ -61,11 +61,14 @@ def checkpoint_dir_listing(workdir) -> list[str]:
         return []
 
 
-@pytest.mark.slow  # eleven trainer processes
+KILLS = 6  # each a trainer process (~10 s here): 4 in the middle of a write, 2 anywhere
+
+
+@pytest.mark.slow  # KILLS + 1 trainer processes
 def test_killed_again_and_again_mid_save_then_rerun_matches_uninterrupted(uninterrupted, tmp_path):
-    """SIGKILL ten times at random moments of a run that saves every step (a save is most of
-    a step's time for this model): half the kills as soon as orbax's tmp dir appears (in the
-    middle of a write), half after a random delay; each rerun resumes from the latest
+    """SIGKILL KILLS times at random moments of a run that saves every step (a save is most of
+    a step's time for this model): two in three kills as soon as orbax's tmp dir appears (in the
+    middle of a write), the others after a random delay; each rerun resumes from the latest
     complete checkpoint, and the last one ends with the uninterrupted run's params, bitwise."""
     import random
 
@@ -74,8 +77,8 @@ def test_killed_again_and_again_mid_save_then_rerun_matches_uninterrupted(uninte
     rng.seed(seed)
     args = [*RESUME_ARGS, "--config.ckpt_every=1"]
     kills = []
-    for i in range(10):
-        # each rerun moves on by 1-3 steps (a kill within a step of the target), so ten kills
+    for i in range(KILLS):
+        # each rerun moves on by 1-3 steps (a kill within a step of the target), so the kills
         # land well inside the 40 steps
         before = max(logged_steps(tmp_path), default=0)
         target = before + rng.randint(1, 2)
@@ -83,7 +86,7 @@ def test_killed_again_and_again_mid_save_then_rerun_matches_uninterrupted(uninte
         deadline = time.time() + 300
         while proc.poll() is None and max(logged_steps(tmp_path), default=0) < target and time.time() < deadline:
             time.sleep(0.005)
-        mid_save = i % 2 == 0
+        mid_save = i % 3 != 2
         if mid_save:  # orbax's tmp dir for this step or a later one: a save is being written
             while proc.poll() is None and time.time() < deadline and not any(
                     n.split(".")[0].isdigit() and int(n.split(".")[0]) >= target and "tmp" in n
@@ -107,7 +110,7 @@ def test_killed_again_and_again_mid_save_then_rerun_matches_uninterrupted(uninte
     proc = run_main(tmp_path, *args, check=False)  # the same command: resumes from the latest
     assert proc.returncode == 0, f"{report}\n{proc.stderr[-3000:]}"
     # the kills did land in the middle of writes (orbax's tmp dir left behind, then replaced)
-    assert sum(any("orbax-checkpoint-tmp" in n for n in k["left"]) for k in kills) >= 3, report
+    assert sum(any("orbax-checkpoint-tmp" in n for n in k["left"]) for k in kills) >= 2, report
     assert max(logged_steps(tmp_path)) == 40, report
     try:
         assert_same_final_params(uninterrupted, tmp_path)
