@@ -41,23 +41,43 @@ def create_model(
         )
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    written_with: dict = {}
     if checkpoint is not None:
         from jaxvit import weights
 
-        for key, value in (weights.read_model_meta(checkpoint).get("kwargs") or {}).items():
+        written_with = weights.read_model_meta(checkpoint).get("kwargs") or {}
+        for key, value in written_with.items():
             kwargs.setdefault(key, value)
     if dtype is not None:
         import jax.numpy as jnp
 
         kwargs["dtype"] = jnp.dtype(dtype)
-    model = entry.fn(seed=seed, **kwargs)
-    model.pretrained_cfg = dict(entry.default_cfg, architecture=entry.name, tag=split_name(name)[1])
-    if checkpoint is not None:
-        weights.load_checkpoint(
-            model, checkpoint, ema=ema, strict=strict, asked=weights.describe(name, kwargs),
-            fix=f"leave out the keywords that change shapes (the checkpoint's are the default), "
-                f"or create_model({name!r}, checkpoint=..., strict=False) to load what matches",
-        )
+
+    def make():
+        model = entry.fn(seed=seed, **kwargs)
+        model.pretrained_cfg = dict(entry.default_cfg, architecture=entry.name, tag=split_name(name)[1])
+        return model
+
+    if checkpoint is None:
+        return make()
+    # A strict load of the checkpoint's own classes overwrites every weight: they are not drawn
+    # at random first (jaxvit._compat.without_weights; ViT-L/16 skips 304M numbers and each
+    # family its initializer compiles). Any other load keeps some tensors at their init.
+    fills_all = strict and "num_classes" in written_with and kwargs["num_classes"] == written_with["num_classes"]
+    if fills_all:
+        from jaxvit._compat import without_weights
+
+        model = without_weights(make)
+    else:
+        model = make()
+    report, _ = weights.load_checkpoint(
+        model, checkpoint, ema=ema, strict=strict, asked=weights.describe(name, kwargs),
+        fix=f"leave out the keywords that change shapes (the checkpoint's are the default), "
+            f"or create_model({name!r}, checkpoint=..., strict=False) to load what matches",
+    )
+    if fills_all and report.kept_at_init:  # e.g. a head the checkpoint was written without
+        model = make()
+        weights.load_checkpoint(model, checkpoint, ema=ema, strict=strict, log_fn=lambda _: None)
     return model
 
 
