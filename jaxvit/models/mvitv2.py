@@ -368,6 +368,11 @@ def _create(defaults: dict, kwargs: dict) -> MultiScaleVit:
 
 
 _CFG = dict(fixed_input_size=True)
+# timm's first tag of the larger *_cls names is their ImageNet-21k-winter one ('fb_inw21k'),
+# whose head has 19,168 classes: the class count these names default to, as in timm.
+_INW21K = 19168
+_LARGE = dict(depths=(2, 6, 36, 4), embed_dim=144, num_heads=2)
+_HUGE = dict(depths=(4, 8, 60, 8), embed_dim=192, num_heads=3)
 
 
 @register_model("mvitv2", _CFG)
@@ -388,3 +393,23 @@ def mvitv2_base(**kwargs) -> MultiScaleVit:
 @register_model("mvitv2", _CFG)
 def mvitv2_small_cls(**kwargs) -> MultiScaleVit:
     return _create(dict(depths=(1, 2, 11, 2), use_cls_token=True), kwargs)
+
+
+@register_model("mvitv2", _CFG)
+def mvitv2_large(**kwargs) -> MultiScaleVit:
+    return _create(dict(_LARGE, expand_attn=False), kwargs)
+
+
+@register_model("mvitv2", dict(_CFG, num_classes=_INW21K))
+def mvitv2_base_cls(**kwargs) -> MultiScaleVit:
+    return _create(dict(depths=(2, 3, 16, 3), use_cls_token=True, num_classes=_INW21K), kwargs)
+
+
+@register_model("mvitv2", dict(_CFG, num_classes=_INW21K))
+def mvitv2_large_cls(**kwargs) -> MultiScaleVit:
+    return _create(dict(_LARGE, use_cls_token=True, num_classes=_INW21K), kwargs)
+
+
+@register_model("mvitv2", dict(_CFG, num_classes=_INW21K))
+def mvitv2_huge_cls(**kwargs) -> MultiScaleVit:
+    return _create(dict(_HUGE, use_cls_token=True, num_classes=_INW21K), kwargs)
