@@ -129,6 +129,10 @@ PARITY_NAMES = [
     "swin_base_patch4_window7_224",
     "swin_base_patch4_window12_384",
     "swin_large_patch4_window7_224",
+    "swin_large_patch4_window12_384",
+    "swin_s3_tiny_224",  # Swin-S3: a window size per stage
+    "swin_s3_small_224",
+    "swin_s3_base_224",
     "mvitv2_tiny",
     "mvitv2_small",
     "mvitv2_base",
@@ -168,12 +172,15 @@ def reduced(name: str) -> dict:
 # build towers of up to 3B parameters per two blocks (AIMv2-3B), tens of minutes of the suite.
 WIDE = ("vit_base_patch16_224", "vit_base_patch32_224", "vit_large_patch16_224", "deit_base_patch16_224",
         "deit_base_distilled_patch16_224",
+        "swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224", "swin_base_patch4_window7_224",
+        "swin_base_patch4_window12_384", "swin_large_patch4_window7_224",
         "mvitv2_tiny", "mvitv2_small", "mvitv2_base", "mvitv2_small_cls")
-# MViTv2 names beyond these run narrow as well: embed_dim 48 with each name's own heads (a
-# MultiScaleVitCfg field, see timm_model). What those names add (the class token, 19,168 classes,
+# Swin and MViTv2 names beyond these run narrow as well: embed_dim 48 with each name's own heads
+# (timm's constructor keyword for Swin; for MViTv2 a MultiScaleVitCfg field, see timm_model). What
+# those names add (a window per stage, window 12 at 384 px, the class token, 19,168 classes,
 # expand_attn=False, 3 heads) does not depend on the width, every layer type is run wide by the
-# names above, and wide at reduced depth MViTv2-L/H build 80-100M parameters each.
-NARROW = {"mvitv2": dict(embed_dim=48)}
+# names above, and wide at reduced depth Swin-L and MViTv2-L/H build 80-100M parameters each.
+NARROW = {"swin": dict(embed_dim=48), "mvitv2": dict(embed_dim=48)}
 
 
 # Mixer-family names that repeat a smaller sibling's layers at a larger width run narrow: gMLP-S/B
