@@ -129,10 +129,18 @@ PARITY_NAMES = [
     "swin_base_patch4_window7_224",
     "swin_base_patch4_window12_384",
     "swin_large_patch4_window7_224",
+    "swin_large_patch4_window12_384",
+    "swin_s3_tiny_224",  # Swin-S3: a window size per stage
+    "swin_s3_small_224",
+    "swin_s3_base_224",
     "mvitv2_tiny",
     "mvitv2_small",
     "mvitv2_base",
     "mvitv2_small_cls",
+    "mvitv2_base_cls",  # the *_cls names below default to 19,168 classes (timm's fb_inw21k tag)
+    "mvitv2_large",  # expand_attn=False: the width changes in the MLP
+    "mvitv2_large_cls",
+    "mvitv2_huge_cls",
     "inception_v4",  # fixed 299px in timm: default size only
 ]
 # Depth, not width, is cut for parity where the full model would take tens of seconds: the
@@ -163,7 +171,16 @@ def reduced(name: str) -> dict:
 # its full width is checked by key and shape below, and at full width the ~160 names would
 # build towers of up to 3B parameters per two blocks (AIMv2-3B), tens of minutes of the suite.
 WIDE = ("vit_base_patch16_224", "vit_base_patch32_224", "vit_large_patch16_224", "deit_base_patch16_224",
-        "deit_base_distilled_patch16_224")
+        "deit_base_distilled_patch16_224",
+        "swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224", "swin_base_patch4_window7_224",
+        "swin_base_patch4_window12_384", "swin_large_patch4_window7_224",
+        "mvitv2_tiny", "mvitv2_small", "mvitv2_base", "mvitv2_small_cls")
+# Swin and MViTv2 names beyond these run narrow as well: embed_dim 48 with each name's own heads
+# (timm's constructor keyword for Swin; for MViTv2 a MultiScaleVitCfg field, see timm_model). What
+# those names add (a window per stage, window 12 at 384 px, the class token, 19,168 classes,
+# expand_attn=False, 3 heads) does not depend on the width, every layer type is run wide by the
+# names above, and wide at reduced depth Swin-L and MViTv2-L/H build 80-100M parameters each.
+NARROW = {"swin": dict(embed_dim=48), "mvitv2": dict(embed_dim=48)}
 
 
 # Mixer-family names that repeat a smaller sibling's layers at a larger width run narrow: gMLP-S/B
@@ -177,9 +194,12 @@ def depth_kwargs(name: str) -> dict:
         return {}
     big = jaxvit.get_entry(name).default_cfg["input_size"][0] > MAX_PARITY_SIZE
     kwargs = dict(reduced(name), **({"img_size": 224} if big else {}))
-    if jaxvit.get_entry(name).family == "vit" and name not in WIDE:
+    family = jaxvit.get_entry(name).family
+    if family == "vit" and name not in WIDE:
         kwargs.update(embed_dim=96 if "giant_patch14" in name and ("dinov2" in name or "tipsv2" in name) else 64,
                       num_heads=4)
+    elif family in NARROW and name not in WIDE:
+        kwargs.update(NARROW[family])
     if name in MIXER_NARROW:
         kwargs.update(embed_dim=MIXER_NARROW[name])
     return kwargs
@@ -243,18 +263,22 @@ def images(size: int, n: int = 2) -> np.ndarray:
 def timm_model(name: str, **kwargs) -> torch.nn.Module:
     """``timm.create_model(name, **kwargs)``, where the name's own depth (and width) can be
     overridden: timm's mlp_mixer functions fix num_blocks and embed_dim, MViTv2 takes its depths
-    from a config table."""
+    and widths (any MultiScaleVitCfg field, as jaxvit's keywords) from a config table."""
     if jaxvit.get_entry(name).family == "mixer":
         return timm_mixer(name, **kwargs)
-    if name.startswith("mvitv2_") and "depths" in kwargs:
+    if name.startswith("mvitv2_"):
         import dataclasses
 
         from timm.models import build_model_with_cfg
         from timm.models.mvitv2 import MultiScaleVit, model_cfgs
 
-        cfg = dataclasses.replace(model_cfgs[name], depths=tuple(kwargs.pop("depths")))
-        return build_model_with_cfg(MultiScaleVit, name, False, model_cfg=cfg,
-                                    feature_cfg=dict(out_indices=4, feature_cls="getter"), **kwargs)
+        fields = {f.name for f in dataclasses.fields(model_cfgs[name])}
+        changes = {k: tuple(kwargs.pop(k)) if isinstance(kwargs[k], list) else kwargs.pop(k)
+                   for k in list(kwargs) if k in fields}  # lists: keywords read back from JSON
+        if changes:
+            cfg = dataclasses.replace(model_cfgs[name], **changes)
+            return build_model_with_cfg(MultiScaleVit, name, False, model_cfg=cfg,
+                                        feature_cfg=dict(out_indices=4, feature_cls="getter"), **kwargs)
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
@@ -372,6 +396,10 @@ def test_full_size_tensors_match_timm(name):
     # differential attention's lambdas and sub_norm; RMSNorm everywhere with dynamic_img_size
     ("vit_dwee_patch16_reg1_gap_256", {"img_size": 64, "num_classes": 7, "depth": 2}),
     ("test_vit4", {"img_size": 64, "num_classes": 7, "depth": 2}),
+    # Swin (a Swin-S3 name: its windows (7, 7, 14, 7) clamp to the 64-px maps, 7, 7, 4, 2); MViTv2's
+    # class token, pooling convs and relative-position tables
+    ("swin_s3_tiny_224", {"img_size": 64, "num_classes": 7, "depths": (2, 2, 2, 2), "embed_dim": 48}),
+    ("mvitv2_base_cls", {"img_size": 64, "num_classes": 7, "depths": (1, 2, 1, 1), "embed_dim": 48}),
 ])
 def test_export_round_trip_loads_strict_in_timm(tmp_path, name, kwargs):
     """jaxvit checkpoint -> safetensors -> timm strict load: same tensors, same logits."""
@@ -382,17 +410,18 @@ def test_export_round_trip_loads_strict_in_timm(tmp_path, name, kwargs):
     reloaded = jaxvit.create_model(name, checkpoint=str(tmp_path / "ckpt"))
     out = tmp_path / "exported.safetensors"
     got_name, got_kwargs = export_checkpoint(str(tmp_path / "ckpt"), str(out))
-    assert got_name == name and got_kwargs.items() >= kwargs.items()
+    as_json = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}  # meta is JSON
+    assert got_name == name and got_kwargs.items() >= as_json.items()
 
     from safetensors.torch import load_file
 
     sd = load_file(str(out))
-    fresh = timm_model(name, **got_kwargs).eval()
+    fresh = timm_model(name, **got_kwargs).eval()  # MViTv2: depths and width through its cfg table
     fresh.load_state_dict(sd, strict=True)
     for key, value in tmodel.state_dict().items():
         assert torch.equal(sd[key], value), key
     x = images(64)
-    yt, yj = logits(fresh, reloaded, x)
+    yt, yj = logits(fresh, reloaded, x, name)
     assert max_diff(yt, yj) <= TOL
 
 

@@ -31,7 +31,8 @@ needs_timm = pytest.mark.skipif(
 
 TOL = 1e-4
 NOISE = 0.02
-NAMES = ["mvitv2_tiny", "mvitv2_small", "mvitv2_base", "mvitv2_small_cls"]
+NAMES = ["mvitv2_tiny", "mvitv2_small", "mvitv2_base", "mvitv2_small_cls", "mvitv2_base_cls", "mvitv2_large",
+         "mvitv2_large_cls", "mvitv2_huge_cls"]
 TINY_DEPTHS = (1, 2, 5, 2)
 # seed 004's "mvit2_tiny_patch2": CIFAR-10 at 32 px with a 3x3 / stride-2 stem.
 CIFAR = dict(img_size=32, num_classes=10, patch_kernel=(3, 3), patch_stride=(2, 2), patch_padding=(1, 1))
@@ -102,9 +103,19 @@ def compare(name: str, **kwargs) -> tuple[nnx.Module, np.ndarray, float]:
 
 @needs_timm
 @pytest.mark.parametrize("name", NAMES)
-def test_param_count_matches_timm(name):
-    ours = param_count(abstract(name))
-    assert ours == sum(p.numel() for p in timm.create_model(name, device="meta").parameters())
+def test_param_count_and_default_cfg_match_timm(name):
+    """At the name's defaults (the *_cls names beyond small_cls: 19,168 classes, as timm's first
+    tag); the preprocessing of timm's pretrained cfg."""
+    model = abstract(name)
+    theirs = timm.create_model(name, device="meta")
+    assert param_count(model) == sum(p.numel() for p in theirs.parameters())
+    assert model.num_classes == theirs.num_classes
+    ours, cfg = jaxvit.get_entry(name).default_cfg, theirs.pretrained_cfg
+    c, h, w = cfg["input_size"]
+    assert ours["input_size"] == (h, w, c) and model.patch_embed.img_size == (h, w)
+    for key in ("crop_pct", "interpolation", "num_classes"):
+        assert ours.get(key, 1000) == cfg[key], key
+    assert (tuple(ours["mean"]), tuple(ours["std"])) == (tuple(cfg["mean"]), tuple(cfg["std"]))
 
 
 @needs_timm

@@ -26,6 +26,10 @@ SWIN_NAMES = [
     "swin_base_patch4_window7_224",
     "swin_base_patch4_window12_384",
     "swin_large_patch4_window7_224",
+    "swin_large_patch4_window12_384",
+    "swin_s3_tiny_224",
+    "swin_s3_small_224",
+    "swin_s3_base_224",
 ]
 BASE = "swin_tiny_patch4_window7_224"
 # The small-data recipes: 4 stages at embed_dim 64, patch 4.
@@ -88,11 +92,18 @@ def test_matches_timm_at_defaults(name):
     assert {e.torch_key for e in plan(jm)} == set(tm.state_dict())
     assert jm.no_weight_decay() == tm.no_weight_decay()
     assert len(jm.no_weight_decay()) == sum(len(stage.blocks) for stage in jm.layers)
+    # per block: the window (Swin-S3's differ by stage) and shift, clamped at the name's size
+    for ts, js in zip(tm.layers, jm.layers, strict=True):
+        for tb, jb in zip(ts.blocks, js.blocks, strict=True):
+            assert (jb.window_size, jb.shift_size) == (tuple(tb.window_size), tuple(tb.shift_size))
     cfg = get_entry(name).default_cfg
     c, h, w = tm.pretrained_cfg["input_size"]
     assert cfg["input_size"] == (h, w, c) and jm.patch_embed.img_size == (h, w)
     assert cfg["crop_pct"] == tm.pretrained_cfg["crop_pct"]
+    assert cfg["interpolation"] == tm.pretrained_cfg["interpolation"]
     assert tuple(cfg["mean"]) == tuple(tm.pretrained_cfg["mean"])
+    assert tuple(cfg["std"]) == tuple(tm.pretrained_cfg["std"])
+    assert jm.num_classes == tm.num_classes
     assert name in jaxvit.list_models("swin_*", family="swin")
 
 
@@ -205,3 +216,5 @@ def test_interface_and_module_tree():
     assert "layers.0.blocks.0.attn.relative_position_bias_table" in m.no_weight_decay()
     alias = jaxvit.split_name("swin_base_patch4_window7_224_in22k")
     assert alias == ("swin_base_patch4_window7_224", "ms_in22k")
+    alias = jaxvit.split_name("swin_large_patch4_window12_384_in22k")
+    assert alias == ("swin_large_patch4_window12_384", "ms_in22k")

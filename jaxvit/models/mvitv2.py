@@ -5,7 +5,8 @@ Attribute names follow ``timm.models.mvitv2``: ``patch_embed.proj``, ``cls_token
 norm_q, pool_k, norm_k, pool_v, norm_v, rel_pos_h, rel_pos_w, proj}, norm2,
 shortcut_proj_mlp, mlp.{fc1, fc2}}``, ``norm``, ``head.fc``. Pooled resolutions and
 the relative-position gather indices depend only on the input size, so they are worked
-out once at build time (the input size is fixed, as in timm).
+out once at build time (the input size is fixed, as in timm). The pooling attention itself
+(``MultiScaleAttention``) is ``jaxvit/layers/multiscale_attention.py``.
 
 Sizes follow timm exactly, including at non-224 inputs: the ``rel_pos_h/w`` tables are
 sized from timm's nominal feature sizes (``img_size // patch_stride``, then ``// stride``
@@ -16,7 +17,6 @@ shortcut that no longer lines up with the pooled query), building raises instead
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -26,16 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from flax.linen import avg_pool, max_pool
 
-from jaxvit.layers import DropPath, Mlp, PatchEmbed, attention, dropout, init, layer_norm, linear, to_2tuple
+from jaxvit.layers import DropPath, Mlp, PatchEmbed, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.classifier import ClassifierHead, check_pool, global_pool
 from jaxvit.layers.common import Dtype
+from jaxvit.layers.conv_bn import MaxPool2d
+from jaxvit.layers.multiscale_attention import MultiScaleAttention, Size, pool_tokens, pooled_size
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import build, register_model
-
-Size = tuple[int, int]
 
 
 def _pair_tuple(x: Any) -> tuple:
@@ -109,155 +108,6 @@ class MultiScaleVitCfg:
             raise ValueError("jaxvit's MViTv2 supports act_layer='gelu' and norm_layer='layernorm' only")
 
 
-def _out_size(size: Size, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]) -> Size:
-    """A conv/pool output size with symmetric ``padding`` (torch's arithmetic)."""
-    return tuple((s + 2 * p - k) // st + 1 for s, k, st, p in zip(size, kernel, stride, padding))
-
-
-class Pool2d(nnx.Module):
-    """torch ``MaxPool2d`` / ``AvgPool2d`` (padding counted in the average) on NHWC."""
-
-    def __init__(self, kind: str, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]):
-        self.kind = kind
-        self.kernel, self.stride = tuple(kernel), tuple(stride)
-        self.padding = tuple((p, p) for p in padding)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        if self.kind == "max":
-            return max_pool(x, self.kernel, self.stride, self.padding)
-        return avg_pool(x, self.kernel, self.stride, self.padding, count_include_pad=True)
-
-
-def pool_tokens(tokens: jax.Array, feat_size: Size, num_prefix: int, pool) -> jax.Array:
-    """Applies an NHWC ``pool`` to each head's token grid of (B, prefix + H*W, heads, C);
-    prefix (class) tokens pass through unpooled, in front."""
-    b, _, heads, c = tokens.shape
-    h, w = feat_size
-    prefix, grid = tokens[:, :num_prefix], tokens[:, num_prefix:]
-    grid = grid.reshape(b, h, w, heads, c).transpose(0, 3, 1, 2, 4).reshape(b * heads, h, w, c)
-    grid = pool(grid)
-    grid = grid.reshape(b, heads, -1, c).transpose(0, 2, 1, 3)
-    return jnp.concatenate([prefix, grid], axis=1)
-
-
-@functools.cache
-def rel_pos_index(q_len: int, k_len: int) -> np.ndarray:
-    """(q_len, k_len) rows of a relative-position table, timm's ``cal_rel_pos_type`` along one
-    axis: the shorter side is stretched to the longer one's spacing (float32, truncated)."""
-    q_ratio = np.float32(max(k_len / q_len, 1.0))
-    k_ratio = np.float32(max(q_len / k_len, 1.0))
-    q_pos = np.arange(q_len, dtype=np.float32)[:, None] * q_ratio
-    dist = q_pos - np.arange(k_len, dtype=np.float32)[None] * k_ratio
-    index = (dist + np.float32((k_len - 1) * k_ratio)).astype(np.int32)
-    index.setflags(write=False)
-    return index
-
-
-class MultiScaleAttention(nnx.Module):
-    """Pooling attention: fused ``qkv``, then per-head pooling (+ LayerNorm) of q, k and v,
-    decomposed relative positions on the query grid, and the pooled query added back."""
-
-    def __init__(
-        self,
-        dim: int,
-        dim_out: int,
-        feat_size: Size,
-        nominal_size: int,
-        num_heads: int,
-        *,
-        qkv_bias: bool,
-        mode: str,
-        kernel_q: Sequence[int],
-        kernel_kv: Sequence[int],
-        stride_q: Sequence[int],
-        stride_kv: Sequence[int],
-        has_cls_token: bool,
-        rel_pos_type: str,
-        residual_pooling: bool,
-        norm_eps: float,
-        attn_drop: float = 0.0,
-        dtype: Dtype = None,
-        rngs: nnx.Rngs,
-    ):
-        self.head_dim, rest = divmod(dim_out, num_heads)
-        if rest:
-            raise ValueError(f"attention width {dim_out} must be divisible by num_heads {num_heads}")
-        self.num_heads, self.dim_out = num_heads, dim_out
-        self.num_prefix = int(has_cls_token)
-        self.residual_pooling = residual_pooling
-        self.feat_size = tuple(feat_size)
-        self.qkv = linear(dim, dim_out * 3, bias=qkv_bias, dtype=dtype, rngs=rngs)
-        self.attn_drop = dropout(attn_drop, rngs)
-        self.proj = linear(dim_out, dim_out, dtype=dtype, rngs=rngs)
-
-        def pooling(kernel, stride):
-            if math.prod(kernel) == 1 and math.prod(stride) == 1:
-                return None, None, self.feat_size
-            padding = tuple(k // 2 for k in kernel)
-            size = _out_size(self.feat_size, kernel, stride, padding)
-            if mode != "conv":
-                return Pool2d(mode, kernel, stride, padding), None, size
-            conv = nnx.Conv(
-                self.head_dim, self.head_dim, kernel_size=tuple(kernel), strides=tuple(stride),
-                padding=tuple((p, p) for p in padding), feature_group_count=self.head_dim,
-                use_bias=False, dtype=dtype, param_dtype=jnp.float32, kernel_init=init.torch_default_kernel, rngs=rngs,
-            )
-            return conv, layer_norm(self.head_dim, eps=norm_eps, dtype=dtype, rngs=rngs), size
-
-        self.pool_q, self.norm_q, self.q_size = pooling(kernel_q, stride_q)
-        self.pool_k, self.norm_k, self.k_size = pooling(kernel_kv, stride_kv)
-        self.pool_v, self.norm_v, _ = pooling(kernel_kv, stride_kv)
-
-        spatial = rel_pos_type == "spatial"
-        table = self._rel_pos_table_size(nominal_size, stride_q, stride_kv) if spatial else 0
-        self.rel_pos_h = self._rel_pos_param(table, rngs) if spatial else None
-        self.rel_pos_w = self._rel_pos_param(table, rngs) if spatial else None
-
-    def _rel_pos_table_size(self, nominal_size: int, stride_q, stride_kv) -> int:
-        # timm sizes the table from its nominal (integer-divided) sizes.
-        table = 2 * max(nominal_size // stride_q[1], nominal_size // stride_kv[1]) - 1
-        largest = max(int(rel_pos_index(q, k).max()) for q, k in zip(self.q_size, self.k_size))
-        if largest >= table:
-            raise ValueError(
-                f"pooled sizes q {self.q_size} / kv {self.k_size} need a relative-position table of "
-                f"{largest + 1} but timm sizes it {table} for this img_size (timm's forward fails "
-                "the same way); pick an img_size that divides evenly by every stride"
-            )
-        return table
-
-    def _rel_pos_param(self, table: int, rngs: nnx.Rngs) -> nnx.Param:
-        return nnx.Param(init.trunc_normal_02(rngs.params(), (table, self.head_dim), jnp.float32))
-
-    def _pool(self, t: jax.Array, pool, norm) -> jax.Array:
-        if pool is not None:
-            t = pool_tokens(t, self.feat_size, self.num_prefix, pool)
-        return t if norm is None else norm(t)
-
-    def _rel_pos_bias(self, q: jax.Array) -> jax.Array:
-        """(B, heads, Nq, Nk) additive logits from q and the per-axis tables; zero for cls."""
-        b, p = q.shape[0], self.num_prefix
-        (qh, qw), (kh, kw) = self.q_size, self.k_size
-        grid_q = q[:, p:].reshape(b, qh, qw, self.num_heads, self.head_dim)
-        table_h = self.rel_pos_h[...][rel_pos_index(qh, kh)].astype(q.dtype)  # (qh, kh, C)
-        table_w = self.rel_pos_w[...][rel_pos_index(qw, kw)].astype(q.dtype)  # (qw, kw, C)
-        along_h = jnp.einsum("byxnc,ykc->bnyxk", grid_q, table_h)
-        along_w = jnp.einsum("byxnc,xkc->bnyxk", grid_q, table_w)
-        bias = (along_h[..., :, None] + along_w[..., None, :]).reshape(b, self.num_heads, qh * qw, kh * kw)
-        return jnp.pad(bias, ((0, 0), (0, 0), (p, 0), (p, 0)))
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        b, n, _ = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
-        q = self._pool(qkv[:, :, 0], self.pool_q, self.norm_q)
-        k = self._pool(qkv[:, :, 1], self.pool_k, self.norm_k)
-        v = self._pool(qkv[:, :, 2], self.pool_v, self.norm_v)
-        bias = None if self.rel_pos_h is None else self._rel_pos_bias(q)
-        out = attention(q, k, v, bias=bias, attn_drop=self.attn_drop)
-        if self.residual_pooling:
-            out = out + q
-        return self.proj(out.reshape(b, -1, self.dim_out))
-
-
 class MultiScaleBlock(nnx.Module):
     """x + attn(norm1(x)) with a pooled (and, on a width change, projected) shortcut, then
     the MLP; with ``expand_attn=False`` the width changes in the MLP instead."""
@@ -290,7 +140,7 @@ class MultiScaleBlock(nnx.Module):
         kernel = tuple(s + 1 if s > 1 else s for s in stride_q)
         padding = tuple(k // 2 for k in kernel)
         pooled = math.prod(stride_q) > 1
-        self.shortcut_pool_attn = Pool2d("max", kernel, stride_q, padding) if pooled else None
+        self.shortcut_pool_attn = MaxPool2d(kernel, tuple(stride_q), padding) if pooled else None
         self.attn = MultiScaleAttention(
             dim, att_dim, feat_size, nominal_size, num_heads, qkv_bias=cfg.qkv_bias, mode=cfg.mode,
             kernel_q=cfg.kernel_qkv, kernel_kv=cfg.kernel_qkv, stride_q=stride_q, stride_kv=stride_kv,
@@ -298,11 +148,7 @@ class MultiScaleBlock(nnx.Module):
             residual_pooling=cfg.residual_pooling, norm_eps=eps, attn_drop=attn_drop, dtype=dtype, rngs=rngs,
         )
         self.out_size = self.attn.q_size
-        if self.shortcut_pool_attn is not None:
-            pool = self.shortcut_pool_attn
-            skip = _out_size(feat_size, pool.kernel, pool.stride, [p for p, _ in pool.padding])
-        else:
-            skip = self.feat_size
+        skip = pooled_size(feat_size, kernel, stride_q, padding) if pooled else self.feat_size
         if skip != self.out_size:
             raise ValueError(
                 f"the pooled query grid {self.out_size} and the pooled shortcut {skip} disagree for "
@@ -382,7 +228,7 @@ class ConvPatchEmbed(PatchEmbed):
     def __init__(self, img_size, in_chans: int, embed_dim: int, cfg: MultiScaleVitCfg, *, dtype: Dtype,
                  rngs: nnx.Rngs):
         self.img_size = to_2tuple(img_size)
-        self.grid_size = _out_size(self.img_size, cfg.patch_kernel, cfg.patch_stride, cfg.patch_padding)
+        self.grid_size = pooled_size(self.img_size, cfg.patch_kernel, cfg.patch_stride, cfg.patch_padding)
         self.num_patches = math.prod(self.grid_size)
         self.flatten = True
         self.proj = nnx.Conv(
@@ -522,6 +368,11 @@ def _create(defaults: dict, kwargs: dict) -> MultiScaleVit:
 
 
 _CFG = dict(fixed_input_size=True)
+# timm's first tag of the larger *_cls names is their ImageNet-21k-winter one ('fb_inw21k'),
+# whose head has 19,168 classes: the class count these names default to, as in timm.
+_INW21K = 19168
+_LARGE = dict(depths=(2, 6, 36, 4), embed_dim=144, num_heads=2)
+_HUGE = dict(depths=(4, 8, 60, 8), embed_dim=192, num_heads=3)
 
 
 @register_model("mvitv2", _CFG)
@@ -542,3 +393,23 @@ def mvitv2_base(**kwargs) -> MultiScaleVit:
 @register_model("mvitv2", _CFG)
 def mvitv2_small_cls(**kwargs) -> MultiScaleVit:
     return _create(dict(depths=(1, 2, 11, 2), use_cls_token=True), kwargs)
+
+
+@register_model("mvitv2", _CFG)
+def mvitv2_large(**kwargs) -> MultiScaleVit:
+    return _create(dict(_LARGE, expand_attn=False), kwargs)
+
+
+@register_model("mvitv2", dict(_CFG, num_classes=_INW21K))
+def mvitv2_base_cls(**kwargs) -> MultiScaleVit:
+    return _create(dict(depths=(2, 3, 16, 3), use_cls_token=True, num_classes=_INW21K), kwargs)
+
+
+@register_model("mvitv2", dict(_CFG, num_classes=_INW21K))
+def mvitv2_large_cls(**kwargs) -> MultiScaleVit:
+    return _create(dict(_LARGE, use_cls_token=True, num_classes=_INW21K), kwargs)
+
+
+@register_model("mvitv2", dict(_CFG, num_classes=_INW21K))
+def mvitv2_huge_cls(**kwargs) -> MultiScaleVit:
+    return _create(dict(_HUGE, use_cls_token=True, num_classes=_INW21K), kwargs)

@@ -352,3 +352,35 @@ def swin_base_patch4_window12_384(**kwargs) -> SwinTransformer:
 @register_model("swin", aliases=_in22k_alias("swin_large_patch4_window7_224"))
 def swin_large_patch4_window7_224(**kwargs) -> SwinTransformer:
     return _create(_variant("swin_large_patch4_window7"), kwargs)
+
+
+@register_model("swin", _CFG_384, aliases=_in22k_alias("swin_large_patch4_window12_384"))
+def swin_large_patch4_window12_384(**kwargs) -> SwinTransformer:
+    return _create(dict(_variant("swin_large_patch4_window12"), img_size=384), kwargs)
+
+
+# Swin-S3 (arXiv 2111.14725): Swin-T's widths and heads, a searched window size per stage.
+_S3 = {
+    "tiny": dict(depths=(2, 2, 6, 2), window_size=(7, 7, 14, 7)),
+    "small": dict(depths=(2, 2, 18, 2), window_size=(14, 14, 14, 7)),
+    "base": dict(depths=(2, 2, 30, 2), window_size=(7, 7, 14, 7)),
+}
+
+
+def _s3(size: str) -> dict:
+    return {**_SIZES["tiny"], "patch_size": 4, **_S3[size]}
+
+
+@register_model("swin")
+def swin_s3_tiny_224(**kwargs) -> SwinTransformer:
+    return _create(_s3("tiny"), kwargs)
+
+
+@register_model("swin")
+def swin_s3_small_224(**kwargs) -> SwinTransformer:
+    return _create(_s3("small"), kwargs)
+
+
+@register_model("swin")
+def swin_s3_base_224(**kwargs) -> SwinTransformer:
+    return _create(_s3("base"), kwargs)
