@@ -100,6 +100,50 @@ def timm_mixer(name: str, **kwargs):
         return timm.create_model(name, pretrained=False, **kwargs)
 
 
+NOISE = 0.02  # moves every tensor off its init, so a mis-mapped one shows in the logits
+
+
+def timm_model(name: str, **kwargs):
+    """``timm.create_model(name, **kwargs)``, where the name's own depth (and width) can be
+    overridden: timm's mlp_mixer functions fix num_blocks and embed_dim, MViTv2 takes its depths
+    and widths (any MultiScaleVitCfg field, as jaxvit's keywords) from a config table."""
+    import timm
+
+    import jaxvit
+
+    if jaxvit.get_entry(name).family == "mixer":
+        return timm_mixer(name, **kwargs)
+    if name.startswith("mvitv2_"):
+        import dataclasses
+
+        from timm.models import build_model_with_cfg
+        from timm.models.mvitv2 import MultiScaleVit, model_cfgs
+
+        fields = {f.name for f in dataclasses.fields(model_cfgs[name])}
+        changes = {k: tuple(kwargs.pop(k)) if isinstance(kwargs[k], list) else kwargs.pop(k)
+                   for k in list(kwargs) if k in fields}  # lists: keywords read back from JSON
+        if changes:
+            cfg = dataclasses.replace(model_cfgs[name], **changes)
+            return build_model_with_cfg(MultiScaleVit, name, False, model_cfg=cfg,
+                                        feature_cfg=dict(out_indices=4, feature_cls="getter"), **kwargs)
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def perturbed_timm(name: str, seed: int = 0, **kwargs):
+    """timm's model in eval mode with seeded noise added to every floating tensor."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = timm_model(name, **kwargs).eval()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for key, t in model.state_dict().items():
+            if t.is_floating_point():
+                noise = torch.randn(t.shape, generator=gen) * NOISE
+                t.add_(noise.abs() if key.endswith("running_var") else noise)
+    return model
+
+
 def device_env(devices: int) -> dict[str, str]:
     """This environment for a process with ``devices`` simulated CPU devices. XLA aborts a
     process whose devices wait over 40 s for each other in a collective (its default), which

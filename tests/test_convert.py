@@ -15,7 +15,7 @@ from flax import nnx
 torch = pytest.importorskip("torch", reason="conversion tests need torch: pip install -e '.[torch]'")
 timm = pytest.importorskip("timm", reason="conversion tests need timm: pip install -e '.[torch]'")
 
-from conftest import timm_mixer  # noqa: E402
+from conftest import NOISE, perturbed_timm, timm_model  # noqa: E402,F401  (test_features imports them from here too)
 
 import jaxvit  # noqa: E402
 from convert import ConversionError, convert_state_dict, save, timm_state_dict  # noqa: E402
@@ -31,7 +31,6 @@ CIFAR = ROOT.parent / "shared" / "data" / "cifar10-subset"
 # machine); 1e-4 is 10x the largest. (Those figures are at full width; the ViT/DeiT names now
 # run narrow, see WIDE below, where the features are smaller: all 208 cases passed, not re-measured.)
 TOL = 1e-4
-NOISE = 0.02  # moves every tensor off its init, so a mis-mapped one shows in the logits
 
 # Every registered name of these families is in PARITY_NAMES (checked below); append a
 # family here together with its names.
@@ -258,41 +257,6 @@ def images(size: int, n: int = 2) -> np.ndarray:
     ]
     x = np.stack(batch).astype(np.float32) / 255.0
     return ((x - 0.5) / 0.5).transpose(0, 3, 1, 2).copy()
-
-
-def timm_model(name: str, **kwargs) -> torch.nn.Module:
-    """``timm.create_model(name, **kwargs)``, where the name's own depth (and width) can be
-    overridden: timm's mlp_mixer functions fix num_blocks and embed_dim, MViTv2 takes its depths
-    and widths (any MultiScaleVitCfg field, as jaxvit's keywords) from a config table."""
-    if jaxvit.get_entry(name).family == "mixer":
-        return timm_mixer(name, **kwargs)
-    if name.startswith("mvitv2_"):
-        import dataclasses
-
-        from timm.models import build_model_with_cfg
-        from timm.models.mvitv2 import MultiScaleVit, model_cfgs
-
-        fields = {f.name for f in dataclasses.fields(model_cfgs[name])}
-        changes = {k: tuple(kwargs.pop(k)) if isinstance(kwargs[k], list) else kwargs.pop(k)
-                   for k in list(kwargs) if k in fields}  # lists: keywords read back from JSON
-        if changes:
-            cfg = dataclasses.replace(model_cfgs[name], **changes)
-            return build_model_with_cfg(MultiScaleVit, name, False, model_cfg=cfg,
-                                        feature_cfg=dict(out_indices=4, feature_cls="getter"), **kwargs)
-    return timm.create_model(name, pretrained=False, **kwargs)
-
-
-def perturbed_timm(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
-    """timm's model in eval mode with seeded noise added to every floating tensor."""
-    torch.manual_seed(seed)
-    model = timm_model(name, **kwargs).eval()
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for key, t in model.state_dict().items():
-            if t.is_floating_point():
-                noise = torch.randn(t.shape, generator=gen) * NOISE
-                t.add_(noise.abs() if key.endswith("running_var") else noise)
-    return model
 
 
 # Families whose forward is hundreds of small distinct ops: one jit compile beats eager

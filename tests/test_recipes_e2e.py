@@ -24,7 +24,7 @@ try:  # before anything loads TensorFlow: torch imported after it can crash the 
 except ImportError:  # pragma: no cover
     timm = torch = None
 
-from conftest import ROOT, read_metrics
+from conftest import ROOT, read_metrics, timm_model
 from test_layouts import make_cifar10, make_cifar100, make_dtd, make_pets
 
 pytestmark = pytest.mark.skipif(torch is None, reason="needs torch and timm: pip install -e '.[torch]'")
@@ -153,17 +153,6 @@ def assert_started_from(exported: dict, source: dict, key: str, source_key: str 
     steps at lr <= 6e-4 move a weight by ~1e-3, another init differs by ~0.03 (std 0.02)."""
     moved = float((exported[key] - source[source_key or key]).abs().max())
     assert moved < 5e-3, (key, moved)
-
-
-def timm_model(name: str, **kwargs) -> torch.nn.Module:
-    """timm.create_model(name, pretrained=False, **kwargs); timm's mixer_* functions fix
-    num_blocks / embed_dim / patch_size (a reduced size is a TypeError there), so a tiny Mixer is
-    timm's MlpMixer class itself, which those functions build."""
-    if name.startswith("mixer_"):
-        from timm.models.mlp_mixer import MlpMixer
-
-        return MlpMixer(**kwargs)
-    return timm.create_model(name, pretrained=False, **kwargs)
 
 
 def _kw(model_args: str) -> dict:
