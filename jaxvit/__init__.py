@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jaxvit import models as _models  # noqa: F401  (registers the model names)
+from jaxvit.models.features import features_only, pop_feature_kwargs
 from jaxvit.registry import get_entry, list_models, split_name
 
 __version__ = "0.1.0"
@@ -32,8 +33,14 @@ def create_model(
     position table, as timm's pretrained loading does; any other difference is an error unless
     ``strict=False`` (then what matches is loaded and the rest listed). jaxvit never downloads
     weights: ``pretrained=True`` points at the converter instead.
+
+    ``features_only=True`` (ViT/DeiT, Mixer, TnT, Inception-v4) returns timm's feature extractor:
+    calling it gives the list of the feature maps ``out_indices`` names (default: the family's,
+    as timm's), NHWC unless ``output_fmt='NCHW'`` (timm's layout) or 'NLC'; ``.feature_info``
+    has their ``channels()`` and ``reduction()`` (``jaxvit.models.features``).
     """
     entry = get_entry(name)
+    feature_args = pop_feature_kwargs(kwargs)  # features_only=True, out_indices, output_fmt
     if pretrained and checkpoint is None:
         raise ValueError(
             f"jaxvit does not download weights. Convert timm's weights once with "
@@ -58,7 +65,7 @@ def create_model(
             fix=f"leave out the keywords that change shapes (the checkpoint's are the default), "
                 f"or create_model({name!r}, checkpoint=..., strict=False) to load what matches",
         )
-    return model
+    return model if feature_args is None else features_only(model, **feature_args)
 
 
 def abstract_model(name: str, **kwargs: Any):
