@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jaxvit import models as _models  # noqa: F401  (registers the model names)
+from jaxvit.models.features import features_only, pop_feature_kwargs
 from jaxvit.registry import get_entry, list_models, split_name
 
 __version__ = "0.1.0"
@@ -32,8 +33,14 @@ def create_model(
     position table, as timm's pretrained loading does; any other difference is an error unless
     ``strict=False`` (then what matches is loaded and the rest listed). jaxvit never downloads
     weights: ``pretrained=True`` points at the converter instead.
+
+    ``features_only=True`` (ViT/DeiT, Mixer, TnT, Inception-v4) returns timm's feature extractor:
+    calling it gives the list of the feature maps ``out_indices`` names (default: the family's,
+    as timm's), NHWC unless ``output_fmt='NCHW'`` (timm's layout) or 'NLC'; ``.feature_info``
+    has their ``channels()`` and ``reduction()`` (``jaxvit.models.features``).
     """
     entry = get_entry(name)
+    feature_args = pop_feature_kwargs(kwargs)  # features_only=True, out_indices, output_fmt
     if pretrained and checkpoint is None:
         raise ValueError(
             f"jaxvit does not download weights. Convert timm's weights once with "
@@ -59,7 +66,8 @@ def create_model(
         return model
 
     if checkpoint is None:
-        return make()
+        model = make()
+        return model if feature_args is None else features_only(model, **feature_args)
     # A strict load of the checkpoint's own classes overwrites every weight: they are not drawn
     # at random first (jaxvit._compat.without_weights; ViT-L/16 skips 304M numbers and each
     # family its initializer compiles). Any other load keeps some tensors at their init.
@@ -78,7 +86,7 @@ def create_model(
     if fills_all and report.kept_at_init:  # e.g. a head the checkpoint was written without
         model = make()
         weights.load_checkpoint(model, checkpoint, ema=ema, strict=strict, log_fn=lambda _: None)
-    return model
+    return model if feature_args is None else features_only(model, **feature_args)
 
 
 def abstract_model(name: str, **kwargs: Any):

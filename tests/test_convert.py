@@ -229,7 +229,9 @@ PARITY_CASES.append(("tnt_s_patch16_224", {"img_size": 32, "patch_size": 4, "fir
 # MlpMixer's stem_norm (no timm name sets it): the block's norm, here ResMLP's Affine, on the patches
 PARITY_CASES.append(("resmlp_12_224", {"num_blocks": 2, "stem_norm": True}))
 
-torch.set_num_threads(2)
+# timm on one thread: with two, on this 2-core machine busy with the suite's other worker,
+# Inception-v4's forward at 75 px took 5.6 s instead of 0.1 (threads waiting on each other).
+torch.set_num_threads(1)
 
 
 def case_id(kwargs: dict) -> str:

@@ -28,6 +28,7 @@ from jaxvit.layers import dropout, to_2tuple
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.conv_bn import AvgPool2d, ConvNormAct, MaxPool2d
+from jaxvit.layers.features import check_output_fmt, feature_take_indices, map_to
 from jaxvit.layers.init import torch_default_bias, torch_default_kernel
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
@@ -163,6 +164,7 @@ class InceptionC(nnx.Module):
 
 class InceptionV4(ClassifierModel):
     pool_types = ("avg", "max", "avgmax", "catavgmax", "")  # timm's SelectAdaptivePool2d
+    default_out_indices = (0, 1, 2, 3, 4)  # timm's features_only default: every stage
 
     def __init__(
         self,
@@ -210,6 +212,7 @@ class InceptionV4(ClassifierModel):
             dict(num_chs=1024, reduction=16, module="features.17"),
             dict(num_chs=1536, reduction=32, module="features.21"),
         ]
+        self.stage_ends = [int(info["module"].split(".")[-1]) for info in self.feature_info]
         self.head_drop = dropout(drop_rate, rngs)
         self.global_pool = self.checked_pool(global_pool)
         self._reset_head(num_classes, rngs)
@@ -239,6 +242,48 @@ class InceptionV4(ClassifierModel):
         for layer in self.features:  # each a block for config.remat
             x = block_call(layer, x)
         return x
+
+    def forward_intermediates(
+        self,
+        x: jax.Array,
+        indices: int | list[int] | None = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NHWC",
+        intermediates_only: bool = False,
+    ):
+        """timm's ``forward_intermediates``: the feature maps at the ends of the stages
+        ``feature_info`` lists (strides 2, 4, 8, 16, 32) that ``indices`` names (None: all; an int
+        n: the last n; a list: those, negatives from the end). NHWC, as jaxvit's images, unless
+        ``output_fmt='NCHW'`` (timm's layout). ``norm`` is accepted and does nothing (no norm
+        layer, as timm's); ``stop_early``: no layer after the last stage taken runs. Returns
+        (final features, intermediates), or the list alone (``intermediates_only``)."""
+        output_fmt = check_output_fmt(output_fmt, ("NHWC", "NCHW"), owner="InceptionV4.forward_intermediates")
+        take, last = feature_take_indices(len(self.stage_ends), indices, what="stages")
+        take = [self.stage_ends[i] for i in take]
+        x = self.cast_input(x)
+        intermediates = []
+        for i, layer in enumerate(list(self.features)[: self.stage_ends[last] + 1] if stop_early else self.features):
+            x = block_call(layer, x)
+            if i in take:
+                intermediates.append(map_to(x, output_fmt))
+        return intermediates if intermediates_only else (x, intermediates)
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's: drops the layers after the last stage of ``indices``, and the classifier
+        (0 classes) when ``prune_head`` or when the features end before the last stage (the head
+        was sized for it). Returns the stage indices, absolute."""
+        take, last = feature_take_indices(len(self.stage_ends), indices, what="stages")
+        prune_end = last < len(self.stage_ends) - 1
+        if prune_end:
+            self.num_features = self.feature_info[last]["num_chs"]
+        self.features = nnx.List(list(self.features)[: self.stage_ends[last] + 1])
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         return logits(self.last_linear, self.head_drop(global_pool(x, self.global_pool)), pre_logits)

@@ -23,6 +23,7 @@ from jaxvit.errors import ConfigError
 from jaxvit.layers import Affine, DropPath, GatedMlp, GluMlp, Mlp, PatchEmbed, SpatialGatingUnit, init
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, dropout, gelu, get_act, layer_norm, linear
+from jaxvit.layers.features import check_output_fmt, feature_take_indices, tokens_to
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import (
@@ -188,6 +189,7 @@ class MlpMixer(ClassifierModel):
     block's default 1e-4."""
 
     pool_types = ("", "avg")
+    default_out_indices = 3  # timm's features_only default: the last 3 blocks
 
     def __init__(
         self,
@@ -244,6 +246,10 @@ class MlpMixer(ClassifierModel):
                 for _ in range(num_blocks)
             ]
         )
+        self.feature_info = [
+            dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=max(self.stem.patch_size))
+            for i in range(num_blocks)
+        ]
         self.norm = norm(embed_dim)
         self.head_drop = dropout(drop_rate, rngs)
         self._reset_head(num_classes, rngs)
@@ -266,11 +272,54 @@ class MlpMixer(ClassifierModel):
     def get_classifier(self):
         return self.head
 
+    def _norm(self, x: jax.Array) -> jax.Array:
+        return x if self.norm is None else self.norm(x)  # None: pruned (prune_intermediate_layers)
+
     def forward_features(self, x: jax.Array) -> jax.Array:
         x = self.stem(self.cast_input(x))
         for blk in self.blocks:
             x = block_call(blk, x)
-        return self.norm(x)
+        return self._norm(x)
+
+    def forward_intermediates(
+        self,
+        x: jax.Array,
+        indices: int | list[int] | None = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NHWC",
+        intermediates_only: bool = False,
+    ):
+        """timm's ``forward_intermediates``: the outputs of the blocks ``indices`` names (None: all;
+        an int n: the last n; a list: those, negatives from the end). NHWC by default,
+        (B, H/p, W/p, C), as jaxvit's images; ``output_fmt='NCHW'`` gives timm's layout, 'NLC' the
+        tokens. ``norm``: each through the final norm; ``stop_early``: no block after the last
+        taken runs. Returns (final features, intermediates), or the list (``intermediates_only``).
+        """
+        output_fmt = check_output_fmt(output_fmt, owner="MlpMixer.forward_intermediates")
+        take, last = feature_take_indices(len(self.blocks), indices)
+        grid = tuple(s // p for s, p in zip(x.shape[1:3], self.stem.patch_size))
+        x = self.stem(self.cast_input(x))
+        intermediates = []
+        for i, blk in enumerate(list(self.blocks)[: last + 1] if stop_early else self.blocks):
+            x = block_call(blk, x)
+            if i in take:
+                intermediates.append(tokens_to(self._norm(x) if norm else x, grid, output_fmt))
+        return intermediates if intermediates_only else (self._norm(x), intermediates)
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's: drops the blocks after the last of ``indices`` (``prune_norm``: the final norm;
+        ``prune_head``: the pooling and classifier, 0 classes). Returns the indices, absolute."""
+        take, last = feature_take_indices(len(self.blocks), indices)
+        self.blocks = nnx.List(list(self.blocks)[: last + 1])
+        if prune_norm:
+            self.norm = None
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         return logits(self.head, self.head_drop(global_pool(x, self.global_pool)), pre_logits)

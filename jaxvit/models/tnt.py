@@ -26,6 +26,7 @@ from flax import nnx
 from jaxvit.layers import DropPath, Mlp, attention, dropout, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.layers.features import check_output_fmt, feature_take_indices, split_prefix, tokens_to
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
@@ -188,6 +189,7 @@ class PixelEmbed(nnx.Module):
 
 class TNT(ClassifierModel):
     pool_types = ("", "token", "avg")
+    default_out_indices = 3  # timm's features_only default: the last 3 blocks
 
     def __init__(
         self,
@@ -249,6 +251,10 @@ class TNT(ClassifierModel):
                 for i in range(depth)
             ]
         )
+        self.feature_info = [
+            dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=max(self.pixel_embed.patch_size))
+            for i in range(depth)
+        ]
         self.norm = layer_norm(embed_dim, eps=init.TORCH_LN_EPS, **dd)
         self.head_drop = dropout(drop_rate, rngs)
         self._reset_head(num_classes, rngs)
@@ -269,7 +275,8 @@ class TNT(ClassifierModel):
     def get_classifier(self):
         return self.head
 
-    def forward_features(self, x: jax.Array) -> jax.Array:
+    def _embed(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Images -> (pixel tokens, patch tokens with the class token and positions)."""
         x = self.cast_input(x)
         b = x.shape[0]
         pixel_embed = self.pixel_embed(x, self.pixel_pos[...])
@@ -277,10 +284,61 @@ class TNT(ClassifierModel):
         patch_embed = self.norm2_proj(self.proj(self.norm1_proj(patch_embed)))
         cls = jnp.broadcast_to(self.cls_token[...], (b, 1, self.embed_dim)).astype(patch_embed.dtype)
         patch_embed = jnp.concatenate([cls, patch_embed], axis=1)
-        patch_embed = self.pos_drop(patch_embed + self.patch_pos[...].astype(patch_embed.dtype))
+        return pixel_embed, self.pos_drop(patch_embed + self.patch_pos[...].astype(patch_embed.dtype))
+
+    def _norm(self, x: jax.Array) -> jax.Array:
+        return x if self.norm is None else self.norm(x)  # None: pruned (prune_intermediate_layers)
+
+    def forward_features(self, x: jax.Array) -> jax.Array:
+        pixel_embed, patch_embed = self._embed(x)
         for blk in self.blocks:
             pixel_embed, patch_embed = block_call(blk, pixel_embed, patch_embed)
-        return self.norm(patch_embed)
+        return self._norm(patch_embed)
+
+    def forward_intermediates(
+        self,
+        x: jax.Array,
+        indices: int | list[int] | None = None,
+        *,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NHWC",
+        intermediates_only: bool = False,
+    ):
+        """timm's ``forward_intermediates``: the patch tokens after the blocks ``indices`` names
+        (None: all; an int n: the last n; a list: those, negatives from the end), the class token
+        split off. NHWC by default, (B, H/p, W/p, C), as jaxvit's images; ``output_fmt='NCHW'``
+        gives timm's layout, 'NLC' the tokens. ``norm``: each through the final norm;
+        ``return_prefix_tokens``: (patches, class token) pairs; ``stop_early``: no block after the
+        last taken runs. Returns (final features, intermediates), or the list (``intermediates_only``).
+        """
+        output_fmt = check_output_fmt(output_fmt, owner="TNT.forward_intermediates")
+        take, last = feature_take_indices(len(self.blocks), indices)
+        pixel_embed, patch_embed = self._embed(x)
+        intermediates = []
+        for i, blk in enumerate(list(self.blocks)[: last + 1] if stop_early else self.blocks):
+            pixel_embed, patch_embed = block_call(blk, pixel_embed, patch_embed)
+            if i in take:
+                intermediates.append(self._norm(patch_embed) if norm else patch_embed)
+        patches, prefix = split_prefix(intermediates, self.num_prefix_tokens)
+        intermediates = [tokens_to(y, self.pixel_embed.grid_size, output_fmt) for y in patches]
+        if return_prefix_tokens:
+            intermediates = list(zip(intermediates, prefix))
+        return intermediates if intermediates_only else (self._norm(patch_embed), intermediates)
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's: drops the blocks after the last of ``indices`` (``prune_norm``: the final norm;
+        ``prune_head``: the pooling and classifier, 0 classes). Returns the indices, absolute."""
+        take, last = feature_take_indices(len(self.blocks), indices)
+        self.blocks = nnx.List(list(self.blocks)[: last + 1])
+        if prune_norm:
+            self.norm = None
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         x = global_pool(x, self.global_pool, num_prefix_tokens=self.num_prefix_tokens)

@@ -37,6 +37,7 @@ from jaxvit.layers import (
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, gelu
 from jaxvit.layers.diff_attention import DiffAttention, DiffParallelScalingBlock
+from jaxvit.layers.features import check_output_fmt, feature_take_indices, split_prefix, tokens_to
 from jaxvit.layers.parallel_scaling import ParallelScalingBlock
 from jaxvit.layers.pos_embed import resample_abs_pos_embed_traced
 from jaxvit.layers.remat import block_call
@@ -180,6 +181,7 @@ class VisionTransformer(ClassifierModel):
     """
 
     pool_types = ("", "token", "avg", "max", "avgmax", "map")
+    default_out_indices = 3  # timm's features_only default: the last 3 blocks
 
     def __init__(
         self,
@@ -275,6 +277,10 @@ class VisionTransformer(ClassifierModel):
                 for i in range(depth)
             ]
         )
+        self.feature_info = [
+            dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=max(self.patch_embed.patch_size))
+            for i in range(depth)
+        ]
         # timm's rule: the final norm moves after pooling (fc_norm) for 'avg'-style pooling
         final = final_norm and not use_fc_norm
         self.norm = norm(embed_dim) if final else None
@@ -358,13 +364,67 @@ class VisionTransformer(ClassifierModel):
             x = jnp.concatenate(prefix + [x], axis=1) + pos.astype(x.dtype)
         return self.pos_drop(x)
 
-    def forward_features(self, x: jax.Array) -> jax.Array:
+    def _embed(self, x: jax.Array) -> jax.Array:
         x = self._pos_embed(self.patch_embed(self.cast_input(x)))
-        if self.norm_pre is not None:
-            x = self.norm_pre(x)
+        return x if self.norm_pre is None else self.norm_pre(x)
+
+    def _norm(self, x: jax.Array) -> jax.Array:
+        return x if self.norm is None else self.norm(x)
+
+    def forward_features(self, x: jax.Array) -> jax.Array:
+        x = self._embed(x)
         for blk in self.blocks:
             x = block_call(blk, x)
-        return x if self.norm is None else self.norm(x)
+        return self._norm(x)
+
+    def forward_intermediates(
+        self,
+        x: jax.Array,
+        indices: int | list[int] | None = None,
+        *,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NHWC",
+        intermediates_only: bool = False,
+    ):
+        """timm's ``forward_intermediates``: the outputs of the blocks ``indices`` names (None: all;
+        an int n: the last n; a list: those, negatives from the end), the prefix tokens (class,
+        distillation, registers) split off. Images are NHWC, and so are the intermediates by
+        default, (B, H/p, W/p, C); ``output_fmt='NCHW'`` gives timm's layout, 'NLC' the token
+        sequence. ``norm``: each through the final norm; ``return_prefix_tokens``: (patches,
+        prefix) pairs; ``stop_early``: no block after the last taken runs. Returns (final
+        features, as ``forward_features``, intermediates), or the list alone (``intermediates_only``).
+        """
+        output_fmt = check_output_fmt(output_fmt, owner="VisionTransformer.forward_intermediates")
+        take, last = feature_take_indices(len(self.blocks), indices)
+        grid = tuple(s // p for s, p in zip(x.shape[1:3], self.patch_embed.patch_size))
+        x = self._embed(x)
+        intermediates = []
+        for i, blk in enumerate(list(self.blocks)[: last + 1] if stop_early else self.blocks):
+            x = block_call(blk, x)
+            if i in take:
+                intermediates.append(self._norm(x) if norm else x)
+        patches, prefix = split_prefix(intermediates, self.num_prefix_tokens)
+        intermediates = [tokens_to(y, grid, output_fmt) for y in patches]
+        if return_prefix_tokens and self.num_prefix_tokens:
+            intermediates = list(zip(intermediates, prefix))
+        return intermediates if intermediates_only else (self._norm(x), intermediates)
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's: drops the blocks after the last of ``indices`` (``prune_norm``: the final norm;
+        ``prune_head``: the pooling and classifier, 0 classes). Returns the indices, absolute."""
+        take, last = feature_take_indices(len(self.blocks), indices)
+        self.blocks = nnx.List(list(self.blocks)[: last + 1])
+        if prune_norm:
+            self.norm = None
+        if prune_head:
+            self.fc_norm = None
+            # a distilled DeiT keeps its token pooling, as timm's (its heads read both tokens)
+            self.reset_classifier(0, None if self.distilled else "")
+        return take
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         if self.distilled:

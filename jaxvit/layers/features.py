@@ -1,0 +1,121 @@
+"""timm's feature-extraction helpers, written once for every family's ``forward_intermediates``.
+
+``feature_take_indices`` turns timm's ``indices`` argument (None: all; an int n: the last n; a
+list: those, negatives from the end) into absolute indices; ``FeatureInfo`` is timm's
+``feature_info`` accessor (``channels()``, ``reduction()``, ``module_name()``) over a model's
+list of ``dict(module=, num_chs=, reduction=)``; ``tokens_to`` / ``map_to`` lay an intermediate
+out as asked: jaxvit's images are NHWC, so spatial features default to 'NHWC'; 'NCHW' is timm's
+layout, 'NLC' the token sequence.
+
+A family adopts the interface by writing ``forward_intermediates`` and
+``prune_intermediate_layers`` with these helpers, keeping ``feature_info`` and setting
+``default_out_indices`` (what timm's ``features_only`` takes when ``out_indices`` is not given);
+``jaxvit.models.features.FeatureGetterNet`` does the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+
+from jaxvit.errors import ConfigError
+
+OUTPUT_FMTS = ("NHWC", "NCHW", "NLC")
+Indices = int | Sequence[int] | None
+
+
+def feature_take_indices(num_features: int, indices: Indices = None, what: str = "blocks") -> tuple[list[int], int]:
+    """timm's ``feature_take_indices``: (absolute indices to take, the largest of them).
+
+    ``indices``: None takes all ``num_features``; an int n the last n; a sequence those indices,
+    a negative one counted from the end. Out of range is one ConfigError (a ValueError) naming
+    the valid range; ``what`` names the features in it ('blocks', 'stages')."""
+    if indices is None:
+        indices = num_features
+    if isinstance(indices, int):
+        if not 0 < indices <= num_features:
+            raise ConfigError(
+                f"indices={indices} takes the last n of {num_features} {what}, n in 1..{num_features}; "
+                f"pass an int in that range or a list of indices in {-num_features}..{num_features - 1}"
+            )
+        take = list(range(num_features - indices, num_features))
+    else:
+        take = []
+        for i in indices:
+            if not -num_features <= i < num_features:
+                raise ConfigError(
+                    f"feature index {i} is out of range for {num_features} {what}: pass indices in "
+                    f"0..{num_features - 1}, or {-num_features}..-1 counted from the end"
+                )
+            take.append(i % num_features)
+        if not take:
+            raise ConfigError(f"indices is an empty list; pass at least one index in 0..{num_features - 1}")
+    return take, max(take)
+
+
+def check_output_fmt(output_fmt: str, allowed: Sequence[str] = OUTPUT_FMTS, owner: str = "") -> str:
+    if output_fmt not in allowed:
+        raise ConfigError(f"{owner + ': ' if owner else ''}output_fmt {output_fmt!r} is not one of {tuple(allowed)}")
+    return output_fmt
+
+
+def tokens_to(x: jax.Array, grid: tuple[int, int], output_fmt: str) -> jax.Array:
+    """(B, H*W, C) patch tokens, row-major over the ``grid`` (H, W), in ``output_fmt``."""
+    if output_fmt == "NLC":
+        return x
+    return map_to(x.reshape(x.shape[0], *grid, x.shape[-1]), output_fmt)
+
+
+def map_to(x: jax.Array, output_fmt: str) -> jax.Array:
+    """A (B, H, W, C) feature map in ``output_fmt`` ('NLC': flattened row-major)."""
+    if output_fmt == "NCHW":
+        return x.transpose(0, 3, 1, 2)
+    if output_fmt == "NLC":
+        return x.reshape(x.shape[0], -1, x.shape[-1])
+    return x
+
+
+def split_prefix(tokens: list[jax.Array], num_prefix_tokens: int) -> tuple[list[jax.Array], list[jax.Array]]:
+    """Each (B, prefix + patches, C) intermediate as (patch tokens, prefix tokens)."""
+    return [y[:, num_prefix_tokens:] for y in tokens], [y[:, :num_prefix_tokens] for y in tokens]
+
+
+def _as_tuple(out_indices: Indices) -> tuple[int, ...]:
+    return tuple(range(-out_indices, 0)) if isinstance(out_indices, int) else tuple(out_indices)
+
+
+class FeatureInfo:
+    """timm's ``FeatureInfo``: a model's feature list (``module``, ``num_chs``, ``reduction`` per
+    feature) and the ``out_indices`` taken from it (an int n: the last n)."""
+
+    def __init__(self, feature_info: Sequence[dict[str, Any]], out_indices: Indices):
+        self.info = [dict(fi, index=fi.get("index", i)) for i, fi in enumerate(feature_info)]
+        self.out_indices = _as_tuple(out_indices)
+
+    def get(self, key: str, idx: int | Sequence[int] | None = None):
+        """``key`` of each feature taken (idx None), of feature ``idx``, or of each in ``idx``."""
+        if idx is None:
+            return [self.info[i][key] for i in self.out_indices]
+        if isinstance(idx, int):
+            return self.info[idx][key]
+        return [self.info[i][key] for i in idx]
+
+    def channels(self, idx: int | Sequence[int] | None = None):
+        return self.get("num_chs", idx)
+
+    def reduction(self, idx: int | Sequence[int] | None = None):
+        return self.get("reduction", idx)
+
+    def module_name(self, idx: int | Sequence[int] | None = None):
+        return self.get("module", idx)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        return self.info[item]
+
+    def __len__(self) -> int:
+        return len(self.info)
+
+    def __repr__(self) -> str:
+        return f"FeatureInfo(out_indices={self.out_indices}, channels={self.channels()}, reduction={self.reduction()})"
