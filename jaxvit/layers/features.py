@@ -119,3 +119,34 @@ class FeatureInfo:
 
     def __repr__(self) -> str:
         return f"FeatureInfo(out_indices={self.out_indices}, channels={self.channels()}, reduction={self.reduction()})"
+
+
+def run_blocks(blocks, x: Any, take: list[int], last: int, stop_early: bool, tap) -> tuple[Any, list]:
+    """A family's block loop for ``forward_intermediates``: each block through ``block_call``
+    (``x`` a tuple where blocks take several streams, as TnT's), ``tap(x)`` kept after every
+    block in ``take``; ``stop_early``: no block after ``last`` runs. Returns (x, taps)."""
+    from jaxvit.layers.remat import block_call
+
+    taps = []
+    for i, blk in enumerate(list(blocks)[: last + 1] if stop_early else blocks):
+        x = block_call(blk, *x) if isinstance(x, tuple) else block_call(blk, x)
+        if i in take:
+            taps.append(tap(x))
+    return x, taps
+
+
+def prune_blocks(
+    model, indices: Indices, prune_norm: bool, prune_head: bool, global_pool: str | None = ""
+) -> list[int]:
+    """timm's ``prune_intermediate_layers`` for a model with ``blocks`` and a final ``norm``:
+    drops the blocks after the last of ``indices`` (``prune_norm``: the final norm;
+    ``prune_head``: the classifier, 0 classes, pooling ``global_pool``). Returns the indices."""
+    from flax import nnx
+
+    take, last = feature_take_indices(len(model.blocks), indices)
+    model.blocks = nnx.List(list(model.blocks)[: last + 1])
+    if prune_norm:
+        model.norm = None
+    if prune_head:
+        model.reset_classifier(0, global_pool)
+    return take

@@ -23,7 +23,7 @@ from jaxvit.errors import ConfigError
 from jaxvit.layers import Affine, DropPath, GatedMlp, GluMlp, Mlp, PatchEmbed, SpatialGatingUnit, init
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, dropout, gelu, get_act, layer_norm, linear
-from jaxvit.layers.features import check_output_fmt, feature_take_indices, tokens_to
+from jaxvit.layers.features import check_output_fmt, feature_take_indices, prune_blocks, run_blocks, tokens_to
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import (
@@ -301,11 +301,8 @@ class MlpMixer(ClassifierModel):
         take, last = feature_take_indices(len(self.blocks), indices)
         grid = tuple(s // p for s, p in zip(x.shape[1:3], self.stem.patch_size))
         x = self.stem(self.cast_input(x))
-        intermediates = []
-        for i, blk in enumerate(list(self.blocks)[: last + 1] if stop_early else self.blocks):
-            x = block_call(blk, x)
-            if i in take:
-                intermediates.append(tokens_to(self._norm(x) if norm else x, grid, output_fmt))
+        x, intermediates = run_blocks(self.blocks, x, take, last, stop_early,
+                                      lambda x: tokens_to(self._norm(x) if norm else x, grid, output_fmt))
         return intermediates if intermediates_only else (self._norm(x), intermediates)
 
     def prune_intermediate_layers(
@@ -313,13 +310,7 @@ class MlpMixer(ClassifierModel):
     ) -> list[int]:
         """timm's: drops the blocks after the last of ``indices`` (``prune_norm``: the final norm;
         ``prune_head``: the pooling and classifier, 0 classes). Returns the indices, absolute."""
-        take, last = feature_take_indices(len(self.blocks), indices)
-        self.blocks = nnx.List(list(self.blocks)[: last + 1])
-        if prune_norm:
-            self.norm = None
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take
+        return prune_blocks(self, indices, prune_norm, prune_head)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         return logits(self.head, self.head_drop(global_pool(x, self.global_pool)), pre_logits)

@@ -26,7 +26,14 @@ from flax import nnx
 from jaxvit.layers import DropPath, Mlp, attention, dropout, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
-from jaxvit.layers.features import check_output_fmt, feature_take_indices, split_prefix, tokens_to
+from jaxvit.layers.features import (
+    check_output_fmt,
+    feature_take_indices,
+    prune_blocks,
+    run_blocks,
+    split_prefix,
+    tokens_to,
+)
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
@@ -316,11 +323,9 @@ class TNT(ClassifierModel):
         output_fmt = check_output_fmt(output_fmt, owner="TNT.forward_intermediates")
         take, last = feature_take_indices(len(self.blocks), indices)
         pixel_embed, patch_embed = self._embed(x)
-        intermediates = []
-        for i, blk in enumerate(list(self.blocks)[: last + 1] if stop_early else self.blocks):
-            pixel_embed, patch_embed = block_call(blk, pixel_embed, patch_embed)
-            if i in take:
-                intermediates.append(self._norm(patch_embed) if norm else patch_embed)
+        (pixel_embed, patch_embed), intermediates = run_blocks(
+            self.blocks, (pixel_embed, patch_embed), take, last, stop_early,
+            lambda xs: self._norm(xs[1]) if norm else xs[1])
         patches, prefix = split_prefix(intermediates, self.num_prefix_tokens)
         intermediates = [tokens_to(y, self.pixel_embed.grid_size, output_fmt) for y in patches]
         if return_prefix_tokens:
@@ -332,13 +337,7 @@ class TNT(ClassifierModel):
     ) -> list[int]:
         """timm's: drops the blocks after the last of ``indices`` (``prune_norm``: the final norm;
         ``prune_head``: the pooling and classifier, 0 classes). Returns the indices, absolute."""
-        take, last = feature_take_indices(len(self.blocks), indices)
-        self.blocks = nnx.List(list(self.blocks)[: last + 1])
-        if prune_norm:
-            self.norm = None
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take
+        return prune_blocks(self, indices, prune_norm, prune_head)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         x = global_pool(x, self.global_pool, num_prefix_tokens=self.num_prefix_tokens)

@@ -37,7 +37,14 @@ from jaxvit.layers import (
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, gelu
 from jaxvit.layers.diff_attention import DiffAttention, DiffParallelScalingBlock
-from jaxvit.layers.features import check_output_fmt, feature_take_indices, split_prefix, tokens_to
+from jaxvit.layers.features import (
+    check_output_fmt,
+    feature_take_indices,
+    prune_blocks,
+    run_blocks,
+    split_prefix,
+    tokens_to,
+)
 from jaxvit.layers.parallel_scaling import ParallelScalingBlock
 from jaxvit.layers.pos_embed import resample_abs_pos_embed_traced
 from jaxvit.layers.remat import block_call
@@ -400,11 +407,7 @@ class VisionTransformer(ClassifierModel):
         take, last = feature_take_indices(len(self.blocks), indices)
         grid = tuple(s // p for s, p in zip(x.shape[1:3], self.patch_embed.patch_size))
         x = self._embed(x)
-        intermediates = []
-        for i, blk in enumerate(list(self.blocks)[: last + 1] if stop_early else self.blocks):
-            x = block_call(blk, x)
-            if i in take:
-                intermediates.append(self._norm(x) if norm else x)
+        x, intermediates = run_blocks(self.blocks, x, take, last, stop_early, lambda x: self._norm(x) if norm else x)
         patches, prefix = split_prefix(intermediates, self.num_prefix_tokens)
         intermediates = [tokens_to(y, grid, output_fmt) for y in patches]
         if return_prefix_tokens and self.num_prefix_tokens:
@@ -416,15 +419,10 @@ class VisionTransformer(ClassifierModel):
     ) -> list[int]:
         """timm's: drops the blocks after the last of ``indices`` (``prune_norm``: the final norm;
         ``prune_head``: the pooling and classifier, 0 classes). Returns the indices, absolute."""
-        take, last = feature_take_indices(len(self.blocks), indices)
-        self.blocks = nnx.List(list(self.blocks)[: last + 1])
-        if prune_norm:
-            self.norm = None
         if prune_head:
             self.fc_norm = None
-            # a distilled DeiT keeps its token pooling, as timm's (its heads read both tokens)
-            self.reset_classifier(0, None if self.distilled else "")
-        return take
+        # a distilled DeiT keeps its token pooling, as timm's (its heads read both tokens)
+        return prune_blocks(self, indices, prune_norm, prune_head, None if self.distilled else "")
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         if self.distilled:
