@@ -44,17 +44,20 @@ CASES = {
     "swin": ("swin_tiny_patch4_window7_224", _tiny("swin_tiny_patch4_window7_224", img_size=(16, 12))),
     # relative positions need a square map (as timm)
     "mvitv2": ("mvitv2_tiny", _tiny("mvitv2_tiny")),
+    # a class token: dropped from the maps, kept in 'NLC' (as timm), pooled by 'token'
+    "mvitv2_cls": ("mvitv2_tiny", _tiny("mvitv2_tiny", use_cls_token=True)),
     # fully convolutional: built at its 299 px (timm takes no img_size), run at the tiny size, 75
     "inception": ("inception_v4", {}),
 }
-SIZES = {"inception": (75, 75), "mvitv2": (32, 32)}
+SIZES = {"inception": (75, 75), "mvitv2": (32, 32), "mvitv2_cls": (32, 32)}
 # (explicit indices, features_only out_indices): a negative index; features that end before the
 # last block, so that pruning drops something. Inception-v4's stop early, at its stage 1 (the
 # whole net compiled once more would cost ~5 s a forward here).
 INDICES = {"inception": ([0, -4], (0, 1))}
 DEFAULT_INDICES = ([0, -1], (0,))
-TOKENS = ("vit", "vit_reg", "mixer", "tnt", "mvitv2")  # families with an 'NLC' layout
-STAGES = {"inception": "features", "swin": "layers", "mvitv2": "stages"}  # what pruning shortens
+TOKENS = ("vit", "vit_reg", "mixer", "tnt", "mvitv2", "mvitv2_cls")  # families with an 'NLC' layout
+# what pruning shortens
+STAGES = {"inception": "features", "swin": "layers", "mvitv2": "stages", "mvitv2_cls": "stages"}
 # timm's FeatureListNet (Inception-v4's, Swin's) flattens its modules' names: features.N -> features_N
 FLAT = {"inception_v4": "features.", "swin_tiny_patch4_window7_224": "layers."}
 PREFIX = ("vit", "vit_reg", "tnt")  # families with prefix tokens
@@ -92,7 +95,7 @@ def test_intermediates_and_features_match_timm(family):
     x = np.random.RandomState(0).uniform(-1, 1, (2, 3, h, w)).astype(np.float32)
     tokens = family in TOKENS
     nlc = dict(indices=1, output_fmt="NLC", intermediates_only=True, return_prefix_tokens=family in PREFIX)
-    if family in ("mixer", "mvitv2"):  # no return_prefix_tokens (MViTv2's 'NLC' keeps its class token)
+    if family in ("mixer", "mvitv2", "mvitv2_cls"):  # no return_prefix_tokens (MViTv2's 'NLC' keeps its class token)
         del nlc["return_prefix_tokens"]
     # timm's Swin maps are NHWC (forward_intermediates gives NCHW), as its features_only (FeatureListNet)
     timm_nhwc = ("features",) if family == "swin" else ()
@@ -193,6 +196,9 @@ def test_bad_indices_are_one_clear_error():
         model.forward_intermediates(x, output_fmt="NHCW")
     with pytest.raises(ValueError, match=r"feature index -6 is out of range for 5 stages"):
         jaxvit.abstract_model("inception_v4", img_size=75, features_only=True, out_indices=(0, -6))
+    swin = jaxvit.abstract_model("swin_tiny_patch4_window7_224", **_tiny("swin_tiny_patch4_window7_224"))
+    with pytest.raises(ValueError, match=r"feature index 2 is out of range for 2 stages"):
+        swin.forward_intermediates(x, [2])
     with pytest.raises(ValueError, match="out_indices is for features_only=True"):
         jaxvit.create_model("vit_tiny_patch16_224", out_indices=(0,))
     with pytest.raises(ValueError, match="has no forward_intermediates"):
