@@ -34,7 +34,7 @@ def create_model(
     ``strict=False`` (then what matches is loaded and the rest listed). jaxvit never downloads
     weights: ``pretrained=True`` points at the converter instead.
 
-    ``features_only=True`` (ViT/DeiT, Mixer, TnT, Inception-v4) returns timm's feature extractor:
+    ``features_only=True`` (ViT/DeiT, Mixer, TnT, Swin, MViTv2, Inception-v4) returns timm's feature extractor:
     calling it gives the list of the feature maps ``out_indices`` names (default: the family's,
     as timm's), NHWC unless ``output_fmt='NCHW'`` (timm's layout) or 'NLC'; ``.feature_info``
     has their ``channels()`` and ``reduction()`` (``jaxvit.models.features``).

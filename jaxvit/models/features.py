@@ -1,12 +1,12 @@
 """``create_model(name, features_only=True, out_indices=...)``: timm's feature-extraction wrapper.
 
-timm wraps its ViT, Mixer and TnT in ``FeatureGetterNet`` (``forward_intermediates`` of the
-blocks ``out_indices`` names, the model pruned after the last) and Inception-v4 in
-``FeatureListNet`` (the outputs of the modules ``feature_info`` names, the layers after the
-last dropped). Both give the same maps for these families, so one wrapper serves all:
-``FeatureGetterNet`` here. A family takes part by having ``forward_intermediates``,
-``prune_intermediate_layers``, ``feature_info`` and ``default_out_indices``
-(``jaxvit.layers.features``).
+timm wraps its ViT, Mixer, TnT and MViTv2 in ``FeatureGetterNet`` (``forward_intermediates``
+of the blocks or stages ``out_indices`` names, the model pruned after the last) and
+Inception-v4 and Swin in ``FeatureListNet`` (the outputs of the modules ``feature_info``
+names, the layers after the last dropped; Swin's maps NHWC, un-normalized). Both give the same
+maps for these families, so one wrapper serves all: ``FeatureGetterNet`` here. A family takes
+part by having ``forward_intermediates``, ``prune_intermediate_layers``, ``feature_info`` and
+``default_out_indices`` (``jaxvit.layers.features``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class FeatureGetterNet(nnx.Module):
         if not hasattr(model, "forward_intermediates"):
             raise ConfigError(
                 f"{type(model).__name__} has no forward_intermediates, so no features_only; it exists for "
-                "ViT/DeiT, Mixer, TnT and Inception-v4"
+                "ViT/DeiT, Mixer, TnT, Swin, MViTv2 and Inception-v4"
             )
         self.output_fmt = check_output_fmt(output_fmt, owner="features_only")
         if out_indices is None:
@@ -74,7 +74,8 @@ def pop_feature_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:
 
 def features_only(model: nnx.Module, out_indices: Indices = None, output_fmt: str = "NHWC") -> FeatureGetterNet:
     """``model`` as timm's ``features_only`` wraps it (``out_indices`` None: the family's default,
-    timm's: the last 3 blocks of a ViT, Mixer, TnT; every stage of Inception-v4)."""
+    timm's: the last 3 blocks of a ViT, Mixer, TnT; every stage of Swin, Inception-v4; the last
+    4 stages of MViTv2)."""
     wrapped = FeatureGetterNet(model, out_indices, output_fmt=output_fmt)
     if hasattr(model, "pretrained_cfg"):
         wrapped.pretrained_cfg = model.pretrained_cfg

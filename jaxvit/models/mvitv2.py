@@ -31,6 +31,7 @@ from jaxvit.layers import DropPath, Mlp, PatchEmbed, init, layer_norm, linear, t
 from jaxvit.layers.classifier import ClassifierHead, check_pool, global_pool
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.conv_bn import MaxPool2d
+from jaxvit.layers.features import check_output_fmt, feature_take_indices, tokens_to
 from jaxvit.layers.multiscale_attention import MultiScaleAttention, Size, pool_tokens, pooled_size
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
@@ -242,6 +243,7 @@ class MultiScaleVit(ClassifierModel):
     """timm's ``MultiScaleVit``; every ``MultiScaleVitCfg`` field is a keyword here."""
 
     pool_types = ("", "avg", "token")
+    default_out_indices = 4  # timm's features_only default: the last 4 stages
 
     def checked_pool(self, global_pool: str) -> str:
         if global_pool == "token" and not self.num_prefix_tokens:
@@ -297,7 +299,7 @@ class MultiScaleVit(ClassifierModel):
         rates = [float(r) for r in np.linspace(0.0, drop_path_rate, sum(cfg.depths))]
         starts = np.cumsum([0, *cfg.depths])
         feat_size = self.patch_embed.grid_size
-        stages = []
+        stages, self.feature_info, stride = [], [], max(cfg.patch_stride)
         last = len(cfg.depths) - 1
         for i, depth in enumerate(cfg.depths):
             dim_out = cfg.embed_dim[i] if cfg.expand_attn else cfg.embed_dim[min(i + 1, last)]
@@ -308,6 +310,8 @@ class MultiScaleVit(ClassifierModel):
             )
             stages.append(stage)
             embed_dim, feat_size, nominal = dim_out, stage.feat_size, stage.nominal_size
+            stride *= max(cfg.stride_q[i])
+            self.feature_info.append(dict(module=f"block.{i}", num_chs=dim_out, reduction=stride))  # timm's name
         self.stages = nnx.List(stages)
         self.num_features = embed_dim
         self.norm = layer_norm(embed_dim, eps=cfg.norm_eps, dtype=dtype, rngs=rngs)
@@ -337,17 +341,67 @@ class MultiScaleVit(ClassifierModel):
     def _reset_head(self, num_classes: int, rngs: nnx.Rngs) -> None:
         self.head.reset(num_classes, rngs=rngs)
 
-    def forward_features(self, x: jax.Array) -> jax.Array:
-        """(B, H, W, C) images -> (B, prefix + h*w, num_features) normalized tokens."""
+    def _embed(self, x: jax.Array) -> jax.Array:
         x = self.patch_embed(self.cast_input(x))
         if self.cls_token is not None:
             cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
             x = jnp.concatenate([cls, x], axis=1)
         if self.pos_embed is not None:
             x = x + self.pos_embed[...].astype(x.dtype)
+        return x
+
+    def _norm(self, x: jax.Array) -> jax.Array:
+        return x if self.norm is None else self.norm(x)  # None: pruned
+
+    def forward_features(self, x: jax.Array) -> jax.Array:
+        """(B, H, W, C) images -> (B, prefix + h*w, num_features) normalized tokens."""
+        x = self._embed(x)
         for stage in self.stages:
             x = stage(x)
-        return self.norm(x)
+        return self._norm(x)
+
+    def forward_intermediates(
+        self,
+        x: jax.Array,
+        indices: int | list[int] | None = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NHWC",
+        intermediates_only: bool = False,
+    ):
+        """timm's: the tokens after the stages ``indices`` names, as Swin's ``forward_intermediates``
+        (the final norm on the last stage only); maps drop the class token, 'NLC' keeps it (as timm)."""
+        output_fmt = check_output_fmt(output_fmt, owner="MultiScaleVit.forward_intermediates")
+        take, last = feature_take_indices(len(self.stages), indices, "stages")
+        final = len(self.stages) - 1
+        stages = list(self.stages)[: last + 1] if stop_early else list(self.stages)
+        x = self._embed(x)
+        intermediates = []
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in take:
+                y = self._norm(x) if norm and i == final else x
+                maps = tokens_to(y[:, self.num_prefix_tokens :], stage.feat_size, output_fmt)
+                intermediates.append(y if output_fmt == "NLC" else maps)
+        if intermediates_only:
+            return intermediates
+        return (self._norm(x) if len(stages) - 1 == final else x), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's, as Swin's ``prune_intermediate_layers`` (stages here)."""
+        take, last = feature_take_indices(len(self.stages), indices, "stages")
+        prune_end = last < len(self.stages) - 1
+        self.stages = nnx.List(list(self.stages)[: last + 1])
+        if prune_norm or prune_end:
+            self.norm = None
+        if prune_end:
+            self.num_features = self.feature_info[last]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         """Pools the tokens (class token or average; none with global_pool=''), then ``head``;

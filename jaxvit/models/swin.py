@@ -22,6 +22,7 @@ from flax import nnx
 from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.classifier import ClassifierHead
 from jaxvit.layers.common import Dtype
+from jaxvit.layers.features import check_output_fmt, feature_take_indices, map_to
 from jaxvit.layers.remat import block_call
 from jaxvit.layers.window import (
     clamp_window,
@@ -262,6 +263,9 @@ class SwinTransformer(ClassifierModel):
             resolution = stage.output_resolution
             stages.append(stage)
         self.layers = nnx.List(stages)
+        self.default_out_indices = tuple(range(num_stages))  # timm's features_only default: every stage
+        stride = max(to_2tuple(patch_size))
+        self.feature_info = [dict(num_chs=d, reduction=stride * 2**i, module=f"layers.{i}") for i, d in enumerate(dims)]
         self.norm = layer_norm(self.num_features, eps=LN_EPS, dtype=dtype, rngs=rngs)
         self.head = ClassifierHead(
             self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, dtype=dtype, rngs=rngs
@@ -298,7 +302,57 @@ class SwinTransformer(ClassifierModel):
         x = self.patch_embed(self.cast_input(x))
         for stage in self.layers:
             x = stage(x)
-        return self.norm(x)
+        return self._norm(x)
+
+    def _norm(self, x: jax.Array) -> jax.Array:
+        return x if self.norm is None else self.norm(x)  # None: pruned (prune_intermediate_layers)
+
+    def forward_intermediates(
+        self,
+        x: jax.Array,
+        indices: int | list[int] | None = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NHWC",
+        intermediates_only: bool = False,
+    ):
+        """timm's ``forward_intermediates``: the maps after the stages ``indices`` names (None: all;
+        an int n: the last n; a list: those, negatives from the end), NHWC by default as jaxvit's
+        images (``output_fmt='NCHW'``: timm's layout; 'NLC': flattened). The final norm is sized
+        for the last stage, so ``norm`` applies it to that stage's map only, and the final features
+        are normalized only where the last stage ran (not after ``stop_early`` short of it).
+        Returns (final features, intermediates), or the list (``intermediates_only``)."""
+        output_fmt = check_output_fmt(output_fmt, owner="SwinTransformer.forward_intermediates")
+        take, last = feature_take_indices(len(self.layers), indices, "stages")
+        final = len(self.layers) - 1
+        stages = list(self.layers)[: last + 1] if stop_early else list(self.layers)
+        x = self.patch_embed(self.cast_input(x))
+        intermediates = []
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in take:
+                intermediates.append(map_to(self._norm(x) if norm and i == final else x, output_fmt))
+        if intermediates_only:
+            return intermediates
+        return (self._norm(x) if len(stages) - 1 == final else x), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's: drops the stages after the last of ``indices``, and with them the final norm
+        and the head (sized for the last stage); ``prune_norm`` / ``prune_head`` drop those anyway.
+        Returns the indices, absolute."""
+        take, last = feature_take_indices(len(self.layers), indices, "stages")
+        prune_end = last < len(self.layers) - 1
+        self.layers = nnx.List(list(self.layers)[: last + 1])
+        if prune_norm or prune_end:
+            self.norm = None
+        if prune_end:
+            self.num_features = self.feature_info[last]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         return self.head(x, pre_logits=pre_logits)
