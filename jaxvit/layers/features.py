@@ -150,3 +150,23 @@ def prune_blocks(
     if prune_head:
         model.reset_classifier(0, global_pool)
     return take
+
+
+def prune_stages(model, stages: str, indices: Indices, prune_norm: bool, prune_head: bool) -> list[int]:
+    """timm's ``prune_intermediate_layers`` for a staged model (Swin's ``layers``, MViTv2's
+    ``stages``): drops the stages after the last of ``indices`` and, when the last stage goes,
+    the final norm and the head (sized for it), ``num_features`` becoming the new last stage's
+    width; ``prune_norm`` / ``prune_head`` drop those anyway. Returns the indices, absolute."""
+    from flax import nnx
+
+    kept = list(getattr(model, stages))
+    take, last = feature_take_indices(len(kept), indices, "stages")
+    prune_end = last < len(kept) - 1
+    setattr(model, stages, nnx.List(kept[: last + 1]))
+    if prune_norm or prune_end:
+        model.norm = None
+    if prune_end:
+        model.num_features = model.feature_info[last]["num_chs"]
+    if prune_head or prune_end:
+        model.reset_classifier(0, "")
+    return take

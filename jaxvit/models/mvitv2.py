@@ -31,7 +31,7 @@ from jaxvit.layers import DropPath, Mlp, PatchEmbed, init, layer_norm, linear, t
 from jaxvit.layers.classifier import ClassifierHead, check_pool, global_pool
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.conv_bn import MaxPool2d
-from jaxvit.layers.features import check_output_fmt, feature_take_indices, tokens_to
+from jaxvit.layers.features import check_output_fmt, feature_take_indices, prune_stages, tokens_to
 from jaxvit.layers.multiscale_attention import MultiScaleAttention, Size, pool_tokens, pooled_size
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
@@ -391,17 +391,8 @@ class MultiScaleVit(ClassifierModel):
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
-        """timm's, as Swin's ``prune_intermediate_layers`` (stages here)."""
-        take, last = feature_take_indices(len(self.stages), indices, "stages")
-        prune_end = last < len(self.stages) - 1
-        self.stages = nnx.List(list(self.stages)[: last + 1])
-        if prune_norm or prune_end:
-            self.norm = None
-        if prune_end:
-            self.num_features = self.feature_info[last]["num_chs"]
-        if prune_head or prune_end:
-            self.reset_classifier(0, "")
-        return take
+        """timm's (``jaxvit.layers.features.prune_stages``)."""
+        return prune_stages(self, "stages", indices, prune_norm, prune_head)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         """Pools the tokens (class token or average; none with global_pool=''), then ``head``;

@@ -22,7 +22,7 @@ from flax import nnx
 from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.classifier import ClassifierHead
 from jaxvit.layers.common import Dtype
-from jaxvit.layers.features import check_output_fmt, feature_take_indices, map_to
+from jaxvit.layers.features import check_output_fmt, feature_take_indices, map_to, prune_stages
 from jaxvit.layers.remat import block_call
 from jaxvit.layers.window import (
     clamp_window,
@@ -340,19 +340,8 @@ class SwinTransformer(ClassifierModel):
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
-        """timm's: drops the stages after the last of ``indices``, and with them the final norm
-        and the head (sized for the last stage); ``prune_norm`` / ``prune_head`` drop those anyway.
-        Returns the indices, absolute."""
-        take, last = feature_take_indices(len(self.layers), indices, "stages")
-        prune_end = last < len(self.layers) - 1
-        self.layers = nnx.List(list(self.layers)[: last + 1])
-        if prune_norm or prune_end:
-            self.norm = None
-        if prune_end:
-            self.num_features = self.feature_info[last]["num_chs"]
-        if prune_head or prune_end:
-            self.reset_classifier(0, "")
-        return take
+        """timm's (``jaxvit.layers.features.prune_stages``)."""
+        return prune_stages(self, "layers", indices, prune_norm, prune_head)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         return self.head(x, pre_logits=pre_logits)
