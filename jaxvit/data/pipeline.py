@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxvit.data import transforms
 from jaxvit.data.sources import Source
-from jaxvit.data.tf_util import import_tf
+from jaxvit.data.tf_util import graph_fn, import_tf
 from jaxvit.errors import DataError
 
 AUTOTUNE = -1
@@ -59,15 +59,15 @@ def train_batches(
 
     def epoch(e):
         ds = base.shuffle(buffer, seed=seed * 100_003 + e, reshuffle_each_iteration=False)
-        ds = skip_in_start_epoch(ds.enumerate().map(lambda i, ex: (e, i, ex)), e, first_example)
+        ds = skip_in_start_epoch(ds.enumerate().map(graph_fn(lambda i, ex: (e, i, ex))), e, first_example)
         if repeats == 1:
             return ds
-        return skip_in_start_epoch(ds.flat_map(repeat), e, first_repeat)
+        return skip_in_start_epoch(ds.flat_map(graph_fn(repeat)), e, first_repeat)
 
     def repeat(e, i, ex):
         """Repeated augmentation (timm's RASampler): ``repeats`` consecutive copies, each its own index."""
         copies = tf.data.Dataset.from_tensors((e, i, ex)).repeat(repeats).enumerate()
-        return copies.map(lambda r, c: (c[0], c[1] * repeats + r, c[2]))
+        return copies.map(graph_fn(lambda r, c: (c[0], c[1] * repeats + r, c[2])))
 
     augment = transforms.train_transform(config)
 
@@ -75,8 +75,8 @@ def train_batches(
         ex_seed = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + e, i])
         return {"image": augment(ex["image"], ex_seed), "label": ex["label"]}
 
-    ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch)
-    ds = ds.shard(process_count, process_index).map(prepare, num_parallel_calls=AUTOTUNE)
+    ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(graph_fn(epoch))
+    ds = ds.shard(process_count, process_index).map(graph_fn(prepare), num_parallel_calls=AUTOTUNE)
     local_batch = global_batch // process_count
     ds = ds.batch(local_batch, drop_remainder=True).prefetch(2).with_options(_options(tf, config))
     return ds.as_numpy_iterator()
@@ -111,7 +111,7 @@ def eval_batches(
     if config.cache_eval:
         ds = ds.cache()
     ds = ds.map(
-        lambda ex: {"image": transform(ex["image"]), "label": ex["label"], "mask": tf.constant(1.0)},
+        graph_fn(lambda ex: {"image": transform(ex["image"]), "label": ex["label"], "mask": tf.constant(1.0)}),
         num_parallel_calls=AUTOTUNE,
     )
     pad = {

@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxvit.data import splits as split_expr
 from jaxvit.data.image_check import decode, find_bad_images
-from jaxvit.data.tf_util import import_tf
+from jaxvit.data.tf_util import graph_fn, import_tf
 from jaxvit.errors import ConfigError, DataError, DataNotFoundError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -71,7 +71,7 @@ def _in_memory(name: str, splits: dict[str, tuple[Any, np.ndarray]], class_names
         items, labels = select(split)
         lo, hi = _shard_bounds(len(labels), index, count)
         ds = tf.data.Dataset.from_tensor_slices({"item": items[lo:hi], "label": labels[lo:hi]})
-        return ds.map(lambda e: {"image": decode(e["item"]), "label": tf.cast(e["label"], tf.int32)})
+        return ds.map(graph_fn(lambda e: {"image": decode(e["item"]), "label": tf.cast(e["label"], tf.int32)}))
 
     def local(split, index, count):
         lo, hi = _shard_bounds(split_expr.size(name, split, sizes), index, count)
@@ -279,7 +279,7 @@ def tfds_source(name: str, data_dir: str | None) -> Source:
     def make(split, index, count):
         tf = import_tf()
         ds = builder.as_dataset(split=part(split, index, count)[0], shuffle_files=False)
-        return ds.map(lambda e: {"image": e["image"], "label": tf.cast(e["label"], tf.int32)})
+        return ds.map(graph_fn(lambda e: {"image": e["image"], "label": tf.cast(e["label"], tf.int32)}))
 
     def local(split, index, count):
         return part(split, index, count)[1]
