@@ -12,6 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# torch's compiler stack (triton, loaded by timm through torchvision) must load before TensorFlow
+# in one process: the other way round segfaults (seen: a worker that ran a trainer test, then a
+# timm parity test). The whole suite collects test_convert.py, which imports timm, before any test
+# runs; a run of a few files need not, so every process that can import timm does it here.
+try:
+    import torch._dynamo  # noqa: F401
+except ImportError:  # no torch extra: only the tests that need timm skip
+    pass
+
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
 

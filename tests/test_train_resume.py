@@ -61,7 +61,7 @@ def checkpoint_dir_listing(workdir) -> list[str]:
         return []
 
 
-KILLS = 6  # each a trainer process (~10 s here): 4 in the middle of a write, 2 anywhere
+KILLS = 5  # each a trainer process (~10 s here): 4 in the middle of a write (i % 3 != 2), 1 anywhere
 
 
 @pytest.mark.slow  # KILLS + 1 trainer processes
