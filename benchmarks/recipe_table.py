@@ -2,7 +2,7 @@
 
 For each ``configs/x.py:variant`` whose data are files (the official layouts, Tiny-ImageNet's
 image folder): a stand-in written in that layout with the real class count, the family's tiny
-model (the sizes of tests/test_configs.py; Inception-v4 as it is, at 75 px), 2 train steps of
+model (the sizes of tests/configs/test_configs.py; Inception-v4 as it is, at 75 px), 2 train steps of
 8 images and the final eval, in this process (Caltech-256's stand-in has 3 images a class, so
 its 30/20 split per class becomes 2/1). A variant that starts from ``init_from`` gets a
 tiny checkpoint of its model with 1000 classes at that path first, so the classifier
@@ -11,7 +11,7 @@ count; exit status 1 if any variant failed.
 
 tfds variants (``*_tfds``) are listed but not run: they need the prepared dataset, which this
 machine has not got; the tfds source is tested on a dataset tfds prepares itself
-(tests/test_layouts.py) and the recipe is the same as its files variant's.
+(tests/data/test_layouts.py) and the recipe is the same as its files variant's.
 
     python benchmarks/recipe_table.py [--only moco_v3_vit_b_transfer:pets ...] [--keep DIR]
 """

@@ -22,7 +22,7 @@ dems_small_patch2_32 (not trained in the seed) takes the same: --config.model=de
       --config.init_from=runs/dems_c10
   python main.py --config=configs/dems_tiny_cifar10.py:eval --workdir=runs/dems_c10_eval \
       --config.init_from=runs/dems_c10
-Smoke test: --config.dataset=digits (tests/test_configs.py)
+Smoke test: --config.dataset=digits (tests/configs/test_configs.py)
 """
 
 from configs.mvitv2_tiny_cifar10 import VARIANTS, seed004  # noqa: F401 (VARIANTS: the variants)

@@ -30,7 +30,7 @@ prepared with `tfds build NAME`; an image folder ROOT/train/<class>, ROOT/val/<c
   python main.py --config=configs/inception_v4_nonbinary.py:dtd --workdir=runs/inc_dtd
   # three learning rates (head, high, low) and three L2-SP rates:
   ... --config.lr='(0.03,0.03,0.003)' --config.num_lowlrs=8 --config.l2sp_rates='(0.1,0.001,0.0)'
-Smoke test: --config.dataset=digits --config.init_from= (tests/test_configs.py)
+Smoke test: --config.dataset=digits --config.init_from= (tests/configs/test_configs.py)
 """
 
 from configs import default

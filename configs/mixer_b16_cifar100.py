@@ -27,7 +27,7 @@ folder reader, so CIFAR-100 exported to image files; the same 50,000 / 10,000 im
 lossless): such an export reads with --config.dataset=imagefolder --config.data_dir=DIR
 --config.eval_split=val (DIR/train/<class>/, DIR/val/<class>/). tfds: --config.dataset=cifar100
 --config.data_dir=
-Smoke test: --config.dataset=digits --config.init_from= (see tests/test_configs.py)
+Smoke test: --config.dataset=digits --config.init_from= (see tests/configs/test_configs.py)
 """
 
 from configs import default

@@ -12,7 +12,7 @@ batch 32, 2 epochs (95% / 94.9% / 83.3%). The colour-jitter strength is not stat
 Data as configs/swin_small_data.py: torchvision's CIFAR-10 / STL-10 downloads (files:cifar10 under
 data/cifar10, files:stl10 under data/stl10; other place: --config.data_dir=DIR), as seed 001's
 code reads them; tfds instead: --config.dataset=cifar10 (or stl10) --config.data_dir=
-Smoke test: --config.dataset=digits (tests/test_configs.py)
+Smoke test: --config.dataset=digits (tests/configs/test_configs.py)
 """
 
 from configs import default

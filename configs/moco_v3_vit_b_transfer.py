@@ -32,7 +32,7 @@ download=True)), so cifar10 / cifar100 read that download as it unpacks (files:c
 data/cifar10, files:cifar100 under data/cifar100: the folder that holds cifar-10-batches-py/ or
 cifar-100-python/, or that folder; elsewhere --config.data_dir=DIR); cifar10_tfds / cifar100_tfds
 read tfds's cifar10 / cifar100 instead. Smoke test: --config.dataset=digits --config.init_from=
-(tests/test_configs.py)
+(tests/configs/test_configs.py)
 """
 
 from configs import default

@@ -37,7 +37,7 @@ torchvision's download): files:cifar10 under data/ (data/cifar-10-batches-py/; e
       --config.init_from=runs/mvit_c10
   python main.py --config=configs/mvitv2_tiny_cifar10.py:eval --workdir=runs/mvit_c10_eval \
       --config.init_from=runs/mvit_c10
-Smoke test: --config.dataset=digits (tests/test_configs.py)
+Smoke test: --config.dataset=digits (tests/configs/test_configs.py)
 """
 
 from configs import default

@@ -7,7 +7,7 @@ queries; the rest as configs/perceiver_io_cifar10.py. The official download as u
 
   python main.py --config=configs/perceiver_io_tiny_imagenet.py --workdir=runs/pio_tin \
       --config.data_dir=/data/tiny-imagenet-200
-Smoke test: --config.dataset=digits (tests/test_configs.py)
+Smoke test: --config.dataset=digits (tests/configs/test_configs.py)
 """
 
 from configs import perceiver_io_cifar10

@@ -28,7 +28,7 @@ the configs ask for. Also: jaxvit drops the last partial batch (the seed keeps i
 Data as configs/swin_small_data.py: torchvision's CIFAR-10 / STL-10 downloads (files:cifar10 under
 data/cifar10, files:stl10 under data/stl10; other place: --config.data_dir=DIR), as seed 001's
 code reads them; tfds instead: --config.dataset=cifar10 (or stl10) --config.data_dir=
-Smoke test: --config.dataset=digits (tests/test_configs.py)
+Smoke test: --config.dataset=digits (tests/configs/test_configs.py)
 """
 
 from configs import default

@@ -28,7 +28,7 @@ So the defaults read those downloads as they unpack: files:cifar10 under data/ci
 under data/stl10 (the folder torchvision made, cifar-10-batches-py/ or stl10_binary/, or its parent:
 --config.data_dir=DIR). The same images from tfds: --config.dataset=cifar10 (or stl10)
 --config.data_dir= (tfds's own folder; `tfds build cifar10` first).
-Smoke test: --config.dataset=digits (tests/test_configs.py)
+Smoke test: --config.dataset=digits (tests/configs/test_configs.py)
 """
 
 from configs import default

@@ -4,7 +4,7 @@
     python -m convert.coverage --missing  # and every name still missing
 
 The counts come from ``timm.list_models(module=...)`` and jaxvit's registry, so they cannot
-drift from either; tests/test_models.py checks that the README holds this table.
+drift from either; tests/models/test_models.py checks that the README holds this table.
 """
 
 from __future__ import annotations

@@ -17,7 +17,12 @@ import pytest
 # timm parity test). The whole suite collects test_convert.py, which imports timm, before any test
 # runs; a run of a few files need not, so every process that can import timm does it here.
 try:
+    import torch
     import torch._dynamo  # noqa: F401
+
+    # timm on one thread: with two, on this 2-core machine busy with the suite's other worker,
+    # Inception-v4's forward at 75 px took 5.6 s instead of 0.1 (threads waiting on each other).
+    torch.set_num_threads(1)
 except ImportError:  # no torch extra: only the tests that need timm skip
     pass
 

@@ -5,12 +5,12 @@ global-batch statistics under the mesh step and under pmap.
 Which families: Swin (rolled, windowed attention), TnT (pixel and patch attention), MViTv2
 (pooled attention) and Inception-v4's ConvNormAct layers (BatchNorm: statistics over the
 global batch), in a small net of those layers, as pmap too. ViT trains on 8 devices and 1
-through main.py in tests/test_train.py and Perceiver IO in tests/test_perceiver.py; Mixer's
+through main.py in tests/train/test_train.py and Perceiver IO in tests/models/test_perceiver.py; Mixer's
 layers are per-example MLPs and dense layers, which the ViT run already shards. Inception-v4
 itself was in this test in float64 (in fp32 its random-init ~150 BatchNorm layers are chaotic
 at the 75 px it takes: two summation orders give gradients 10% apart) at ~100-230 s a run
 here, for layers the small net covers; its own train step (statistics updated in train mode,
-not in eval mode) is in tests/test_inception.py.
+not in eval mode) is in tests/models/test_inception.py.
 """
 
 import json

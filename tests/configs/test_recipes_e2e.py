@@ -301,7 +301,7 @@ def with_batch_statistics(model: torch.nn.Module, size: int) -> torch.nn.Module:
     """BatchNorm running statistics of real activations, as a trained checkpoint has: a fresh
     init's mean 0 / var 1 normalize nothing, and in eval mode its activations grow through
     Inception's ~150 layers to logits of 1e20, where a 1e-4 comparison means nothing. The
-    variances are then inflated 1.5x, as tests/test_inception.py does: statistics that normalize
+    variances are then inflated 1.5x, as tests/models/test_inception.py does: statistics that normalize
     exactly make this random network chaotic (timm's own fp32 and fp64 logits differ by 1e-2)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for m in bns:
@@ -326,7 +326,7 @@ def test_seed003_inception_v4_dtd(tmp_path, capsys):
     logits. Not trained here: compiling its train step costs ~65 s on this CPU (the whole path
     ~100 s), and at batch 2 with 1x1 final maps train-mode BatchNorm divides by ~sqrt(eps) (grad
     norm 3e6 at the first step), so two steps would test nothing; Inception-v4 trains in
-    tests/test_families_train.py."""
+    tests/train/test_families_train.py."""
     torch.manual_seed(0)
     pth = tmp_path / "inception_v4.pth"
     torch.save(with_batch_statistics(timm_model("inception_v4"), 75).state_dict(), pth)

@@ -21,7 +21,6 @@ TOL = 1e-4
 def _torch():
     torch = pytest.importorskip("torch", reason="timm parity needs torch: pip install -e '.[torch]'")
     pytest.importorskip("timm", reason="timm parity needs timm: pip install -e '.[torch]'")
-    torch.set_num_threads(1)  # see tests/test_convert.py
     return torch
 
 

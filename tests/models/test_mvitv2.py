@@ -40,9 +40,6 @@ CIFAR = dict(img_size=32, num_classes=10, patch_kernel=(3, 3), patch_stride=(2, 
 VARIANT = dict(img_size=64, num_classes=5, depths=(1, 2, 1, 1), embed_dim=32, num_heads=2,
                use_cls_token=True, use_abs_pos=True, mode="max", expand_attn=False)
 
-if torch is not None:
-    torch.set_num_threads(1)  # see tests/test_convert.py
-
 
 def abstract(name: str, **kwargs):
     return jaxvit.abstract_model(name, **kwargs)

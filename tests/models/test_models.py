@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT
 from flax import nnx
 
 import jaxvit
@@ -172,11 +173,10 @@ def test_readme_coverage_table_is_what_the_script_prints():
     timm's registry and jaxvit's: a name registered (or added to timm) without the README
     updated fails here."""
     pytest.importorskip("timm", reason="the coverage counts need timm: pip install -e '.[torch]'")
-    from pathlib import Path
 
     from convert.coverage import BEGIN, END, coverage, table
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     shown = readme.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     cov = coverage()
     assert shown == table(cov), "README out of date: paste `python -m convert.coverage` between its markers"

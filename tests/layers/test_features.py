@@ -1,7 +1,7 @@
 """timm's feature interface against timm: ``forward_intermediates`` (indices, norm, prefix
 tokens, output formats), ``create_model(features_only=True)`` (its outputs and feature_info),
 ``num_classes=0`` pooled embeddings, and bad indices. Same perturbed weights in both models,
-through ``convert``, as tests/test_convert.py does; one jitted jaxvit call per family."""
+through ``convert``, as tests/convert/test_convert.py does; one jitted jaxvit call per family."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from flax import nnx
 torch = pytest.importorskip("torch", reason="feature parity needs torch: pip install -e '.[torch]'")
 pytest.importorskip("timm", reason="feature parity needs timm: pip install -e '.[torch]'")
 
-from test_convert import quiet  # noqa: E402  (one torch thread, as test_convert sets)
-
 import jaxvit  # noqa: E402
 from convert import convert_state_dict  # noqa: E402
 from jaxvit.models.features import features_only  # noqa: E402
@@ -22,7 +20,7 @@ from jaxvit.models.features import features_only  # noqa: E402
 # fp32, eval mode: measured max |diff| over every compared array of a case: MViTv2 2.3e-6, TnT
 # 1.9e-6, Mixer 1.4e-6, ViT 7.2e-7 (with registers 4.8e-7), Swin 6.0e-7, Inception-v4 1.6e-7
 # (2-core CPU, jax 0.10.2, timm 1.0.31, 2026-11-27); 1e-4 is over 40x the largest, as
-# tests/test_convert.py's logits bound.
+# tests/convert/test_convert.py's logits bound.
 TOL = 1e-4
 
 
@@ -88,7 +86,7 @@ def test_intermediates_and_features_match_timm(family):
     indices, out_indices = INDICES.get(family, DEFAULT_INDICES)
     tmodel = perturbed_timm(name, **kwargs)
     tfeat = _timm_features(name, tmodel, out_indices, kwargs)
-    jmodel, _ = convert_state_dict(name, tmodel.state_dict(), log=quiet, **kwargs)
+    jmodel, _ = convert_state_dict(name, tmodel.state_dict(), log=lambda _: None, **kwargs)
     jmodel.eval()
     jfeat = features_only(nnx.clone(jmodel), out_indices)
     h, w = SIZES.get(family, kwargs.get("img_size"))

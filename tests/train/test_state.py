@@ -87,10 +87,10 @@ def test_a_state_larger_than_one_device_is_built_and_trained_within_the_budget(b
         assert 0 < run["build"] <= BUDGET, (name, run)  # the init programs, per device
         assert 0 < run["step"] <= BUDGET, (name, run)  # the train step, all-gathers included
         assert all(0 < loss < 10 for loss in run["losses"]), (name, run)
-    # the numbers of the replicated run: measured equal to the bit; rtol 1e-5 as tests/test_scale.py
+    # the numbers of the replicated run: measured equal to the bit; rtol 1e-5 as tests/train/test_scale.py
     assert fsdp["losses"][0] != fsdp["losses"][1]
     np.testing.assert_allclose(fsdp["losses"], replicated["losses"], rtol=1e-5)
-    # measured (`python tests/test_state.py`, 2-core CPU, jax 0.10.2): state 18.7 MiB, 2.40 MiB per
+    # measured (`python tests/train/test_state.py`, 2-core CPU, jax 0.10.2): state 18.7 MiB, 2.40 MiB per
     # device, built in 2.40 MiB per device, train step 4.53 MiB per device; replicated, the train
     # step takes 31.2 MiB per device
 

@@ -15,14 +15,13 @@ from flax import nnx
 torch = pytest.importorskip("torch", reason="conversion tests need torch: pip install -e '.[torch]'")
 timm = pytest.importorskip("timm", reason="conversion tests need timm: pip install -e '.[torch]'")
 
-from conftest import NOISE, perturbed_timm, timm_model  # noqa: E402,F401  (test_features imports them from here too)
+from conftest import ROOT, perturbed_timm, timm_model  # noqa: E402
 
 import jaxvit  # noqa: E402
 from convert import ConversionError, convert_state_dict, save, timm_state_dict  # noqa: E402
 from convert.__main__ import main as convert_main  # noqa: E402
 from convert.export import export_checkpoint  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-subset"
 # jaxvit vs timm logits, fp32, eval mode: measured max |diff| 1.0e-6..1.9e-6 (ViT-Ti, Swin-T,
 # Swin-B at depths (2,2,2,2), MViTv2-T; 2-core CPU, jax 0.10.2, 2026-11-27, with and without
@@ -228,10 +227,6 @@ PARITY_CASES += [("vit_tiny_patch16_224", dict(img_size=64, depth=2, **k)) for k
 PARITY_CASES.append(("tnt_s_patch16_224", {"img_size": 32, "patch_size": 4, "first_stride": 1}))
 # MlpMixer's stem_norm (no timm name sets it): the block's norm, here ResMLP's Affine, on the patches
 PARITY_CASES.append(("resmlp_12_224", {"num_blocks": 2, "stem_norm": True}))
-
-# timm on one thread: with two, on this 2-core machine busy with the suite's other worker,
-# Inception-v4's forward at 75 px took 5.6 s instead of 0.1 (threads waiting on each other).
-torch.set_num_threads(1)
 
 
 def case_id(kwargs: dict) -> str:
