@@ -227,6 +227,18 @@ PARITY_CASES += [("vit_tiny_patch16_224", dict(img_size=64, depth=2, **k)) for k
 PARITY_CASES.append(("tnt_s_patch16_224", {"img_size": 32, "patch_size": 4, "first_stride": 1}))
 # MlpMixer's stem_norm (no timm name sets it): the block's norm, here ResMLP's Affine, on the patches
 PARITY_CASES.append(("resmlp_12_224", {"num_blocks": 2, "stem_norm": True}))
+# Swin windows no registered name has, two stages at 32 dims: clamped to the map (stage 1 at 32 px),
+# shifted in every stage (64 px), padded where the window does not divide the map (48 px: 12->15, 6->10)
+SWIN_SMALL_MAPS = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), num_classes=10)
+PARITY_CASES += [("swin_tiny_patch4_window7_224", dict(SWIN_SMALL_MAPS, img_size=size, window_size=window))
+                 for size, window in ((32, 4), (64, 4), (48, 5))]
+# MViTv2: seed 004's 32-px CIFAR stem (3x3, stride 2), and the class token, absolute positions,
+# max pooling and expand_attn=False (a width change in the MLP) together
+PARITY_CASES += [
+    ("mvitv2_tiny", dict(img_size=32, num_classes=10, patch_kernel=(3, 3), patch_stride=(2, 2), patch_padding=(1, 1))),
+    ("mvitv2_tiny", dict(img_size=64, num_classes=5, depths=(1, 2, 1, 1), embed_dim=32, num_heads=2,
+                         use_cls_token=True, use_abs_pos=True, mode="max", expand_attn=False)),
+]
 
 
 def case_id(kwargs: dict) -> str:
