@@ -321,34 +321,32 @@ def test_dynamic_img_size_matches_timm(name, kwargs):
         jmodel(np.zeros((1, 5 * patch + 1, 5 * patch, 3), np.float32))
 
 
-@pytest.mark.parametrize("name", sorted(jaxvit.list_models(family="vit")))
-def test_default_cfg_matches_timm(name):
-    """The preprocessing and the defaults (image size, classes) are those of timm's default
-    pretrained cfg for the name (its first tag)."""
-    theirs = timm.models.get_pretrained_cfg(name).to_dict()
-    ours = jaxvit.get_entry(name).default_cfg
-    c, h, w = theirs["input_size"]
-    assert tuple(ours["input_size"]) == (h, w, c)
-    for key in ("crop_pct", "interpolation", "num_classes"):
-        assert ours[key] == theirs[key], key
-    for key in ("mean", "std"):
-        assert tuple(ours[key]) == tuple(theirs[key]), key
-    model = jaxvit.abstract_model(name, depth=1)
-    assert model.num_classes == theirs["num_classes"] and model.patch_embed.img_size == (h, w)
-
-
 @pytest.mark.parametrize("name", PARITY_NAMES)
-def test_full_size_tensors_match_timm(name):
+def test_full_size_tensors_and_default_cfg_match_timm(name):
     """Every tensor of the full-size model, by timm key and torch shape, is one the converter
     places (abstract models on both sides: shapes, no values), so the reduced-depth parity
-    above stands for the whole model."""
+    above stands for the whole model; and the name's default cfg is timm's."""
     from convert.rules import _is_ignored, plan
 
-    ours = {e.torch_key: e.torch_shape for e in plan(jaxvit.abstract_model(name))}
+    model = jaxvit.abstract_model(name)
+    ours = {e.torch_key: e.torch_shape for e in plan(model)}
     sd = timm.create_model(name, pretrained=False, device="meta").state_dict()
     theirs = {k: tuple(v.shape) for k, v in sd.items() if not _is_ignored(k)}
     assert sorted(set(theirs) - set(ours)) == [] and sorted(set(ours) - set(theirs)) == []
     assert {k: v for k, v in ours.items() if theirs[k] != v} == {}
+    # The preprocessing and the defaults (image size, classes) are those of timm's default
+    # pretrained cfg for the name (its first tag).
+    cfg = timm.models.get_pretrained_cfg(name).to_dict()
+    default = jaxvit.get_entry(name).default_cfg
+    c, h, w = cfg["input_size"]
+    assert tuple(default["input_size"]) == (h, w, c)
+    for key in ("crop_pct", "interpolation"):
+        assert default[key] == cfg[key], key
+    for key in ("mean", "std"):
+        assert tuple(default[key]) == tuple(cfg[key]), key
+    assert model.num_classes == default.get("num_classes", model.num_classes) == cfg["num_classes"]
+    if hasattr(model, "patch_embed"):
+        assert model.patch_embed.img_size == (h, w)
 
 
 @pytest.mark.parametrize("name,kwargs", [
