@@ -227,6 +227,18 @@ PARITY_CASES += [("vit_tiny_patch16_224", dict(img_size=64, depth=2, **k)) for k
 PARITY_CASES.append(("tnt_s_patch16_224", {"img_size": 32, "patch_size": 4, "first_stride": 1}))
 # MlpMixer's stem_norm (no timm name sets it): the block's norm, here ResMLP's Affine, on the patches
 PARITY_CASES.append(("resmlp_12_224", {"num_blocks": 2, "stem_norm": True}))
+# Mixer and TnT, 2 blocks of width 32 at 32 px (tests/models/test_mixer_tnt.py's TINY): each
+# Mixer block kind (gMixer's GLU, ResMLP's Affine and layer scale, gMLP's gating); TnT's pixel
+# embedding at both strides a 4-px patch allows, the legacy unfold, and a 6-px patch (pixels left
+# over) with average pooling
+MIXER_32 = dict(img_size=32, patch_size=4, num_blocks=2, embed_dim=32, num_classes=10)
+TNT_32 = dict(img_size=32, patch_size=4, inner_dim=8, embed_dim=32, depth=2, num_heads_inner=2,
+              num_heads_outer=2, num_classes=10)
+PARITY_CASES += [(n, MIXER_32) for n in ("mixer_s16_224", "gmixer_12_224", "resmlp_24_224", "gmlp_s16_224")]
+PARITY_CASES += [("tnt_s_patch16_224", dict(TNT_32, first_stride=1)),
+                 ("tnt_s_patch16_224", dict(TNT_32, first_stride=2)),
+                 ("tnt_s_legacy_patch16_224", dict(TNT_32, first_stride=2)),
+                 ("tnt_s_patch16_224", dict(TNT_32, patch_size=6, global_pool="avg"))]
 # Swin windows no registered name has, two stages at 32 dims: clamped to the map (stage 1 at 32 px),
 # shifted in every stage (64 px), padded where the window does not divide the map (48 px: 12->15, 6->10)
 SWIN_SMALL_MAPS = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), num_classes=10)

@@ -1,6 +1,6 @@
 """MLP-Mixer (with timm's gMixer, ResMLP and gMLP) and TNT: timm's names, parameter counts,
-default cfgs, init, shapes, dtypes, aliases, and logits parity with timm on tiny variants
-(timm weights moved in through ``convert``)."""
+default cfgs, init, shapes, dtypes and aliases. Their logits against timm's, tiny variants
+included, are rows of the parity table in tests/convert/test_convert.py."""
 
 from __future__ import annotations
 
@@ -260,57 +260,14 @@ def test_unfold_order_is_torch_unfold():
     np.testing.assert_array_equal(got.transpose(0, 3, 1, 2), ref)
 
 
-def timm_tiny(name: str, kwargs: dict, noise: float = 0.2):
-    """timm's model (eval) with seeded noise on every tensor, so logits are O(1) and a
-    mis-mapped tensor shows. timm's mixer entry points fix patch/width: conftest's
-    timm_mixer passes them on."""
-    import timm
-    import torch
-
-    torch.manual_seed(0)
-    family = get_entry(name).family
-    model = timm_mixer(name, **kwargs) if family == "mixer" else timm.create_model(name, **kwargs)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            t.add_(torch.randn(t.shape, generator=gen) * noise)
-    return model.eval()
-
-
-def with_timm_weights(name: str, kwargs: dict):
-    """(jaxvit model holding a perturbed timm model's weights, timm model); without
-    torch, timm or the converter, a fresh jaxvit model and None."""
-    try:
-        import timm  # noqa: F401
-        import torch  # noqa: F401
-
-        from convert import convert_state_dict
-    except ImportError:
-        return jaxvit.create_model(name, **kwargs), None
-
-    tmodel = timm_tiny(name, kwargs)
-    jmodel, _ = convert_state_dict(name, tmodel.state_dict(), log=lambda _: None, **kwargs)
-    return jmodel, tmodel
-
-
 @pytest.mark.parametrize("key", sorted(TINY))
-def test_tiny_shapes_and_logits_match_timm(key):
-    """Shapes of each tiny variant; with timm installed, its logits in fp32 eval mode
-    (weights moved through convert.convert_state_dict) within 1e-4."""
+def test_tiny_shapes(key):
+    """Features, pooled features and logits of each tiny variant have their shapes (their logits
+    against timm's: rows of the parity table in tests/convert/test_convert.py)."""
     name, kwargs = TINY[key]
-    jmodel, tmodel = with_timm_weights(name, kwargs)
+    jmodel = jaxvit.create_model(name, **kwargs)
     jmodel.eval()
-    x = np.asarray(batch(), np.float32)
-    feats, pooled, got = (np.asarray(y) for y in features_pooled_logits(jmodel, x))
+    feats, pooled, got = (np.asarray(y) for y in features_pooled_logits(jmodel, np.asarray(batch(), np.float32)))
     tokens = (32 // kwargs["patch_size"]) ** 2 + (0 if get_entry(name).family == "mixer" else 1)
     assert (feats.shape, pooled.shape, got.shape) == ((2, tokens, 32), (2, 32), (2, 10))
-    if tmodel is None:
-        pytest.skip("torch, timm or convert/ missing: shapes checked, logits parity not")
-    import torch
-
-    with torch.no_grad():
-        expected = tmodel(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
-    assert np.abs(expected).max() > 0.1, "logits too small for the check to mean much"
-    diff = float(np.abs(got - expected).max())
-    print(f"{key}: max |logits diff| {diff:.2e} (|logits| up to {np.abs(expected).max():.2f})")
-    assert diff <= 1e-4
+    assert np.all(np.isfinite(got))
