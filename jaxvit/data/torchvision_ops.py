@@ -6,18 +6,8 @@ from __future__ import annotations
 
 import math
 
-from jaxvit.data.autoaugment import (
-    _size,
-    affine,
-    blend,
-    f64,
-    grayscale,
-    permutation,
-    quantize,
-    rotation_matrix,
-    split,
-    uniform,
-)
+from jaxvit.data.autoaugment import blend, grayscale, permutation, quantize, split, uniform
+from jaxvit.data.geometric import affine, f64, image_size, rotation_matrix
 from jaxvit.data.tf_util import import_tf
 
 tf = import_tf()
@@ -55,7 +45,7 @@ def adjust_hue(image, hue_factor):
 def random_rotation(image, seed, degrees, interpolation="nearest", fill=(0, 0, 0)):
     """torchvision RandomRotation(degrees): counter-clockwise angle uniform in ``degrees`` (lo, hi)."""
     angle = uniform(seed, float(degrees[0]), float(degrees[1]), tf.float64)
-    return affine(image, rotation_matrix(angle, *_size(image)), interpolation, fill)
+    return affine(image, rotation_matrix(angle, *image_size(image)), interpolation, fill)
 
 
 def affine_matrix(angle, translate, scale, shear, width, height):
@@ -77,7 +67,7 @@ def random_affine(image, seed, degrees, translate=0.0, scale=(1.0, 1.0), shear=0
     [-degrees, degrees], shift a whole number of pixels up to t * size, scale uniform in ``scale``,
     x-shear uniform in [-shear, shear] degrees."""
     s_angle, s_tx, s_ty, s_scale, s_shear = split(seed, 5)
-    width, height = _size(image)
+    width, height = image_size(image)
     shift = [
         tf.round(uniform(s, -translate * tf.cast(n, tf.float64), translate * tf.cast(n, tf.float64), tf.float64))
         for s, n in ((s_tx, width), (s_ty, height))

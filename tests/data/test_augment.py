@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 from test_data import config  # noqa: E402
 
 from jaxvit.data import autoaugment as aa  # noqa: E402
-from jaxvit.data import crop, erasing, pick, pipeline, transforms  # noqa: E402  # noqa: E402
+from jaxvit.data import crop, erasing, geometric, pick, pipeline, transforms  # noqa: E402
 from jaxvit.data import torchvision_ops as tvo  # noqa: E402
 from jaxvit.data.sources import _in_memory  # noqa: E402
 
@@ -124,7 +124,7 @@ def test_geometry_signs_on_an_asymmetric_image():
             ref = _timm(name, 8, image, "bilinear", negate)
             other = _timm(name, 8, image, "bilinear", not negate)
             matrix = aa.geometric_matrix(aa.OPS[name][0], tf.constant(_timm_arg(name, 8, negate), tf.float64), 56, 40)
-            ours = aa.affine(tf.constant(image, tf.float32), matrix, "bilinear", FILL).numpy().astype(np.int32)
+            ours = geometric.affine(tf.constant(image, tf.float32), matrix, "bilinear", FILL).numpy().astype(np.int32)
             np.testing.assert_array_equal(ours, ref, err_msg=f"{name} negate={negate}")
             assert np.abs(ours - other).mean() > 5, f"{name}: both signs give the same image"
 
@@ -136,9 +136,10 @@ def test_torchvision_color_and_geometry_ops(images):
         ("contrast", lambda x: aa.enhance_contrast(x, 0.7), lambda p: F.adjust_contrast(p, 0.7), True),
         ("saturation", lambda x: aa.enhance_color(x, 1.4), lambda p: F.adjust_saturation(p, 1.4), True),
         ("sharpness", lambda x: aa.enhance_sharpness(x, 2.0), lambda p: F.adjust_sharpness(p, 2.0), True),
-        ("rotate", lambda x: aa.affine(x, aa.rotation_matrix(33.3, 64, 48), "nearest", (0, 0, 0)),
+        ("rotate", lambda x: geometric.affine(x, geometric.rotation_matrix(33.3, 64, 48), "nearest", (0, 0, 0)),
          lambda p: F.rotate(p, 33.3, InterpolationMode.NEAREST), False),
-        ("affine", lambda x: aa.affine(x, tvo.affine_matrix(10.0, (3, -2), 1.1, 12.0, 64, 48), "bilinear", (0, 0, 0)),
+        ("affine", lambda x: geometric.affine(x, tvo.affine_matrix(10.0, (3, -2), 1.1, 12.0, 64, 48), "bilinear",
+                                              (0, 0, 0)),
          lambda p: F.affine(p, 10.0, [3, -2], 1.1, [12.0, 0.0], InterpolationMode.BILINEAR), False),
     ]
     for name, ours_fn, theirs_fn, exact in pairs:
