@@ -168,14 +168,17 @@ def test_flowers102_splits_labels_and_train_plus_val(tmp_path):
     assert_labels_match_files(read(src, "test"))
 
 
-def test_pets_class_ids_and_names(tmp_path):
-    src = get_source(config("files:pets", make_pets(tmp_path)))
-    assert src.num_classes == 37
-    assert src.class_names[0] == "breed_00" and src.class_names[36] == "breed_36"
-    assert src.num_examples == {"train": 37, "test": 37}
+@pytest.mark.parametrize("layout,make,n,names", [
+    ("pets", make_pets, 37, {0: "breed_00", 36: "breed_36"}),  # class ids from the list files
+    ("cars", make_cars, 196, {5: "Maker Model 5 2012"}),  # the official annotation .mat files
+])
+def test_class_ids_and_names_from_the_official_files(tmp_path, layout, make, n, names):
+    src = get_source(config(f"files:{layout}", make(tmp_path)))
+    assert src.num_classes == n and {i: src.class_names[i] for i in names} == names
+    assert src.num_examples == {"train": n, "test": n}
     rows = read(src, "test")
     assert_labels_match_files(rows)
-    assert sorted(r[0] for r in rows) == list(range(37))
+    assert sorted(r[0] for r in rows) == list(range(n))
 
 
 def test_caltech256_30_numbered_seeded_and_clutter(tmp_path):
@@ -214,15 +217,6 @@ def test_aircraft_variant_and_family_from_any_root_depth(tmp_path):
     fam = get_source(config("files:aircraft", root, aircraft_level="family"))
     assert fam.num_classes == 10
     assert [r[0] for r in read(fam, "test")] == [c % 10 for c in range(100)]
-
-
-def test_cars_official_annotations(tmp_path):
-    src = get_source(config("files:cars", make_cars(tmp_path)))
-    assert src.num_classes == 196 and src.class_names[5] == "Maker Model 5 2012"
-    assert src.num_examples == {"train": 196, "test": 196}
-    rows = read(src, "test")
-    assert_labels_match_files(rows)
-    assert sorted(r[0] for r in rows) == list(range(196))
 
 
 def test_dtd_fold_and_root(tmp_path):
