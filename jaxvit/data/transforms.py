@@ -98,12 +98,12 @@ def secondary_ops(config):
     """The uint8-valued stage after the flips, as [(op(image, seed) -> image)], in application order:
     RandomRotation, RandomAffine, then timm's auto-augment or colour jitter, then the pick-N policy."""
     from jaxvit.data import autoaugment as aa  # these import TensorFlow
-    from jaxvit.data import pick, torchvision_ops
+    from jaxvit.data import geometric, pick, torchvision_ops
 
     aug = config.aug
-    if aug.affine_interpolation not in aa.INTERPOLATIONS[:3]:
+    if aug.affine_interpolation not in geometric.INTERPOLATIONS[:3]:
         raise ConfigError(
-            f"aug.affine_interpolation {aug.affine_interpolation!r} is not one of {aa.INTERPOLATIONS[:3]}")
+            f"aug.affine_interpolation {aug.affine_interpolation!r} is not one of {geometric.INTERPOLATIONS[:3]}")
     ops = []
     if aug.rotation:
         ops.append(functools.partial(
@@ -128,10 +128,11 @@ def secondary_ops(config):
 def auto_augment_hparams(config):
     """timm's aa_params: fill = img_mean (the normalization mean in 0..255), the train interpolation."""
     from jaxvit.data import autoaugment as aa
+    from jaxvit.data import geometric
 
     interpolation = config.aug.aa_interpolation or config.aug.interpolation
-    if interpolation not in aa.INTERPOLATIONS:
-        raise ConfigError(f"aug.aa_interpolation {interpolation!r} is not one of {aa.INTERPOLATIONS} (or '')")
+    if interpolation not in geometric.INTERPOLATIONS:
+        raise ConfigError(f"aug.aa_interpolation {interpolation!r} is not one of {geometric.INTERPOLATIONS} (or '')")
     img_mean = tuple(min(255, round(255 * m)) for m in config.mean)
     return aa.Hparams(img_mean=img_mean, interpolation=interpolation)
 
