@@ -15,16 +15,24 @@ import pytest
 # torch's compiler stack (triton, loaded by timm through torchvision) must load before TensorFlow
 # in one process: the other way round segfaults (seen: a worker that ran a trainer test, then a
 # timm parity test). The whole suite collects test_convert.py, which imports timm, before any test
-# runs; a run of a few files need not, so every process that can import timm does it here.
-try:
-    import torch
-    import torch._dynamo  # noqa: F401
+# runs; a run of a few files need not, so every process that runs tests imports it here (from
+# pytest_configure), before collection imports any test module. pytest-xdist's controller runs no
+# test and skips the ~5 s import.
 
-    # timm on one thread: with two, on this 2-core machine busy with the suite's other worker,
-    # Inception-v4's forward at 75 px took 5.6 s instead of 0.1 (threads waiting on each other).
-    torch.set_num_threads(1)
-except ImportError:  # no torch extra: only the tests that need timm skip
-    pass
+
+def import_torch_before_tf(config) -> None:
+    if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    try:
+        import torch
+        import torch._dynamo  # noqa: F401
+
+        # timm on one thread: with two, on this 2-core machine busy with the suite's other worker,
+        # Inception-v4's forward at 75 px took 5.6 s instead of 0.1 (threads waiting on each other).
+        torch.set_num_threads(1)
+    except ImportError:  # no torch extra: only the tests that need timm skip
+        pass
+
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
@@ -311,3 +319,4 @@ def pytest_configure(config):
             f"--dist loadgroup does not group tests with pytest {version('pytest')} and pytest-xdist "
             f"{version('pytest-xdist')}; install the test extra's pytest: pip install -e '.[torch,test]'"
         )
+    import_torch_before_tf(config)

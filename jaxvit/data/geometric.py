@@ -76,5 +76,6 @@ def rotation_matrix(degrees, width, height):
 
 
 def image_size(image):
+    """(width, height) of an HWC image tensor, in the order PIL's size and the matrices here use."""
     shape = tf.shape(image)
     return shape[1], shape[0]  # PIL order: width, height

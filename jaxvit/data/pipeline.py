@@ -58,16 +58,17 @@ def train_batches(
         return ds.skip(tf.where(tf.equal(e, start_epoch), tf.constant(count, tf.int64), tf.constant(0, tf.int64)))
 
     def epoch(e):
+        # traced under graph_fn below: the maps built here are traced without AutoGraph too
         ds = base.shuffle(buffer, seed=seed * 100_003 + e, reshuffle_each_iteration=False)
-        ds = skip_in_start_epoch(ds.enumerate().map(graph_fn(lambda i, ex: (e, i, ex))), e, first_example)
+        ds = skip_in_start_epoch(ds.enumerate().map(lambda i, ex: (e, i, ex)), e, first_example)
         if repeats == 1:
             return ds
-        return skip_in_start_epoch(ds.flat_map(graph_fn(repeat)), e, first_repeat)
+        return skip_in_start_epoch(ds.flat_map(repeat), e, first_repeat)
 
     def repeat(e, i, ex):
         """Repeated augmentation (timm's RASampler): ``repeats`` consecutive copies, each its own index."""
         copies = tf.data.Dataset.from_tensors((e, i, ex)).repeat(repeats).enumerate()
-        return copies.map(graph_fn(lambda r, c: (c[0], c[1] * repeats + r, c[2])))
+        return copies.map(lambda r, c: (c[0], c[1] * repeats + r, c[2]))
 
     augment = transforms.train_transform(config)
 

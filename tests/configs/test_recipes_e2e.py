@@ -18,16 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-try:  # before anything loads TensorFlow: torch imported after it can crash the process
-    import timm
-    import torch
-except ImportError:  # pragma: no cover
-    timm = torch = None
+torch = pytest.importorskip("torch", reason="the recipes' timm steps need torch: pip install -e '.[torch]'")
+pytest.importorskip("timm", reason="the recipes' timm steps need timm: pip install -e '.[torch]'")
 
-from conftest import ROOT, read_metrics, timm_model
-from test_layouts import make_cifar10, make_cifar100, make_dtd, make_pets
-
-pytestmark = pytest.mark.skipif(torch is None, reason="needs torch and timm: pip install -e '.[torch]'")
+from conftest import ROOT, read_metrics, timm_model  # noqa: E402
+from test_layouts import make_cifar10, make_cifar100, make_dtd, make_pets  # noqa: E402
 
 # jaxvit vs timm, fp32, eval mode, the same weights, pre-logits features and logits: measured
 # max |diff| 1.2e-7 (Mixer), 1.3e-7 (Swin), 3.6e-7 (MoCo ViT-B), 4.8e-7 (ViT-Tiny) and 3.1e-5
