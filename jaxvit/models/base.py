@@ -12,6 +12,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from jaxvit._compat import quick_tracer_probes
 from jaxvit.layers.classifier import check_pool
 
 
@@ -19,7 +20,8 @@ class ClassifierModel(nnx.Module):
     pool_types: tuple[str, ...] = ()
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.forward_head(self.forward_features(x))
+        with quick_tracer_probes():  # traced train-mode forwards: linear, not quadratic, in the layers
+            return self.forward_head(self.forward_features(x))
 
     def cast_input(self, x: jax.Array) -> jax.Array:
         """Images in the compute dtype (params stay float32)."""

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 from flax import nnx
 
+from jaxvit._compat import quick_tracer_probes
 from jaxvit.errors import ConfigError
 from jaxvit.layers.features import FeatureInfo, Indices, check_output_fmt
 
@@ -56,9 +57,10 @@ class FeatureGetterNet(nnx.Module):
 
     def __call__(self, x: jax.Array) -> list[jax.Array]:
         indices = self.out_indices if isinstance(self.out_indices, int) else list(self.out_indices)
-        return self.model.forward_intermediates(
-            x, indices, norm=self.norm, output_fmt=self.output_fmt, intermediates_only=True
-        )
+        with quick_tracer_probes():  # see ClassifierModel.__call__
+            return self.model.forward_intermediates(
+                x, indices, norm=self.norm, output_fmt=self.output_fmt, intermediates_only=True
+            )
 
 
 def pop_feature_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:

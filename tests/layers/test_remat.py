@@ -11,6 +11,7 @@ from conftest import tiny_models
 from flax import nnx
 
 import jaxvit
+from jaxvit._compat import quick_tracer_probes
 from jaxvit.errors import ConfigError
 from jaxvit.layers import remat
 
@@ -23,7 +24,8 @@ def _grad_fn(model, features_only: bool = False):
 
     def loss(params, rest, x):
         m = nnx.merge(graph, params, rest)
-        out = m.forward_features(x) if features_only else m(x)
+        with quick_tracer_probes():  # as model(x) traces: see jaxvit/_compat.py
+            out = m.forward_features(x) if features_only else m(x)
         return jnp.mean(out.astype(jnp.float32) ** 2), nnx.state(m, nnx.BatchStat)
 
     f = jax.jit(jax.value_and_grad(loss, has_aux=True))

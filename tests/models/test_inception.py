@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 import jaxvit
+from jaxvit._compat import quick_tracer_probes
 from jaxvit.layers.conv_bn import AvgPool2d, ConvNormAct, MaxPool2d
 from jaxvit.models.base import param_count
 
@@ -111,11 +112,12 @@ def _features_and_logits(model, x):
     """The stage ends timm's feature_info names, and the logits, from one forward."""
     ends = [int(f["module"].split(".")[1]) for f in model.feature_info]
     taps = []
-    for i, block in enumerate(model.features):
-        x = block(x)
-        if i in ends:
-            taps.append(x)
-    return taps, model.forward_head(x)
+    with quick_tracer_probes():  # as model(x) traces: see jaxvit/_compat.py
+        for i, block in enumerate(model.features):
+            x = block(x)
+            if i in ends:
+                taps.append(x)
+        return taps, model.forward_head(x)
 
 
 # Jitted once per mode: eager dispatch compiles each of the few hundred ops on its own and
