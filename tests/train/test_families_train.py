@@ -79,8 +79,11 @@ def family(name, kwargs, pmap):
     sched = optax.constant_schedule(1e-3)
     tx = optax.adamw(sched, weight_decay=0.05)
 
+    # built once: the eager init is seconds per family (MViTv2 ~5 s), each run takes a copy
+    built = create(name, num_classes=10, **kwargs)
+
     def run(parallelism, n_devices):
-        model = create(name, num_classes=10, **kwargs)
+        model = nnx.clone(built)
         if parallelism == "pmap":
             runner_lib.sync_batch_norm(model, "data")
         eval_model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
