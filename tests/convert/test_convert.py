@@ -245,10 +245,11 @@ PARITY_CASES += [("tnt_s_patch16_224", dict(TNT_32, first_stride=1)),
 SWIN_SMALL_MAPS = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), num_classes=10)
 PARITY_CASES += [("swin_tiny_patch4_window7_224", dict(SWIN_SMALL_MAPS, img_size=size, window_size=window))
                  for size, window in ((32, 4), (64, 4), (48, 5))]
-# MViTv2: seed 004's 32-px CIFAR stem (3x3, stride 2), and the class token, absolute positions,
+# MViTv2: seed 004's 32-px CIFAR stem (3x3, stride 2; a block a stage), and the class token, absolute positions,
 # max pooling and expand_attn=False (a width change in the MLP) together
 PARITY_CASES += [
-    ("mvitv2_tiny", dict(img_size=32, num_classes=10, patch_kernel=(3, 3), patch_stride=(2, 2), patch_padding=(1, 1))),
+    ("mvitv2_tiny", dict(img_size=32, num_classes=10, depths=(1, 1, 1, 1), patch_kernel=(3, 3), patch_stride=(2, 2),
+                         patch_padding=(1, 1))),
     ("mvitv2_tiny", dict(img_size=64, num_classes=5, depths=(1, 2, 1, 1), embed_dim=32, num_heads=2,
                          use_cls_token=True, use_abs_pos=True, mode="max", expand_attn=False)),
 ]

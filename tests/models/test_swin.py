@@ -148,7 +148,9 @@ def test_bfloat16_compute_keeps_float32_params():
     feats, logits = run(m, x, features=True)
     assert feats.dtype == jnp.bfloat16 and feats.shape == (2, 1, 1, 512)
     assert logits.dtype == jnp.float32 and logits.shape == (2, 10)
-    ref = run(jaxvit.create_model(BASE, **kwargs), x)  # same seed, float32 compute
+    f32 = jaxvit.abstract_model(BASE, **kwargs)  # the same weights (and RNG state), float32 compute
+    nnx.update(f32, nnx.state(m))
+    ref = run(f32, x)
     assert bool(jnp.isfinite(ref).all())
     np.testing.assert_allclose(logits, ref, atol=0.1)
 
