@@ -31,7 +31,7 @@ def quick_tracer_probes() -> Iterator[None]:
     train-mode forward. Before jax-ml/jax#40041 a tracer answered that probe with an
     AttributeError whose message walked every equation traced so far, so tracing was
     quadratic: ``nnx.eval_shape`` of Mixer-L/32 took 8.1 s, 1.5 s with the short message;
-    tests/models/test_inception.py (train-mode forwards of ~150 BatchNorm layers) 78 s, 47 s
+    tests/models/test_inception.py (train-mode forwards of ~150 BatchNorm layers) 78 s, 52 s
     (2-core CPU, jax 0.10.2). Only the message changes; the probe still fails as before.
     Reentrant and shared between threads: JAX's property is back when the last block closes.
     A no-op where ``Tracer.sharding`` does not build that message.

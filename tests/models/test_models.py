@@ -141,6 +141,13 @@ def test_abstract_model_has_shapes_only_and_leaves_jax_as_it_was():
             jax.eval_shape(lambda x: getattr(x, "sharding", None) is None or 1 / 0, 1.0)
             raise RuntimeError("inside")
     assert core.Tracer.__dict__.get("sharding") is before
+    # reentrant (a model's __call__ inside an abstract build): JAX's own is back at the outermost exit
+    with quick_tracer_probes():
+        inside = core.Tracer.__dict__.get("sharding")
+        with quick_tracer_probes():
+            pass
+        assert core.Tracer.__dict__.get("sharding") is inside
+    assert core.Tracer.__dict__.get("sharding") is before
 
 
 def test_readme_coverage_table_is_what_the_script_prints():
