@@ -66,8 +66,8 @@ def test_gpu_sh_runs_its_sweep_on_a_tiny_setting(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "gpu.csv")))
-    impls = {(r["model"], r["impl"], r["task"]) for r in rows}
     row = {(r["model"], r["impl"], r["task"]): r for r in rows}
+    impls = set(row)
     plain = row["vit_tiny_patch16_224", "jaxvit", "train"]
     assert float(plain["img_per_s"]) > 0 and float(plain["mfu"]) > 0
     assert float(row["vit_tiny_patch16_224", "jaxvit", "infer"]["img_per_s"]) > 0
