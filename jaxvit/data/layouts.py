@@ -41,20 +41,19 @@ unpacked folder or its parent (torchvision's root).
                     train 5,000, test 8,000. layout.stl10_fold=0..9 keeps the 1,000 train images
                     of that line of fold_indices.txt (-1: all). unlabeled_X.bin is not read.
 Their pickles go through an unpickler that only builds numpy arrays (pickle.load on a file can
-run code).
+run code; jaxvit/data/safe_pickle.py).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import pickle
 import re
 from collections.abc import Callable
 
 import numpy as np
 
-from jaxvit.data import image_check
+from jaxvit.data import image_check, safe_pickle
 from jaxvit.data.sources import Source, _in_memory, report_bad_images
 from jaxvit.data.tf_util import import_tf
 from jaxvit.errors import ConfigError, DataError, DataNotFoundError
@@ -325,44 +324,9 @@ def _array_root(layout: str, root: str, folder: str, probe: str) -> str:
     raise _not_found(layout, os.path.join(root, folder, probe))
 
 
-def _numpy_globals() -> dict[tuple[str, str], object]:
-    try:
-        from numpy._core.multiarray import _reconstruct  # numpy >= 2
-    except ImportError:
-        from numpy.core.multiarray import _reconstruct
-    # the CIFAR pickles (Python 2, protocol 2) name numpy.core; numpy >= 2 writes numpy._core
-    return {("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-            ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Builds dicts, lists, strings and numpy arrays, nothing else: no other class or function
-    a pickle names is looked up, so a crafted file cannot run code."""
-
-    def __init__(self, file, path: str, layout: str):
-        super().__init__(file, encoding="latin1")  # Python 2 pickles, as torchvision reads them
-        self.path, self.layout, self.allowed = path, layout, _numpy_globals()
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in self.allowed:
-            return self.allowed[module, name]
-        raise DataError(
-            f"{self.path} asks to load {module}.{name}, which a {self.layout} file never holds; not "
-            f"unpickled (it could run code): replace it with the official file ({EXPECTS[self.layout]})"
-        )
-
-
 def _unpickle(layout: str, path: str, keys: tuple[str, ...]) -> dict:
     """The dict a CIFAR pickle holds (bytes keys read as str), checked to have ``keys``."""
-    with open(_need(layout, path), "rb") as f:
-        try:
-            obj = _ArrayUnpickler(f, path, layout).load()
-        except DataError:
-            raise
-        except Exception as e:  # truncated or damaged: EOFError, UnpicklingError, ValueError, ...
-            raise DataError(f"{path} is not a readable pickle ({type(e).__name__}: {e}); it is truncated "
-                            f"or damaged: download it again ({EXPECTS[layout]})") from e
+    obj = safe_pickle.load_arrays(_need(layout, path), layout, EXPECTS[layout])
     if isinstance(obj, dict):
         obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
     missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]

@@ -1,4 +1,5 @@
-"""Position-embedding resampling at load time (prefix tokens kept), as timm does.
+"""Position embeddings: resampling a learned table at load time (prefix tokens kept), as timm
+does, and the fixed Fourier features of perceiver-pytorch.
 
 One kernel everywhere (the trainer's init_from, ``create_model(checkpoint=)``, the
 converter, and a ``dynamic_img_size`` ViT's forward): torch's ``F.interpolate(mode='bicubic',
@@ -8,6 +9,8 @@ weights are constants of the traced program.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -84,3 +87,19 @@ def resample_abs_pos_embed_traced(
     grid = grid.reshape(1, old_grid[0], old_grid[1], -1).astype(jnp.float32)
     grid = jnp.einsum("hH,wW,bHWd->bhwd", rows, cols, grid).reshape(1, new_grid[0] * new_grid[1], -1)
     return jnp.concatenate([prefix, grid.astype(pos_embed.dtype)], axis=1)
+
+
+def fourier_encode(x: np.ndarray, max_freq: float, num_bands: int) -> np.ndarray:
+    """perceiver-pytorch's ``fourier_encode``: (...,) -> (..., 2 * num_bands + 1)."""
+    x = x[..., None]
+    scales = np.linspace(1.0, max_freq / 2, num_bands)
+    xs = x * scales * math.pi
+    return np.concatenate([np.sin(xs), np.cos(xs), x], axis=-1)
+
+
+def position_features(size: tuple[int, ...], max_freq: float, num_bands: int) -> np.ndarray:
+    """(*size, len(size) * (2 * num_bands + 1)) Fourier features of the grid in [-1, 1]."""
+    axis_pos = [np.linspace(-1.0, 1.0, n) for n in size]
+    pos = np.stack(np.meshgrid(*axis_pos, indexing="ij"), axis=-1)
+    enc = fourier_encode(pos, max_freq, num_bands)
+    return enc.reshape(*size, -1).astype(np.float32)

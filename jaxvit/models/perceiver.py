@@ -46,17 +46,16 @@ parameter counts.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from jaxvit.layers import attention, dropout, gelu, init, layer_norm, linear
 from jaxvit.layers.classifier import logits, make_fc
 from jaxvit.layers.common import Dtype
+from jaxvit.layers.pos_embed import position_features
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel, param_count
 from jaxvit.registry import build, register_model
@@ -68,22 +67,6 @@ from jaxvit.registry import build, register_model
 
 def _linear(din: int, dout: int, *, bias: bool = True, dtype: Dtype, rngs: nnx.Rngs) -> nnx.Linear:
     return linear(din, dout, bias=bias, dtype=dtype, rngs=rngs, kernel_init=init.torch_default_kernel)
-
-
-def fourier_encode(x: np.ndarray, max_freq: float, num_bands: int) -> np.ndarray:
-    """perceiver-pytorch's ``fourier_encode``: (...,) -> (..., 2 * num_bands + 1)."""
-    x = x[..., None]
-    scales = np.linspace(1.0, max_freq / 2, num_bands)
-    xs = x * scales * math.pi
-    return np.concatenate([np.sin(xs), np.cos(xs), x], axis=-1)
-
-
-def position_features(size: tuple[int, ...], max_freq: float, num_bands: int) -> np.ndarray:
-    """(*size, len(size) * (2 * num_bands + 1)) Fourier features of the grid in [-1, 1]."""
-    axis_pos = [np.linspace(-1.0, 1.0, n) for n in size]
-    pos = np.stack(np.meshgrid(*axis_pos, indexing="ij"), axis=-1)
-    enc = fourier_encode(pos, max_freq, num_bands)
-    return enc.reshape(*size, -1).astype(np.float32)
 
 
 class GEGLU(nnx.Module):
