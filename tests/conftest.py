@@ -41,16 +41,40 @@ CIFAR_SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Compiling is most of this suite's time (tiny models, a few steps each), and XLA:CPU's LLVM
-# backend at -O0 compiles in about half the time for code that runs slower, a net gain even for
-# the longest runs here. Measured on this 2-core machine, cold compilation cache, CPU seconds:
-# test_remat.py's mvitv2 + tnt cases 91 -> 47, test_recipes_e2e.py's seed000 (fine-tuning
-# runs) 53 -> 39. The numbers move at fp32 rounding: loss and gradients of a ViT, Swin and
-# MViTv2 step against the default level, 2.2e-7 (loss) and 2.0e-6 (gradients over 1e-6) of each
-# array's largest value; every comparison here is between two runs at the same level, or
-# against timm at 1e-4. This process and every trainer process a test starts (they inherit the
+# Compiling is most of this suite's time (tiny models, a few steps each). Two XLA:CPU settings
+# compile in about half the time code that runs slower, a net gain even for the longest runs here:
+# - LLVM's backend at -O0. Measured on this 2-core machine, cold compilation cache, CPU seconds:
+#   test_remat.py's mvitv2 + tnt cases 91 -> 47, test_recipes_e2e.py's seed000 (fine-tuning
+#   runs) 53 -> 39.
+# - XLA's older fusion emitters (LLVM IR written directly, not through the MLIR fusion emitters),
+#   on top of -O0: test_remat.py 113 -> 58 s, test_configs.py 152 -> 115 s, 42 Swin/MViTv2/DeiT
+#   parity cases 139 -> 111 s (one process each, cold cache, 2026-11-28). Only where this jaxlib
+#   still has the flag: an unknown flag in XLA_FLAGS aborts every process.
+# The numbers move at fp32 rounding: loss and gradients of a ViT, Swin and MViTv2 step against
+# XLA's defaults, loss 2.2e-7 relative, gradients 3.0e-6 of each array's largest value (-O0 alone:
+# 2.5e-6; both measured 2026-11-28); every comparison here is between two runs with the same flags,
+# or against timm at 1e-4. This process and every trainer process a test starts (they inherit the
 # environment, or take device_env's).
+
+
+def _xla_knows(flag: str) -> bool:
+    """Whether this jaxlib's XLA parses ``--flag`` (its name is in one of jaxlib's libraries)."""
+    import importlib.util
+    import mmap
+
+    spec = importlib.util.find_spec("jaxlib")
+    if spec is None or spec.origin is None:
+        return False
+    for lib in Path(spec.origin).parent.glob("*.so"):
+        with open(lib, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data.find(flag.encode()) != -1:
+                return True
+    return False
+
+
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+if _xla_knows("xla_cpu_use_fusion_emitters"):
+    TEST_XLA_FLAGS += " --xla_cpu_use_fusion_emitters=false"
 os.environ["XLA_FLAGS"] = f"{TEST_XLA_FLAGS} {os.environ.get('XLA_FLAGS', '')}".strip()
 
 # A tiny ViT and short run: the trainer's mechanics, not its accuracy.
