@@ -259,11 +259,16 @@ def _from_name(name: str) -> dict:
     return out
 
 
+# Each registered name's keywords for VisionTransformer (filled below): what ``create_model(name)``
+# builds, before the caller's own keywords.
+KEYWORDS: dict[str, dict] = {}
+
+
 def _register(name: str, keywords: dict, cfg: dict) -> None:
     """Registers ``name``: a ViT built from ``keywords`` whose image size and class count
     default to the cfg's."""
     size = cfg["input_size"][0]
-    defaults = dict(keywords, img_size=size, num_classes=cfg["num_classes"])
+    defaults = KEYWORDS[name] = dict(keywords, img_size=size, num_classes=cfg["num_classes"])
 
     def make(**kwargs) -> VisionTransformer:
         return _create(defaults, kwargs)
