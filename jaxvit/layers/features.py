@@ -170,3 +170,23 @@ def prune_stages(model, stages: str, indices: Indices, prune_norm: bool, prune_h
     if prune_head or prune_end:
         model.reset_classifier(0, "")
     return take
+
+
+class Prunable:
+    """timm's ``prune_intermediate_layers`` and the final norm it may drop, for a family whose
+    ``feature_blocks`` attribute names its blocks ("blocks": a flat stack, ``prune_blocks``) or
+    its stages ("layers", "stages": ``prune_stages``) and whose final norm is ``norm``."""
+
+    feature_blocks: str = "blocks"
+
+    def _norm(self, x: jax.Array) -> jax.Array:
+        return x if self.norm is None else self.norm(x)  # None: pruned (prune_intermediate_layers)
+
+    def prune_intermediate_layers(
+        self, indices: Indices = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's: drops the blocks (stages) after the last of ``indices`` (``prune_norm``: the final
+        norm; ``prune_head``: the pooling and classifier, 0 classes). Returns the indices, absolute."""
+        if self.feature_blocks == "blocks":
+            return prune_blocks(self, indices, prune_norm, prune_head)
+        return prune_stages(self, self.feature_blocks, indices, prune_norm, prune_head)

@@ -23,7 +23,7 @@ from jaxvit.errors import ConfigError
 from jaxvit.layers import Affine, DropPath, GatedMlp, GluMlp, Mlp, PatchEmbed, SpatialGatingUnit, init
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, dropout, gelu, get_act, layer_norm, linear
-from jaxvit.layers.features import check_output_fmt, feature_take_indices, prune_blocks, run_blocks, tokens_to
+from jaxvit.layers.features import Prunable, check_output_fmt, feature_take_indices, run_blocks, tokens_to
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import (
@@ -180,7 +180,7 @@ def _check_choice(key: str, value: str, choices) -> None:
         raise ConfigError(f"{key} {value!r} is not one of {tuple(choices)}; pass one of those names")
 
 
-class MlpMixer(ClassifierModel):
+class MlpMixer(ClassifierModel, Prunable):
     """timm's ``MlpMixer``. ``block_layer`` ('mixer', 'res', 'spatial_gating'), ``mlp_layer``
     ('mlp', 'glu', 'gated'), ``norm_layer`` ('layernorm' (eps 1e-6), 'affine') and
     ``act_layer`` (a name of ``jaxvit.layers.common.ACTIVATIONS``; None: GELU) are names where
@@ -272,9 +272,6 @@ class MlpMixer(ClassifierModel):
     def get_classifier(self):
         return self.head
 
-    def _norm(self, x: jax.Array) -> jax.Array:
-        return x if self.norm is None else self.norm(x)  # None: pruned (prune_intermediate_layers)
-
     def forward_features(self, x: jax.Array) -> jax.Array:
         x = self.stem(self.cast_input(x))
         for blk in self.blocks:
@@ -304,13 +301,6 @@ class MlpMixer(ClassifierModel):
         x, intermediates = run_blocks(self.blocks, x, take, last, stop_early,
                                       lambda x: tokens_to(self._norm(x) if norm else x, grid, output_fmt))
         return intermediates if intermediates_only else (self._norm(x), intermediates)
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """timm's: drops the blocks after the last of ``indices`` (``prune_norm``: the final norm;
-        ``prune_head``: the pooling and classifier, 0 classes). Returns the indices, absolute."""
-        return prune_blocks(self, indices, prune_norm, prune_head)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         return logits(self.head, self.head_drop(global_pool(x, self.global_pool)), pre_logits)

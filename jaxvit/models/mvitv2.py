@@ -31,7 +31,7 @@ from jaxvit.layers import DropPath, Mlp, PatchEmbed, init, layer_norm, linear, t
 from jaxvit.layers.classifier import ClassifierHead, check_pool, global_pool
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.conv_bn import MaxPool2d
-from jaxvit.layers.features import check_output_fmt, feature_take_indices, prune_stages, tokens_to
+from jaxvit.layers.features import Prunable, check_output_fmt, feature_take_indices, tokens_to
 from jaxvit.layers.multiscale_attention import MultiScaleAttention, Size, pool_tokens, pooled_size
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
@@ -239,10 +239,11 @@ class ConvPatchEmbed(PatchEmbed):
         )
 
 
-class MultiScaleVit(ClassifierModel):
+class MultiScaleVit(ClassifierModel, Prunable):
     """timm's ``MultiScaleVit``; every ``MultiScaleVitCfg`` field is a keyword here."""
 
     pool_types = ("", "avg", "token")
+    feature_blocks = "stages"  # what prune_intermediate_layers cuts (Prunable)
     default_out_indices = 4  # timm's features_only default: the last 4 stages
 
     def checked_pool(self, global_pool: str) -> str:
@@ -350,9 +351,6 @@ class MultiScaleVit(ClassifierModel):
             x = x + self.pos_embed[...].astype(x.dtype)
         return x
 
-    def _norm(self, x: jax.Array) -> jax.Array:
-        return x if self.norm is None else self.norm(x)  # None: pruned
-
     def forward_features(self, x: jax.Array) -> jax.Array:
         """(B, H, W, C) images -> (B, prefix + h*w, num_features) normalized tokens."""
         x = self._embed(x)
@@ -387,12 +385,6 @@ class MultiScaleVit(ClassifierModel):
         if intermediates_only:
             return intermediates
         return (self._norm(x) if len(stages) - 1 == final else x), intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """timm's (``jaxvit.layers.features.prune_stages``)."""
-        return prune_stages(self, "stages", indices, prune_norm, prune_head)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         """Pools the tokens (class token or average; none with global_pool=''), then ``head``;

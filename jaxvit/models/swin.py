@@ -22,7 +22,7 @@ from flax import nnx
 from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.classifier import ClassifierHead
 from jaxvit.layers.common import Dtype
-from jaxvit.layers.features import check_output_fmt, feature_take_indices, map_to, prune_stages
+from jaxvit.layers.features import Prunable, check_output_fmt, feature_take_indices, map_to
 from jaxvit.layers.remat import block_call
 from jaxvit.layers.window import (
     clamp_window,
@@ -212,8 +212,9 @@ def _per_stage_window(window_size: Any, num_stages: int) -> list[tuple[int, int]
     return [to_2tuple(w) for w in window_size]
 
 
-class SwinTransformer(ClassifierModel):
+class SwinTransformer(ClassifierModel, Prunable):
     pool_types = ("", "avg", "max", "avgmax")  # timm's ClassifierHead (its pretrained heads: 'avg')
+    feature_blocks = "layers"  # what prune_intermediate_layers cuts (Prunable)
 
     def __init__(
         self,
@@ -304,9 +305,6 @@ class SwinTransformer(ClassifierModel):
             x = stage(x)
         return self._norm(x)
 
-    def _norm(self, x: jax.Array) -> jax.Array:
-        return x if self.norm is None else self.norm(x)  # None: pruned (prune_intermediate_layers)
-
     def forward_intermediates(
         self,
         x: jax.Array,
@@ -336,12 +334,6 @@ class SwinTransformer(ClassifierModel):
         if intermediates_only:
             return intermediates
         return (self._norm(x) if len(stages) - 1 == final else x), intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """timm's (``jaxvit.layers.features.prune_stages``)."""
-        return prune_stages(self, "layers", indices, prune_norm, prune_head)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         return self.head(x, pre_logits=pre_logits)

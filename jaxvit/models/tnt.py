@@ -27,9 +27,9 @@ from jaxvit.layers import DropPath, Mlp, attention, dropout, init, layer_norm, l
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.features import (
+    Prunable,
     check_output_fmt,
     feature_take_indices,
-    prune_blocks,
     run_blocks,
     split_prefix,
     tokens_to,
@@ -194,7 +194,7 @@ class PixelEmbed(nnx.Module):
         return x.reshape(x.shape[0], -1, self.in_dim)
 
 
-class TNT(ClassifierModel):
+class TNT(ClassifierModel, Prunable):
     pool_types = ("", "token", "avg")
     default_out_indices = 3  # timm's features_only default: the last 3 blocks
 
@@ -293,9 +293,6 @@ class TNT(ClassifierModel):
         patch_embed = jnp.concatenate([cls, patch_embed], axis=1)
         return pixel_embed, self.pos_drop(patch_embed + self.patch_pos[...].astype(patch_embed.dtype))
 
-    def _norm(self, x: jax.Array) -> jax.Array:
-        return x if self.norm is None else self.norm(x)  # None: pruned (prune_intermediate_layers)
-
     def forward_features(self, x: jax.Array) -> jax.Array:
         pixel_embed, patch_embed = self._embed(x)
         for blk in self.blocks:
@@ -331,13 +328,6 @@ class TNT(ClassifierModel):
         if return_prefix_tokens:
             intermediates = list(zip(intermediates, prefix))
         return intermediates if intermediates_only else (self._norm(patch_embed), intermediates)
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """timm's: drops the blocks after the last of ``indices`` (``prune_norm``: the final norm;
-        ``prune_head``: the pooling and classifier, 0 classes). Returns the indices, absolute."""
-        return prune_blocks(self, indices, prune_norm, prune_head)
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         x = global_pool(x, self.global_pool, num_prefix_tokens=self.num_prefix_tokens)

@@ -38,6 +38,7 @@ from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, gelu
 from jaxvit.layers.diff_attention import DiffAttention, DiffParallelScalingBlock
 from jaxvit.layers.features import (
+    Prunable,
     check_output_fmt,
     feature_take_indices,
     prune_blocks,
@@ -171,7 +172,7 @@ BLOCKS = {"block": Block, "res_post": ResPostBlock, "parallel": ParallelThingsBl
           "parallel_scaling": ParallelScalingBlock, "diff_parallel_scaling": DiffParallelScalingBlock}
 
 
-class VisionTransformer(ClassifierModel):
+class VisionTransformer(ClassifierModel, Prunable):
     """timm's ``VisionTransformer`` (and DeiT's ``VisionTransformerDistilled``, ``distilled=True``).
 
     The keywords are timm's, with timm's defaults, except ``norm_eps`` (timm passes
@@ -374,9 +375,6 @@ class VisionTransformer(ClassifierModel):
     def _embed(self, x: jax.Array) -> jax.Array:
         x = self._pos_embed(self.patch_embed(self.cast_input(x)))
         return x if self.norm_pre is None else self.norm_pre(x)
-
-    def _norm(self, x: jax.Array) -> jax.Array:
-        return x if self.norm is None else self.norm(x)
 
     def forward_features(self, x: jax.Array) -> jax.Array:
         x = self._embed(x)
