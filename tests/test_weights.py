@@ -25,6 +25,7 @@ from conftest import main_in_process, read_metrics, tiny_models, trainer_weights
 
 import jaxvit
 from jaxvit import weights
+from jaxvit.data.tf_util import import_tf
 from jaxvit.errors import CheckpointError
 
 VIT = "vit_tiny_patch16_224"
@@ -300,7 +301,7 @@ def test_best_checkpoint_kept_out_of_rotation_and_reported(ema_run):
 def test_ema_weights_through_predict_export_and_init_from(ema_run, tmp_path, capsys):
     if torch is None:
         pytest.skip("export needs torch and timm: pip install -e '.[torch]'")
-    import tensorflow as tf
+    tf = import_tf()
     from safetensors.numpy import load_file
 
     from convert.export import export_checkpoint

@@ -16,13 +16,15 @@ timm_aa = pytest.importorskip("timm.data.auto_augment")
 F = pytest.importorskip("torchvision.transforms.functional")
 InterpolationMode = F.InterpolationMode
 
-import tensorflow as tf  # noqa: E402
 from test_data import config  # noqa: E402
 
 from jaxvit.data import autoaugment as aa  # noqa: E402
 from jaxvit.data import crop, erasing, geometric, pick, pipeline, transforms  # noqa: E402
 from jaxvit.data import torchvision_ops as tvo  # noqa: E402
 from jaxvit.data.sources import _in_memory  # noqa: E402
+from jaxvit.data.tf_util import import_tf  # noqa: E402
+
+tf = import_tf()
 
 FILL = (125, 123, 114)  # timm's img_mean for the CIFAR-10 mean
 PIL_FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}

@@ -17,11 +17,12 @@ from conftest import ROOT, TINY, read_metrics, run_main
 
 from jaxvit.data.image_check import find_bad_images
 from jaxvit.data.sources import imagefolder_source
+from jaxvit.data.tf_util import import_tf
 from jaxvit.errors import DataError
 
 
 def encode(fmt: str, image: np.ndarray) -> bytes:
-    import tensorflow as tf
+    tf = import_tf()
 
     if fmt == "png":
         return tf.io.encode_png(image).numpy()
@@ -76,7 +77,7 @@ def default_config(**overrides):
 def test_check_reports_exactly_what_tensorflow_cannot_decode(fmt, tmp_path):
     """Whole files, files cut anywhere, and files with bytes after their end: the check's
     verdict equals TensorFlow's decode (the decoder tf.data uses) on each."""
-    import tensorflow as tf
+    tf = import_tf()
 
     if fmt in ("gif", "bmp"):
         pytest.importorskip("PIL")

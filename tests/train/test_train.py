@@ -67,7 +67,9 @@ def test_eval_only_without_checkpoint_writes_nothing(tmp_path):
 
 
 def test_predict_prints_top5_with_class_names(one_device_run, tmp_path, capsys):
-    import tensorflow as tf
+    from jaxvit.data.tf_util import import_tf
+
+    tf = import_tf()
     from sklearn.datasets import load_digits
 
     img = np.repeat((load_digits().images[0] / 16 * 255).astype(np.uint8)[..., None], 3, -1)
