@@ -2,7 +2,9 @@
 weight is drawn), its shardings decided on those shapes (sharding.py's fsdp rule; replicated
 when the mesh has no 'fsdp' axis), then materialized by ``jit(init, out_shardings=...)``, so
 each device computes only its own shards and an fsdp run creates a state larger than one
-device. ``init_from`` weights are read into host memory and placed shard by shard.
+device. ``init_from`` weights are read into host memory first and placed shard by shard; only
+the weights it does not supply are drawn (fine-tuning ViT-L draws its new head, not 304M
+random numbers).
 
 ``create(config, mesh, num_classes, schedules)`` returns the abstract model (the graph the
 steps merge the state into), its non-weight state, the state on its shardings, the optax
@@ -80,13 +82,27 @@ def create(config, mesh, num_classes: int, schedules) -> Built:
     if config.parallelism == "pmap":
         sync_batch_norm(model, "data")
 
-    # --- its weights, drawn shard by shard ----------------------------------------------
-    with quick_tracer_probes():  # the shapes are the abstract model's: the constructor is traced once more, here
-        shardings = sharding.state_shardings(mesh, _weights(model))
-        (params, batch_stats, rest), init_bytes = _materialize(lambda: _weights(make()), shardings)
+    # --- its weights: read from init_from, the others drawn shard by shard ------------------
+    abstract = _weights(model)
+    shardings = sharding.state_shardings(mesh, abstract)
+    flat_abstract = weights.flatten({"params": abstract[0], "batch_stats": abstract[1]})
+    flat_shardings = weights.flatten({"params": shardings[0], "batch_stats": shardings[1]})
+    loaded: dict[str, Any] = {}
     new: set[str] = set()
-    if config.init_from:
-        params, batch_stats, new = init_from(config, model, params, batch_stats, kw)
+    if config.init_from:  # read first: only the weights it does not supply are drawn
+        loaded, new = init_from(config, model, flat_abstract, kw)
+    draw = [k for k in flat_shardings if k not in loaded]
+
+    def drawn():  # XLA drops the initializers of the weights not returned
+        params, batch_stats, rest = _weights(make())
+        flat = weights.flatten({"params": params, "batch_stats": batch_stats})
+        return {k: flat[k] for k in draw}, rest
+
+    with quick_tracer_probes():  # the shapes are the abstract model's: the constructor is traced once more, here
+        (fresh, rest), init_bytes = _materialize(drawn, ({k: flat_shardings[k] for k in draw}, shardings[2]))
+    placed = {k: _place(v, flat_shardings[k], flat_abstract[k].dtype) for k, v in loaded.items()}
+    trees = weights.unflatten_like({**fresh, **placed}, {"params": abstract[0], "batch_stats": abstract[1]})
+    params, batch_stats = trees["params"], trees["batch_stats"]
 
     # --- optimizer and EMA ----------------------------------------------------------------
     tx = optim.create_optimizer(config, schedules, params, groups=optim.param_groups(model, params, new))
@@ -120,38 +136,36 @@ def peak_bytes(compiled) -> int:
     return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
 
 
-def init_from(config, model: nnx.Module, params: dict, batch_stats: dict, kw: dict) -> tuple[dict, dict, set]:
-    """Loads ``config.init_from`` (its EMA weights with init_from_ema) over the fresh weights, for
-    fine-tuning, through jaxvit.weights: a classifier with another class count re-initialized,
-    position tables resampled, strict unless init_from_strict=False; then ``new_layers`` (the
-    last N layer groups, as seed 003 does) back to their fresh values. Returns the weights on
-    their shardings and the param names kept at init."""
+def init_from(config, model: nnx.Module, abstract: dict[str, Any], kw: dict) -> tuple[dict, set]:
+    """Reads ``config.init_from`` (its EMA weights with init_from_ema) for fine-tuning, through
+    jaxvit.weights, against the abstract model's flat weights (``abstract``: 'params.head.kernel'
+    -> shape): a classifier with another class count re-initialized, position tables resampled,
+    strict unless init_from_strict=False; then ``new_layers`` (the last N layer groups, as seed
+    003 does) back to init. Returns the weights it supplies (host arrays, flat names) and the
+    param names left to their fresh init."""
     source = f"init_from {os.path.abspath(config.init_from)}"
     source += " (EMA weights)" if config.init_from_ema else ""
     found = weights.locate(config.init_from)
     trees = weights.read_weights(found, ema=config.init_from_ema, on_host=True)
-    fresh = weights.flatten({"params": params, "batch_stats": batch_stats})
     loaded, report = weights.fit(
-        model, fresh, trees, strict=config.init_from_strict, source=source, meta=found.meta,
+        model, abstract, trees, strict=config.init_from_strict, source=source, meta=found.meta,
         asked=weights.describe(config.model, kw),
         fix="--config.init_from a checkpoint of this model (or set --config.model/model_args/patch_size "
             "to the ones above), or --config.init_from_strict=False to load the tensors that match",
     )
     new = set(report.kept_at_init)
     if config.new_layers:  # params and BatchNorm statistics of the last N layer groups back to init
-        ids = optim.model_layer_ids(model, [k.split(".", 1)[1] for k in fresh])
+        ids = optim.model_layer_ids(model, [k.split(".", 1)[1] for k in abstract])
         names = optim.new_layer_names(ids, config.new_layers)
-        again = {k for k in fresh if k.split(".", 1)[1] in names}
-        loaded.update({k: fresh[k] for k in again})
+        again = {k for k in abstract if k.split(".", 1)[1] in names}
         log.info("new_layers=%d: %d tensors re-initialized", config.new_layers, len(again))
         new |= again
-    placed = {k: v if v is fresh[k] else _place(v, fresh[k]) for k, v in loaded.items()}
-    trees = weights.unflatten_like(placed, {"params": params, "batch_stats": batch_stats})
-    return trees["params"], trees["batch_stats"], {k.split(".", 1)[1] for k in new if k.startswith("params.")}
+    supplied = {k: v for k, v in loaded.items() if k not in new}  # the others are abstract[k] itself
+    return supplied, {k.split(".", 1)[1] for k in new if k.startswith("params.")}
 
 
-def _place(host: Any, like: jax.Array) -> jax.Array:
-    """A host array on ``like``'s sharding: each device receives only its own shard (every
-    process passes the same array, so this holds on several hosts too)."""
-    value = np.asarray(host, dtype=like.dtype)
-    return jax.make_array_from_callback(value.shape, like.sharding, lambda index: value[index])
+def _place(host: Any, target: jax.sharding.Sharding, dtype: Any) -> jax.Array:
+    """A host array on ``target``: each device receives only its own shard (every process
+    passes the same array, so this holds on several hosts too)."""
+    value = np.asarray(host, dtype=dtype)
+    return jax.make_array_from_callback(value.shape, target, lambda index: value[index])

@@ -330,7 +330,7 @@ def test_seed003_inception_v4_dtd(tmp_path, capsys):
 
     data = make_dtd(tmp_path / "data")
     result = train("inception_v4_nonbinary.py:dtd", tmp_path / "runs/inc_dtd_eval", img_size=75,
-                   init_from=str(conv), data_dir=str(data), global_batch_size=2, eval_only=True)
+                   init_from=str(conv), data_dir=str(data), global_batch_size=16, eval_only=True)
     assert result["eval_count"] == 47, result  # DTD fold 1 val: one image per class here
     assert all(np.isfinite(result[f"eval_{k}"]) for k in ("loss", "top1", "top5")), result
 
