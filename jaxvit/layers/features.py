@@ -7,10 +7,10 @@ list of ``dict(module=, num_chs=, reduction=)``; ``tokens_to`` / ``map_to`` lay 
 out as asked: jaxvit's images are NHWC, so spatial features default to 'NHWC'; 'NCHW' is timm's
 layout, 'NLC' the token sequence.
 
-A family adopts the interface by writing ``forward_intermediates`` and
-``prune_intermediate_layers`` with these helpers, keeping ``feature_info`` and setting
-``default_out_indices`` (what timm's ``features_only`` takes when ``out_indices`` is not given);
-``jaxvit.models.features.FeatureGetterNet`` does the rest.
+A family adopts the interface by deriving from ``Prunable`` (or ``Intermediates``, with its
+own ``prune_intermediate_layers``) and writing ``_intermediates`` with these helpers, keeping
+``feature_info`` and setting ``default_out_indices`` (what timm's ``features_only`` takes when
+``out_indices`` is not given); ``jaxvit.models.features.FeatureGetterNet`` does the rest.
 """
 
 from __future__ import annotations
@@ -172,12 +172,66 @@ def prune_stages(model, stages: str, indices: Indices, prune_norm: bool, prune_h
     return take
 
 
-class Prunable:
+class Intermediates:
+    """timm's ``forward_intermediates`` for every family: the arguments checked and the indices
+    resolved here; the family's ``_intermediates(x, take, last, *, norm, stop_early, output_fmt,
+    **options)`` runs its blocks or stages and returns (final features, intermediates).
+    ``feature_blocks`` names the blocks or stages the indices count; ``intermediate_fmts``, the
+    layouts the family gives."""
+
+    feature_blocks: str = "blocks"
+    intermediate_fmts: tuple[str, ...] = OUTPUT_FMTS
+    intermediate_options: tuple[str, ...] = ()  # the family's own keywords of forward_intermediates
+
+    def _feature_count(self) -> int:
+        return len(getattr(self, self.feature_blocks))
+
+    def forward_intermediates(
+        self,
+        x: jax.Array,
+        indices: Indices = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NHWC",
+        intermediates_only: bool = False,
+        **options: Any,
+    ):
+        """timm's ``forward_intermediates``: the outputs of the blocks (stages, for a staged
+        family) ``indices`` names (None: all; an int n: the last n; a list: those, negatives from
+        the end). NHWC by default, as jaxvit's images, (B, H/p, W/p, C); ``output_fmt='NCHW'`` is
+        timm's layout, 'NLC' the tokens. ``norm``: through the final norm; ``stop_early``: no block
+        after the last taken runs. Returns (final features, intermediates), or the list alone
+        (``intermediates_only``). ``options``: the family's own (ViT's and TnT's
+        ``return_prefix_tokens``); what else it does differently, its ``_intermediates`` says."""
+        owner = f"{type(self).__name__}.forward_intermediates"
+        unknown = sorted(set(options) - set(self.intermediate_options))
+        if unknown:
+            raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}")
+        output_fmt = check_output_fmt(output_fmt, self.intermediate_fmts, owner=owner)
+        what = "blocks" if self.feature_blocks == "blocks" else "stages"
+        take, last = feature_take_indices(self._feature_count(), indices, what)
+        final, intermediates = self._intermediates(
+            x, take, last, norm=norm, stop_early=stop_early, output_fmt=output_fmt, **options
+        )
+        return intermediates if intermediates_only else (final, intermediates)
+
+
+def run_stages(stages, x: jax.Array, take: list[int], last: int, stop_early: bool, tap) -> tuple[jax.Array, list]:
+    """A staged family's loop for ``_intermediates``: ``tap(i, x)`` kept after every stage in
+    ``take``; ``stop_early``: no stage after ``last`` runs. Returns (x, taps)."""
+    taps = []
+    for i, stage in enumerate(list(stages)[: last + 1] if stop_early else stages):
+        x = stage(x)
+        if i in take:
+            taps.append(tap(i, x))
+    return x, taps
+
+
+class Prunable(Intermediates):
     """timm's ``prune_intermediate_layers`` and the final norm it may drop, for a family whose
     ``feature_blocks`` attribute names its blocks ("blocks": a flat stack, ``prune_blocks``) or
     its stages ("layers", "stages": ``prune_stages``) and whose final norm is ``norm``."""
-
-    feature_blocks: str = "blocks"
 
     def _norm(self, x: jax.Array) -> jax.Array:
         return x if self.norm is None else self.norm(x)  # None: pruned (prune_intermediate_layers)

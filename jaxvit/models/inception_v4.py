@@ -28,7 +28,7 @@ from jaxvit.layers import dropout, to_2tuple
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.conv_bn import AvgPool2d, ConvNormAct, MaxPool2d
-from jaxvit.layers.features import check_output_fmt, feature_take_indices, map_to
+from jaxvit.layers.features import Intermediates, feature_take_indices, map_to
 from jaxvit.layers.init import torch_default_bias, torch_default_kernel
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
@@ -162,9 +162,11 @@ class InceptionC(nnx.Module):
         )
 
 
-class InceptionV4(ClassifierModel):
+class InceptionV4(ClassifierModel, Intermediates):
     pool_types = ("avg", "max", "avgmax", "catavgmax", "")  # timm's SelectAdaptivePool2d
     default_out_indices = (0, 1, 2, 3, 4)  # timm's features_only default: every stage
+    feature_blocks = "stage_ends"  # what forward_intermediates' indices count (Intermediates)
+    intermediate_fmts = ("NHWC", "NCHW")  # maps, no tokens
 
     def __init__(
         self,
@@ -243,24 +245,10 @@ class InceptionV4(ClassifierModel):
             x = block_call(layer, x)
         return x
 
-    def forward_intermediates(
-        self,
-        x: jax.Array,
-        indices: int | list[int] | None = None,
-        *,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NHWC",
-        intermediates_only: bool = False,
-    ):
-        """timm's ``forward_intermediates``: the feature maps at the ends of the stages
-        ``feature_info`` lists (strides 2, 4, 8, 16, 32) that ``indices`` names (None: all; an int
-        n: the last n; a list: those, negatives from the end). NHWC, as jaxvit's images, unless
-        ``output_fmt='NCHW'`` (timm's layout). ``norm`` is accepted and does nothing (no norm
-        layer, as timm's); ``stop_early``: no layer after the last stage taken runs. Returns
-        (final features, intermediates), or the list alone (``intermediates_only``)."""
-        output_fmt = check_output_fmt(output_fmt, ("NHWC", "NCHW"), owner="InceptionV4.forward_intermediates")
-        take, last = feature_take_indices(len(self.stage_ends), indices, what="stages")
+    def _intermediates(self, x, take, last, *, norm, stop_early, output_fmt):
+        """``forward_intermediates`` (``Intermediates``): the feature maps at the ends of the stages
+        ``feature_info`` lists (strides 2, 4, 8, 16, 32). ``norm`` is accepted and does nothing (no
+        norm layer, as timm's); ``stop_early``: no layer after the last stage taken runs."""
         take = [self.stage_ends[i] for i in take]
         x = self.cast_input(x)
         intermediates = []
@@ -268,7 +256,7 @@ class InceptionV4(ClassifierModel):
             x = block_call(layer, x)
             if i in take:
                 intermediates.append(map_to(x, output_fmt))
-        return intermediates if intermediates_only else (x, intermediates)
+        return x, intermediates
 
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True

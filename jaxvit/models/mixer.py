@@ -23,7 +23,7 @@ from jaxvit.errors import ConfigError
 from jaxvit.layers import Affine, DropPath, GatedMlp, GluMlp, Mlp, PatchEmbed, SpatialGatingUnit, init
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, dropout, gelu, get_act, layer_norm, linear
-from jaxvit.layers.features import Prunable, check_output_fmt, feature_take_indices, run_blocks, tokens_to
+from jaxvit.layers.features import Prunable, run_blocks, tokens_to
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import (
@@ -278,29 +278,13 @@ class MlpMixer(ClassifierModel, Prunable):
             x = block_call(blk, x)
         return self._norm(x)
 
-    def forward_intermediates(
-        self,
-        x: jax.Array,
-        indices: int | list[int] | None = None,
-        *,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NHWC",
-        intermediates_only: bool = False,
-    ):
-        """timm's ``forward_intermediates``: the outputs of the blocks ``indices`` names (None: all;
-        an int n: the last n; a list: those, negatives from the end). NHWC by default,
-        (B, H/p, W/p, C), as jaxvit's images; ``output_fmt='NCHW'`` gives timm's layout, 'NLC' the
-        tokens. ``norm``: each through the final norm; ``stop_early``: no block after the last
-        taken runs. Returns (final features, intermediates), or the list (``intermediates_only``).
-        """
-        output_fmt = check_output_fmt(output_fmt, owner="MlpMixer.forward_intermediates")
-        take, last = feature_take_indices(len(self.blocks), indices)
+    def _intermediates(self, x, take, last, *, norm, stop_early, output_fmt):
+        """``forward_intermediates`` (``Intermediates``): each block's tokens as a map."""
         grid = tuple(s // p for s, p in zip(x.shape[1:3], self.stem.patch_size))
         x = self.stem(self.cast_input(x))
         x, intermediates = run_blocks(self.blocks, x, take, last, stop_early,
                                       lambda x: tokens_to(self._norm(x) if norm else x, grid, output_fmt))
-        return intermediates if intermediates_only else (self._norm(x), intermediates)
+        return self._norm(x), intermediates
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         return logits(self.head, self.head_drop(global_pool(x, self.global_pool)), pre_logits)

@@ -31,7 +31,7 @@ from jaxvit.layers import DropPath, Mlp, PatchEmbed, init, layer_norm, linear, t
 from jaxvit.layers.classifier import ClassifierHead, check_pool, global_pool
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.conv_bn import MaxPool2d
-from jaxvit.layers.features import Prunable, check_output_fmt, feature_take_indices, tokens_to
+from jaxvit.layers.features import Prunable, run_stages, tokens_to
 from jaxvit.layers.multiscale_attention import MultiScaleAttention, Size, pool_tokens, pooled_size
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
@@ -358,33 +358,19 @@ class MultiScaleVit(ClassifierModel, Prunable):
             x = stage(x)
         return self._norm(x)
 
-    def forward_intermediates(
-        self,
-        x: jax.Array,
-        indices: int | list[int] | None = None,
-        *,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NHWC",
-        intermediates_only: bool = False,
-    ):
-        """timm's: the tokens after the stages ``indices`` names, as Swin's ``forward_intermediates``
+    def _intermediates(self, x, take, last, *, norm, stop_early, output_fmt):
+        """``forward_intermediates`` (``Intermediates``): the tokens after the stages, as Swin's
         (the final norm on the last stage only); maps drop the class token, 'NLC' keeps it (as timm)."""
-        output_fmt = check_output_fmt(output_fmt, owner="MultiScaleVit.forward_intermediates")
-        take, last = feature_take_indices(len(self.stages), indices, "stages")
         final = len(self.stages) - 1
-        stages = list(self.stages)[: last + 1] if stop_early else list(self.stages)
-        x = self._embed(x)
-        intermediates = []
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take:
-                y = self._norm(x) if norm and i == final else x
-                maps = tokens_to(y[:, self.num_prefix_tokens :], stage.feat_size, output_fmt)
-                intermediates.append(y if output_fmt == "NLC" else maps)
-        if intermediates_only:
-            return intermediates
-        return (self._norm(x) if len(stages) - 1 == final else x), intermediates
+
+        def tap(i, y):
+            y = self._norm(y) if norm and i == final else y
+            if output_fmt == "NLC":
+                return y
+            return tokens_to(y[:, self.num_prefix_tokens :], self.stages[i].feat_size, output_fmt)
+
+        x, intermediates = run_stages(self.stages, self._embed(x), take, last, stop_early, tap)
+        return (self._norm(x) if not stop_early or last == final else x), intermediates
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         """Pools the tokens (class token or average; none with global_pool=''), then ``head``;

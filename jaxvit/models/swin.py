@@ -22,7 +22,7 @@ from flax import nnx
 from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, init, layer_norm, linear, to_2tuple
 from jaxvit.layers.classifier import ClassifierHead
 from jaxvit.layers.common import Dtype
-from jaxvit.layers.features import Prunable, check_output_fmt, feature_take_indices, map_to
+from jaxvit.layers.features import Prunable, map_to, run_stages
 from jaxvit.layers.remat import block_call
 from jaxvit.layers.window import (
     clamp_window,
@@ -305,35 +305,16 @@ class SwinTransformer(ClassifierModel, Prunable):
             x = stage(x)
         return self._norm(x)
 
-    def forward_intermediates(
-        self,
-        x: jax.Array,
-        indices: int | list[int] | None = None,
-        *,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NHWC",
-        intermediates_only: bool = False,
-    ):
-        """timm's ``forward_intermediates``: the maps after the stages ``indices`` names (None: all;
-        an int n: the last n; a list: those, negatives from the end), NHWC by default as jaxvit's
-        images (``output_fmt='NCHW'``: timm's layout; 'NLC': flattened). The final norm is sized
-        for the last stage, so ``norm`` applies it to that stage's map only, and the final features
-        are normalized only where the last stage ran (not after ``stop_early`` short of it).
-        Returns (final features, intermediates), or the list (``intermediates_only``)."""
-        output_fmt = check_output_fmt(output_fmt, owner="SwinTransformer.forward_intermediates")
-        take, last = feature_take_indices(len(self.layers), indices, "stages")
+    def _intermediates(self, x, take, last, *, norm, stop_early, output_fmt):
+        """``forward_intermediates`` (``Intermediates``): the maps after the stages. The final
+        norm is sized for the last stage, so ``norm`` applies it to that stage's map only, and the
+        final features are normalized only where the last stage ran (not after ``stop_early``
+        short of it)."""
         final = len(self.layers) - 1
-        stages = list(self.layers)[: last + 1] if stop_early else list(self.layers)
         x = self.patch_embed(self.cast_input(x))
-        intermediates = []
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take:
-                intermediates.append(map_to(self._norm(x) if norm and i == final else x, output_fmt))
-        if intermediates_only:
-            return intermediates
-        return (self._norm(x) if len(stages) - 1 == final else x), intermediates
+        x, intermediates = run_stages(self.layers, x, take, last, stop_early,
+                                      lambda i, y: map_to(self._norm(y) if norm and i == final else y, output_fmt))
+        return (self._norm(x) if not stop_early or last == final else x), intermediates
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         return self.head(x, pre_logits=pre_logits)

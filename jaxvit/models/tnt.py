@@ -28,8 +28,6 @@ from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.features import (
     Prunable,
-    check_output_fmt,
-    feature_take_indices,
     run_blocks,
     split_prefix,
     tokens_to,
@@ -197,6 +195,7 @@ class PixelEmbed(nnx.Module):
 class TNT(ClassifierModel, Prunable):
     pool_types = ("", "token", "avg")
     default_out_indices = 3  # timm's features_only default: the last 3 blocks
+    intermediate_options = ("return_prefix_tokens",)  # forward_intermediates' own (Intermediates)
 
     def __init__(
         self,
@@ -299,26 +298,9 @@ class TNT(ClassifierModel, Prunable):
             pixel_embed, patch_embed = block_call(blk, pixel_embed, patch_embed)
         return self._norm(patch_embed)
 
-    def forward_intermediates(
-        self,
-        x: jax.Array,
-        indices: int | list[int] | None = None,
-        *,
-        return_prefix_tokens: bool = False,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NHWC",
-        intermediates_only: bool = False,
-    ):
-        """timm's ``forward_intermediates``: the patch tokens after the blocks ``indices`` names
-        (None: all; an int n: the last n; a list: those, negatives from the end), the class token
-        split off. NHWC by default, (B, H/p, W/p, C), as jaxvit's images; ``output_fmt='NCHW'``
-        gives timm's layout, 'NLC' the tokens. ``norm``: each through the final norm;
-        ``return_prefix_tokens``: (patches, class token) pairs; ``stop_early``: no block after the
-        last taken runs. Returns (final features, intermediates), or the list (``intermediates_only``).
-        """
-        output_fmt = check_output_fmt(output_fmt, owner="TNT.forward_intermediates")
-        take, last = feature_take_indices(len(self.blocks), indices)
+    def _intermediates(self, x, take, last, *, norm, stop_early, output_fmt, return_prefix_tokens: bool = False):
+        """``forward_intermediates`` (``Intermediates``): the patch tokens after each block, the
+        class token split off; ``return_prefix_tokens``: (patches, class token) pairs."""
         pixel_embed, patch_embed = self._embed(x)
         (pixel_embed, patch_embed), intermediates = run_blocks(
             self.blocks, (pixel_embed, patch_embed), take, last, stop_early,
@@ -327,7 +309,7 @@ class TNT(ClassifierModel, Prunable):
         intermediates = [tokens_to(y, self.pixel_embed.grid_size, output_fmt) for y in patches]
         if return_prefix_tokens:
             intermediates = list(zip(intermediates, prefix))
-        return intermediates if intermediates_only else (self._norm(patch_embed), intermediates)
+        return self._norm(patch_embed), intermediates
 
     def forward_head(self, x: jax.Array, pre_logits: bool = False) -> jax.Array:
         x = global_pool(x, self.global_pool, num_prefix_tokens=self.num_prefix_tokens)

@@ -39,8 +39,6 @@ from jaxvit.layers.common import Dtype, gelu
 from jaxvit.layers.diff_attention import DiffAttention, DiffParallelScalingBlock
 from jaxvit.layers.features import (
     Prunable,
-    check_output_fmt,
-    feature_take_indices,
     prune_blocks,
     run_blocks,
     split_prefix,
@@ -190,6 +188,7 @@ class VisionTransformer(ClassifierModel, Prunable):
 
     pool_types = ("", "token", "avg", "max", "avgmax", "map")
     default_out_indices = 3  # timm's features_only default: the last 3 blocks
+    intermediate_options = ("return_prefix_tokens",)  # forward_intermediates' own (Intermediates)
 
     def __init__(
         self,
@@ -382,27 +381,9 @@ class VisionTransformer(ClassifierModel, Prunable):
             x = block_call(blk, x)
         return self._norm(x)
 
-    def forward_intermediates(
-        self,
-        x: jax.Array,
-        indices: int | list[int] | None = None,
-        *,
-        return_prefix_tokens: bool = False,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NHWC",
-        intermediates_only: bool = False,
-    ):
-        """timm's ``forward_intermediates``: the outputs of the blocks ``indices`` names (None: all;
-        an int n: the last n; a list: those, negatives from the end), the prefix tokens (class,
-        distillation, registers) split off. Images are NHWC, and so are the intermediates by
-        default, (B, H/p, W/p, C); ``output_fmt='NCHW'`` gives timm's layout, 'NLC' the token
-        sequence. ``norm``: each through the final norm; ``return_prefix_tokens``: (patches,
-        prefix) pairs; ``stop_early``: no block after the last taken runs. Returns (final
-        features, as ``forward_features``, intermediates), or the list alone (``intermediates_only``).
-        """
-        output_fmt = check_output_fmt(output_fmt, owner="VisionTransformer.forward_intermediates")
-        take, last = feature_take_indices(len(self.blocks), indices)
+    def _intermediates(self, x, take, last, *, norm, stop_early, output_fmt, return_prefix_tokens: bool = False):
+        """``forward_intermediates`` (``Intermediates``): the prefix tokens (class, distillation,
+        registers) split off each block's output; ``return_prefix_tokens``: (patches, prefix) pairs."""
         grid = tuple(s // p for s, p in zip(x.shape[1:3], self.patch_embed.patch_size))
         x = self._embed(x)
         x, intermediates = run_blocks(self.blocks, x, take, last, stop_early, lambda x: self._norm(x) if norm else x)
@@ -410,7 +391,7 @@ class VisionTransformer(ClassifierModel, Prunable):
         intermediates = [tokens_to(y, grid, output_fmt) for y in patches]
         if return_prefix_tokens and self.num_prefix_tokens:
             intermediates = list(zip(intermediates, prefix))
-        return intermediates if intermediates_only else (self._norm(x), intermediates)
+        return self._norm(x), intermediates
 
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True

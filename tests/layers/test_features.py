@@ -197,6 +197,10 @@ def test_bad_indices_are_one_clear_error():
     swin = jaxvit.abstract_model("swin_tiny_patch4_window7_224", **_tiny("swin_tiny_patch4_window7_224"))
     with pytest.raises(ValueError, match=r"feature index 2 is out of range for 2 stages"):
         swin.forward_intermediates(x, [2])
+    # a keyword of another family's (ViT's, TnT's), named as timm's signature would name it
+    with pytest.raises(TypeError, match=r"SwinTransformer.forward_intermediates\(\) got an unexpected keyword "
+                                        r"argument 'return_prefix_tokens'"):
+        swin.forward_intermediates(x, return_prefix_tokens=True)
     with pytest.raises(ValueError, match="out_indices is for features_only=True"):
         jaxvit.create_model("vit_tiny_patch16_224", out_indices=(0,))
     with pytest.raises(ValueError, match="has no forward_intermediates"):
