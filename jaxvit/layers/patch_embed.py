@@ -11,6 +11,16 @@ from jaxvit.layers import init
 from jaxvit.layers.common import Dtype, to_2tuple
 
 
+def patch_grid(img_size: int | tuple[int, int], patch_size: int | tuple[int, int]):
+    """(img_size, patch_size, grid_size, num_patches) of an image cut into patches, as timm's
+    ``PatchEmbed`` (and TnT's ``PixelEmbed``) set them: a side the patch does not divide keeps
+    its whole patches, the strided conv leaves the rest (SigLIP so400m/14 at 384 px: 27
+    patches, the last 6 pixels unread)."""
+    img, patch = to_2tuple(img_size), to_2tuple(patch_size)
+    grid = tuple(s // p for s, p in zip(img, patch))
+    return img, patch, grid, grid[0] * grid[1]
+
+
 class PatchEmbed(nnx.Module):
     # the class defaults, for subclasses that build their own conv without this __init__ (MViTv2's)
     strict_img_size: bool = True
@@ -30,12 +40,7 @@ class PatchEmbed(nnx.Module):
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
-        self.img_size = to_2tuple(img_size)
-        self.patch_size = to_2tuple(patch_size)
-        # as timm's: a side the patch does not divide keeps its whole patches, the strided conv
-        # leaves the rest (SigLIP so400m/14 at 384 px: 27 patches, the last 6 pixels unread)
-        self.grid_size = tuple(s // p for s, p in zip(self.img_size, self.patch_size))
-        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.img_size, self.patch_size, self.grid_size, self.num_patches = patch_grid(img_size, patch_size)
         self.flatten = flatten
         # False (timm's dynamic_img_size): any input whose sides the patch divides
         self.strict_img_size = strict_img_size

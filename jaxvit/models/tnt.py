@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxvit.layers import DropPath, Mlp, attention, dropout, init, layer_norm, linear, to_2tuple
+from jaxvit.layers import DropPath, Mlp, attention, dropout, init, layer_norm, linear
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.features import (
@@ -32,6 +32,7 @@ from jaxvit.layers.features import (
     split_prefix,
     tokens_to,
 )
+from jaxvit.layers.patch_embed import patch_grid
 from jaxvit.layers.remat import block_call
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
@@ -154,10 +155,7 @@ class PixelEmbed(nnx.Module):
         dtype: Dtype = None,
         rngs: nnx.Rngs,
     ):
-        self.img_size = to_2tuple(img_size)
-        self.patch_size = to_2tuple(patch_size)
-        self.grid_size = tuple(s // p for s, p in zip(self.img_size, self.patch_size))
-        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.img_size, self.patch_size, self.grid_size, self.num_patches = patch_grid(img_size, patch_size)
         if not self.num_patches:
             raise ValueError(f"img_size {self.img_size} is smaller than patch_size {self.patch_size}")
         self.legacy = legacy
