@@ -3,7 +3,7 @@ processes and across meshes (a checkpoint from one mesh resumes on another)."""
 
 import numpy as np
 import pytest
-from conftest import read_metrics, run_main, train_in_process, train_losses
+from conftest import main_in_process, read_metrics, run_main, train_in_process, train_losses
 
 # Constant LR: a run resumed with a larger total_steps follows the same schedule. SGD with
 # momentum: Adam would turn the float noise of exactly-zero gradients (attention's key bias)
@@ -39,10 +39,12 @@ def test_fsdp_rule_splits_large_arrays_only():
 
 
 def test_mesh_errors_name_the_fix(tmp_path):
-    proc = run_main(tmp_path / "a", "--config.mesh.fsdp=3", devices=8, check=False)
-    assert proc.returncode != 0 and "fsdp=3 must be >= 1 and divide the 8 devices" in proc.stderr
-    proc = run_main(tmp_path / "b", "--config.mesh.fsdp=2", "--config.parallelism=pmap", devices=8, check=False)
-    assert proc.returncode != 0 and "needs --config.parallelism=pjit" in proc.stderr
+    """In this process (one device; the checks count whatever devices there are): one line each,
+    exit status 2, nothing written."""
+    status, _, err = main_in_process(tmp_path / "a", "--config.mesh.fsdp=3")
+    assert status == 2 and "fsdp=3 must be >= 1 and divide the 1 devices" in err, err
+    status, _, err = main_in_process(tmp_path / "b", "--config.mesh.fsdp=2", "--config.parallelism=pmap")
+    assert status == 2 and "needs --config.parallelism=pjit" in err, err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

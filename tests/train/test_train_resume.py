@@ -107,7 +107,9 @@ def test_killed_again_and_again_mid_save_then_rerun_matches_uninterrupted(uninte
         assert proc.returncode == -signal.SIGKILL, f"run {i} ended before its kill: {kills}\n{out[-3000:]}"
     report = f"random seed {seed}; kills (step logged, checkpoint dir left):\n" + "\n".join(map(str, kills))
     print(report)  # shown with -rP
-    proc = run_main(tmp_path, *args, check=False)  # the same command: resumes from the latest
+    # the uninterrupted run's command (a checkpoint every 4 steps, not every step: ~0.3 s a save
+    # here) resumes from the latest complete checkpoint the kills left
+    proc = run_main(tmp_path, *RESUME_ARGS, check=False)
     assert proc.returncode == 0, f"{report}\n{proc.stderr[-3000:]}"
     # the kills did land in the middle of writes (orbax's tmp dir left behind, then replaced)
     assert sum(any("orbax-checkpoint-tmp" in n for n in k["left"]) for k in kills) >= 2, report
