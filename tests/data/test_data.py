@@ -27,6 +27,23 @@ def test_digits_split_is_fixed_and_stratified():
     assert a.num_classes == 10
 
 
+def test_digits_are_scikit_learns_in_its_stratified_split():
+    """The stored split and the CSV read without scikit-learn are scikit-learn's load_digits()
+    through train_test_split(test_size=0.2, random_state=0, stratify=labels), order included."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    images = np.repeat(np.round(d.images / 16.0 * 255.0).astype(np.uint8)[..., None], 3, axis=-1)
+    x_tr, x_te, y_tr, y_te = train_test_split(images, d.target, test_size=0.2, random_state=0, stratify=d.target)
+    src = digits_source()
+    for split, (x, y) in {"train": (x_tr, y_tr), "test": (x_te, y_te)}.items():
+        np.testing.assert_array_equal(src.arrays[split][0], x)
+        np.testing.assert_array_equal(src.arrays[split][1], y)
+        assert src.arrays[split][1].dtype == np.int32
+    assert np.bincount(y_te).min() >= 35  # stratified: every class ~20% in test
+
+
 def test_train_stream_resumes_at_any_step():
     c = config(global_batch_size=32)
     src = digits_source()
