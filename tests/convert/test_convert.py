@@ -267,7 +267,7 @@ def case_id(kwargs: dict) -> str:
 # test_cases_run_once_build_timms_model_of_the_case_run, the same timm model (every module's
 # type and settings, every tensor's shape). Narrow and at reduced depth, a size word no longer
 # shows: vit_{tiny,small,base,large}_patch16_384 are one model; 52 of the 194 ViT-family cases
-# (~0.5 s each here) are another's.
+# (~0.5 s each here) are another's, 31 once SIZE_OF below has taken its share.
 def _plain(v) -> object:
     """A setting as comparable plain data: tensors by shape, functions by name (no address)."""
     if hasattr(v, "shape") and hasattr(v, "dtype"):
@@ -285,16 +285,55 @@ def _jaxvit_keywords(name: str, kwargs: dict):
     return _plain({**KEYWORDS[name], **kwargs}) if name in KEYWORDS else None
 
 
+# A name's own case (its row of PARITY_NAMES) that differs from a case run only in image size,
+# patch size and class count runs once too (SIZE_OF): those set the position table's grid, the
+# patch kernel and the head's width, which the OTHER_SIZE cases and the 64-px patch-8 case vary
+# per token layout, and every name's own sizes are checked by key and shape in
+# test_full_size_tensors_and_default_cfg_match_timm. A size the patch does not divide (pixels
+# left unread) keeps its own case. Checked like SAME_AS, with the run case's sizes passed to
+# timm for both names. 79 more cases (~0.6 s each here), which leaves 31 in SAME_AS (52 alone).
+SIZE_KEYS = ("img_size", "patch_size", "num_classes")
+
+
+def sizes(name: str, kwargs: dict) -> dict:
+    """A ViT-family case's image size, patch size and class count, as timm's keywords."""
+    from jaxvit.models.vit_names import KEYWORDS
+
+    k = {"img_size": 224, "patch_size": 16, "num_classes": 1000, **KEYWORDS[name], **kwargs}
+    return {key: k[key] for key in SIZE_KEYS}
+
+
+def _keywords_but_sizes(name: str, kwargs: dict):
+    from jaxvit.models.vit_names import KEYWORDS
+
+    if name not in KEYWORDS:
+        return None
+    s = sizes(name, kwargs)
+    ragged = any(i % p for i, p in zip(*(np.broadcast_to(s[k], 2) for k in ("img_size", "patch_size"))))
+    return _plain({k: v for k, v in {**KEYWORDS[name], **kwargs}.items() if k not in SIZE_KEYS}), ragged
+
+
 _first: dict = {}
+_first_but_sizes: dict = {}
 SAME_AS: list[tuple[tuple, tuple]] = []  # (a case left out, the case run in its place)
+SIZE_OF: list[tuple[tuple, tuple]] = []  # the same, but for the sizes
 RUN_CASES = []
-for _case in PARITY_CASES:
-    _key = _jaxvit_keywords(*_case)
+# Inception-v4's one case (299 px, the converter's path) runs in tests/models/test_inception.py's
+# test_logits_match_timm_in_eval_mode, against a stronger timm model (running statistics of real
+# activations; every stage's features compared too): ~8 s here for nothing more.
+ELSEWHERE = [("inception_v4", {})]
+for _i, _case in enumerate(PARITY_CASES):
+    if _case in ELSEWHERE:
+        continue
+    _key, _size_key = _jaxvit_keywords(*_case), _keywords_but_sizes(*_case)
     if _key is not None and _key in _first:
         SAME_AS.append((_case, _first[_key]))
+    elif _size_key is not None and _size_key in _first_but_sizes and _i < len(PARITY_NAMES):
+        SIZE_OF.append((_case, _first_but_sizes[_size_key]))
     else:
         if _key is not None:
             _first[_key] = _case
+            _first_but_sizes.setdefault(_size_key, _case)
         RUN_CASES.append(_case)
 
 
@@ -371,11 +410,17 @@ def timm_settings(name: str, **kwargs) -> tuple:
 
 def test_cases_run_once_build_timms_model_of_the_case_run():
     """Each parity case left out (SAME_AS) builds timm's model of the case run in its place
-    (jaxvit's is the same by construction: equal keywords), so that case's parity is its own.
+    (jaxvit's is the same by construction: equal keywords), so that case's parity is its own;
+    one left out for its sizes only (SIZE_OF) does, given the sizes of the case run.
     The comparison sees what a name changes in timm: an activation, qk_norm, a pooling, a rate."""
-    assert len(SAME_AS) >= 40, len(SAME_AS)  # 52 here: the narrow ViT names
+    assert len(SAME_AS) >= 25, len(SAME_AS)  # 31 here: the narrow ViT names
     for (name, kwargs), (run, run_kwargs) in SAME_AS:
         assert timm_settings(name, **kwargs) == timm_settings(run, **run_kwargs), (name, kwargs, run)
+    assert len(SIZE_OF) >= 70, len(SIZE_OF)  # 79 here
+    for (name, kwargs), (run, run_kwargs) in SIZE_OF:
+        run_sizes = sizes(run, run_kwargs)
+        assert timm_settings(name, **{**kwargs, **run_sizes}) == timm_settings(run, **{**run_kwargs, **run_sizes}), (
+            name, kwargs, run)
     narrow = dict(depth=2, embed_dim=64, num_heads=4)
     plain = timm_settings("vit_base_patch16_clip_224", **narrow)
     assert plain != timm_settings("vit_base_patch16_clip_quickgelu_224", **narrow)
