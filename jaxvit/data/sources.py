@@ -89,7 +89,7 @@ def digits_source() -> Source:
     The split is scikit-learn's ``train_test_split(test_size=0.2, random_state=0,
     stratify=labels)``, its 1,437 train then 360 test indices stored in ``digits_split.npy``
     (tests/data/test_data.py checks them against scikit-learn's): reading the bundled CSV
-    directly spares each trainer process importing scikit-learn (~1 s on 2 cores).
+    directly spares each trainer process importing scikit-learn (0.7-1.4 s of CPU measured here).
     """
     images, labels = _digits_arrays()
     images = np.round(images / 16.0 * 255.0).astype(np.uint8)
@@ -102,8 +102,8 @@ def digits_source() -> Source:
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """(images 1797x8x8 float in [0, 16], labels int32): scikit-learn's ``load_digits()``, read
-    from the file it reads, without importing scikit-learn where that file is where it has been
-    since scikit-learn 0.x (``sklearn/datasets/data/digits.csv.gz``: 64 pixels, then the label)."""
+    without importing scikit-learn from the file it reads (``sklearn/datasets/data/digits.csv.gz``,
+    a row of 64 pixels then the label); through ``load_digits()`` where that file is not found."""
     import importlib.util
 
     spec = importlib.util.find_spec("sklearn")

@@ -44,6 +44,19 @@ def test_digits_are_scikit_learns_in_its_stratified_split():
     assert np.bincount(y_te).min() >= 35  # stratified: every class ~20% in test
 
 
+def test_digits_through_load_digits_where_the_csv_is_not_found(monkeypatch):
+    import importlib.util
+
+    from jaxvit.data import sources
+
+    direct = sources._digits_arrays()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    fallback = sources._digits_arrays()
+    for a, b in zip(direct, fallback):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+
+
 def test_train_stream_resumes_at_any_step():
     c = config(global_batch_size=32)
     src = digits_source()
