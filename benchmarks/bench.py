@@ -77,7 +77,7 @@ def parse_args(argv=None):
     p.add_argument("--compile-timeout", type=float, default=120.0,
                    help="seconds for timm's torch.compile run (its own process); past it, 'not measured'")
     p.add_argument("--model-timeout", type=float, default=600.0, help="seconds per model in a --models sweep")
-    p.add_argument("--attention", default="auto", help="attention kernel: auto | xla | cudnn | xla_padded "
+    p.add_argument("--attention", default="auto", help="attention kernel: auto | xla | cudnn | xla_padded | head_major "
                    "(jaxvit/layers/attention.py; the trainer's --config.attention)")
     p.add_argument("--remat", default="none", choices=remat.POLICIES, help="the trainer's --config.remat")
     p.add_argument("--transfer-dtype", default="float32", choices=["float32", "uint8"],

@@ -80,7 +80,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.attn_drop_rate = 0.0
     c.drop_path_rate = 0.0
     c.dtype = "float32"  # compute dtype ('bfloat16' on GPU/TPU); params stay float32
-    c.attention = "auto"  # 'auto' (cuDNN fused on GPU in bf16/fp16, else XLA) | 'xla' | 'cudnn' | 'xla_padded'
+    # 'auto' (cuDNN fused on GPU in bf16/fp16, head_major on CPU, else XLA) | 'xla' | 'cudnn' | 'xla_padded'
+    # | 'head_major'
+    c.attention = "auto"
     c.remat = "none"  # 'block': recompute each block's activations in the backward (less memory, ~1/3 more compute)
     c.init_from = ""  # a jaxvit checkpoint dir (python -m convert output, a workdir, or a workdir's best/)
     c.init_from_ema = False  # take init_from's EMA weights (a workdir trained with model_ema, or its best/)

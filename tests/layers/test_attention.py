@@ -1,5 +1,6 @@
 """The attention dispatch (jaxvit/layers/attention.py): the padded, length-masked path that the
-fused GPU kernel takes gives the unpadded result for every family, on the CPU, in fp32."""
+fused GPU kernel takes gives the unpadded result for every family, on the CPU, in fp32; the
+head-major path (CPU's default) gives XLA's logits and gradients for every family."""
 
 import importlib
 
@@ -56,6 +57,73 @@ def test_padded_masked_attention_equals_unpadded(family):
     np.testing.assert_allclose(padded, plain, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_head_major_equals_xla_logits_and_gradients(family):
+    """The CPU default moves the heads ahead of the tokens before the products; the logits and
+    every parameter's gradient are XLA's attention's, in every family's setting (biases, masks,
+    cross attention, pooled keys)."""
+    name, kwargs = FAMILIES[family]
+    model = jaxvit.create_model(name, num_classes=5, seed=1, **kwargs)
+    model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+    size = kwargs["img_size"]
+    x = np.random.default_rng(0).standard_normal((2, size, size, 3)).astype(np.float32)
+    graph, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def run(impl):
+        def forward(p, x):
+            return nnx.merge(graph, p, rest)(x)
+
+        with attn.implementation(impl):
+            logits = jax.jit(forward)(params, x)
+            grads = jax.jit(jax.grad(lambda p, x: (forward(p, x) ** 2).sum()))(params, x)
+        return np.asarray(logits), [np.asarray(g) for g in jax.tree.leaves(grads)]
+
+    (logits, grads), (hm_logits, hm_grads) = run("xla"), run("head_major")
+    # fp32 rounding of the same sums in another order. Measured over 3 seeds per family (CPU,
+    # jax 0.10.2): logits up to 2.7e-7 (MViTv2; 0 to 2.2e-8 elsewhere); the largest gradient
+    # difference up to 1.5e-6 of the model's largest gradient (MViTv2; 3e-8 to 2.7e-7 elsewhere).
+    np.testing.assert_allclose(hm_logits, logits, rtol=0, atol=1e-6)
+    top = max(np.abs(g).max() for g in grads)
+    assert top > 0
+    worst = max(np.abs(a - b).max() for a, b in zip(hm_grads, grads))
+    assert worst <= 1e-5 * top, (worst, top)
+
+
+def test_head_major_bias_and_mask_as_jax_applies_them():
+    """A bias and a boolean mask, each broadcast over some axes, with q and k of different lengths:
+    the head-major path adds and masks as jax.nn.dot_product_attention does."""
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((2, 5, 2, 8)).astype(np.float32)
+    k, v = (rng.standard_normal((2, 7, 2, 8)).astype(np.float32) for _ in range(2))
+    bias = rng.standard_normal((1, 2, 5, 7)).astype(np.float32)
+    mask = rng.random((2, 1, 5, 7)) > 0.3
+    mask[..., 0] = True
+    ref = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, implementation="xla")
+    out = attn._head_major(q, k, v, bias, mask, None)
+    # measured max |diff| 0 here (fp32, CPU, jax 0.10.2); 1e-6 as for the other paths
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=1e-6)
+    # the mask matters: without it the result moves
+    assert not np.allclose(np.asarray(attn._head_major(q, k, v, bias, None, None)), np.asarray(ref), atol=1e-3)
+
+
+def test_cpu_default_is_head_major():
+    """'auto' on this CPU traces the head-major products (batched over batch and heads), not
+    jax.nn.dot_product_attention's token-major einsum."""
+    q = np.zeros((2, 5, 3, 8), np.float32)
+
+    def products(impl):
+        with attn.implementation(impl):
+            jaxpr = jax.make_jaxpr(lambda q: attn.attention(q, q, q))(q)
+        return [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+
+    assert jax.default_backend() == "cpu"
+    auto, head_major = products("auto"), products("head_major")
+    assert len(auto) == 2
+    # the same two products with the same operand shapes: (batch, heads) leading
+    assert [[v.aval.shape for v in e.invars] for e in auto] == [[v.aval.shape for v in e.invars] for e in head_major]
+    assert auto[0].invars[0].aval.shape == (2, 3, 5, 8)
+
+
 def test_padding_really_pads_and_masks():
     """A key length off the multiple is padded (the masked keys would change the result if the
     lengths were not passed), and the bias and mask are padded with it."""
@@ -85,7 +153,7 @@ def test_unknown_implementation_is_a_config_error():
     assert attn.get_implementation() == "auto"
 
 
-@pytest.mark.parametrize("impl", ["xla", "xla_padded"])
+@pytest.mark.parametrize("impl", ["xla", "xla_padded", "head_major"])
 @pytest.mark.parametrize("v_width", [16, 4])
 def test_v_of_another_head_width(impl, v_width):
     """v's heads twice as wide as q's (differential attention) or narrower: the kernels get one
