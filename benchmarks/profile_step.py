@@ -1,14 +1,22 @@
 """Where a ViT train step's time goes on this machine: forward and gradient of the whole model and
 of one block's parts (attention, MLP, LayerNorm), each jitted alone, and the model gradient under
-XLA:CPU flag variants (each in its own process).
+XLA:CPU flag variants (each in its own process). With ``--ops N``: instead, the trainer's whole
+train step (AdamW) under jax's profiler, its time per compiled operation summed by kind (a dot,
+YNNPACK's fusions, XLA's loop fusions) and by the jax operation it came from (``jvp`` = forward,
+``transpose(jvp)`` = backward), the N largest.
 
 python benchmarks/profile_step.py --depth 4 --embed-dim 64 --heads 2 --img-size 16 --patch 4 --batch 128
+python benchmarks/profile_step.py --depth 12 --embed-dim 384 --heads 6 --img-size 224 --patch 16 --batch 32 \
+    --ops 25   (vit_small_patch16_224's layout)
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import glob
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +36,8 @@ def parse_args(argv=None):
     p.add_argument("--patch", type=int, default=4)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--ops", type=int, default=0, help="N > 0: the whole train step's N costliest operations")
+    p.add_argument("--attention", default="auto", help="the trainer's --config.attention")
     p.add_argument("--model-only", action="store_true", help=argparse.SUPPRESS)  # one flag variant's run
     return p.parse_args(argv)
 
@@ -57,6 +67,54 @@ def fwd_grad(module, x, repeats: int) -> tuple[float, float]:
                                                          repeats=repeats)
 
 
+def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
+    """The trainer's train step on ``model``: its wall ms per step, and (kind, jax operation, ms per
+    step) rows, costliest first: per compiled operation, the time jax's profiler records on XLA's threads (both
+    threads' operations counted, so the sum can pass the step's wall time)."""
+    import tempfile
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from flax import nnx
+    from jax.profiler import ProfileData
+
+    from jaxvit.train.step import make_train_step
+
+    graph, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    params, stats, rest = map(nnx.to_pure_dict, (params, stats, rest))
+    schedule = optax.constant_schedule(1e-4)
+    tx = optax.adamw(schedule, weight_decay=0.05)
+    step = make_train_step(graph, rest, tx, schedule, model.num_classes, 0.0, mean=(0.5,) * 3, std=(0.5,) * 3)
+    state = dict(step=jnp.asarray(0), params=params, batch_stats=stats, opt_state=tx.init(params),
+                 rng=jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    batch = dict(image=jnp.asarray(rng.standard_normal((args.batch, args.img_size, args.img_size, 3)), jnp.float32),
+                 label=jnp.asarray(rng.integers(0, model.num_classes, args.batch), jnp.int32))
+    compiled = jax.jit(step).lower(state, batch).compile()
+    # the jax operation each compiled operation came from, from the optimized HLO's metadata
+    origin = dict(re.findall(r'%([\w.\-]+) = [^\n]*?op_name="(?:jit\([^)]*\)/)?([^"]*)"', compiled.as_text()))
+    jax.block_until_ready(compiled(state, batch))
+    steps = max(1, args.repeats // 10)
+    start = time.perf_counter()
+    for _ in range(steps):
+        jax.block_until_ready(compiled(state, batch))
+    wall = (time.perf_counter() - start) / steps * 1e3
+    trace_dir = tempfile.mkdtemp(prefix="profile_step_")
+    jax.profiler.start_trace(trace_dir)
+    for _ in range(steps):
+        jax.block_until_ready(compiled(state, batch))
+    jax.profiler.stop_trace()
+    ns = collections.Counter()
+    for plane in ProfileData.from_file(glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)[0]).planes:
+        for line in plane.lines:
+            for event in line.events:
+                if event.name in origin:
+                    ns[(re.sub(r"\.\d+$", "", event.name), origin[event.name][-70:])] += event.duration_ns
+    return wall, [(kind, op, t / 1e6 / steps) for (kind, op), t in ns.most_common()]
+
+
 def main(argv=None):
     args = parse_args(argv)
     import jax
@@ -67,9 +125,18 @@ def main(argv=None):
 
     import jaxvit
 
+    jaxvit.layers.attention_impl.set_implementation(args.attention)
     model = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=args.img_size,
                                 patch_size=args.patch, depth=args.depth, embed_dim=args.embed_dim,
                                 num_heads=args.heads)
+    if args.ops:
+        wall, rows = op_profile(args, model)
+        print(f"train step {wall:.1f} ms (attention: {args.attention})")
+        print(f"{'ms/step':>8}  {'kind':<26} jax operation (jvp: forward; transpose(jvp): backward)")
+        for kind, op, t in rows[:args.ops]:
+            print(f"{t:8.1f}  {kind:<26} {op}")
+        print(f"{sum(t for _, _, t in rows):8.1f}  all {len(rows)} (kind, operation) pairs")
+        return
     x = jnp.asarray(np.random.default_rng(0).standard_normal((args.batch, args.img_size, args.img_size, 3)),
                     jnp.float32)
     y = jnp.zeros((args.batch,), jnp.int32)
