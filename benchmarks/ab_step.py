@@ -1,0 +1,88 @@
+"""Train-step variants timed against each other in one process: each variant compiled once, then
+timed in turns (round 1: A, B, ...; round 2: A, B, ...), the median per variant. On a machine
+whose speed drifts (this 2-core VM's did by 1.5x within an hour), turns in one process compare
+variants where separate runs cannot.
+
+A variant is an attention implementation (the trainer's --config.attention), optionally with
+``/`` and the YNNPACK fusion types XLA:CPU may use for this program (the compile option
+``xla_cpu_experimental_ynn_fusion_type``; empty: none):
+
+python benchmarks/ab_step.py --model vit_small_patch16_224 --batch 32 \\
+    --variants "xla;auto;auto/LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="vit_small_patch16_224")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--img-size", type=int, default=0, help="0: the model's default")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--model-args", default="", help="constructor keywords, e.g. depth=2,embed_dim=64")
+    p.add_argument("--variants", default="xla;auto", help="';'-separated: attention[/ynn fusion types]")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=2, help="steps per variant per round")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict[str, list[float]]:
+    args = parse_args(argv)
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from flax import nnx
+
+    import jaxvit
+    from jaxvit.registry import get_entry, parse_model_args
+    from jaxvit.train.step import make_train_step
+
+    size = args.img_size or get_entry(args.model).default_cfg["input_size"][0]
+    model = jaxvit.create_model(args.model, num_classes=args.num_classes, img_size=size,
+                                **parse_model_args(args.model_args))
+    graph, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    params, stats, rest = map(nnx.to_pure_dict, (params, stats, rest))
+    schedule = optax.constant_schedule(1e-4)
+    tx = optax.adamw(schedule, weight_decay=0.05)
+    step = make_train_step(graph, rest, tx, schedule, args.num_classes, 0.0, mean=(0.5,) * 3, std=(0.5,) * 3)
+    state = dict(step=jnp.asarray(0), params=params, batch_stats=stats, opt_state=tx.init(params),
+                 rng=jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    batch = dict(image=jnp.asarray(rng.standard_normal((args.batch, size, size, 3)), jnp.float32),
+                 label=jnp.asarray(rng.integers(0, args.num_classes, args.batch), jnp.int32))
+    compiled = {}
+    for variant in filter(None, args.variants.split(";")):
+        attention, _, ynn = variant.partition("/")
+        options = {"xla_cpu_experimental_ynn_fusion_type": ynn} if "/" in variant else None
+        with jaxvit.layers.attention_impl.implementation(attention):
+            start = time.perf_counter()
+            # a fresh function per variant: jit caches traces by function, and the kernel is traced in
+            compiled[variant] = jax.jit(lambda s, b: step(s, b)).lower(state, batch).compile(compiler_options=options)
+        _, metrics = compiled[variant](state, batch)
+        print(f"{variant}: compiled in {time.perf_counter() - start:.1f} s, loss {float(metrics['loss']):.6f}",
+              flush=True)
+    times = {v: [] for v in compiled}
+    for _ in range(args.rounds):
+        for variant, fn in compiled.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                jax.block_until_ready(fn(state, batch))
+            times[variant].append((time.perf_counter() - start) / args.steps * 1e3)
+    print(f"\n{args.model}, batch {args.batch}, {size} px, fp32, AdamW, {jax.devices()[0].platform}: ms per step")
+    for variant, ts in times.items():
+        print(f"{statistics.median(ts):9.1f}  {variant or '(default)'}   rounds: {', '.join(f'{t:.0f}' for t in ts)}")
+    return times
+
+
+if __name__ == "__main__":
+    main()
