@@ -38,28 +38,15 @@ def parse_args(argv=None):
 def main(argv=None) -> dict[str, list[float]]:
     args = parse_args(argv)
     import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-    from flax import nnx
+    from profile_step import synthetic_train_step
 
     import jaxvit
     from jaxvit.registry import get_entry, parse_model_args
-    from jaxvit.train.step import make_train_step
 
     size = args.img_size or get_entry(args.model).default_cfg["input_size"][0]
     model = jaxvit.create_model(args.model, num_classes=args.num_classes, img_size=size,
                                 **parse_model_args(args.model_args))
-    graph, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-    params, stats, rest = map(nnx.to_pure_dict, (params, stats, rest))
-    schedule = optax.constant_schedule(1e-4)
-    tx = optax.adamw(schedule, weight_decay=0.05)
-    step = make_train_step(graph, rest, tx, schedule, args.num_classes, 0.0, mean=(0.5,) * 3, std=(0.5,) * 3)
-    state = dict(step=jnp.asarray(0), params=params, batch_stats=stats, opt_state=tx.init(params),
-                 rng=jax.random.PRNGKey(0))
-    rng = np.random.default_rng(0)
-    batch = dict(image=jnp.asarray(rng.standard_normal((args.batch, size, size, 3)), jnp.float32),
-                 label=jnp.asarray(rng.integers(0, args.num_classes, args.batch), jnp.int32))
+    step, state, batch = synthetic_train_step(model, args.batch, size)
     compiled = {}
     for variant in filter(None, args.variants.split(";")):
         attention, _, ynn = variant.partition("/")

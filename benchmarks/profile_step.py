@@ -67,18 +67,14 @@ def fwd_grad(module, x, repeats: int) -> tuple[float, float]:
                                                          repeats=repeats)
 
 
-def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
-    """The trainer's train step on ``model``: its wall ms per step, and (kind, jax operation, ms per
-    step) rows, costliest first: per compiled operation, the time jax's profiler records on XLA's threads (both
-    threads' operations counted, so the sum can pass the step's wall time)."""
-    import tempfile
-
+def synthetic_train_step(model, batch_size: int, img_size: int):
+    """The trainer's train step (AdamW, no smoothing) on ``model``, its initial state and one
+    synthetic batch: (step, state, batch)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
     import optax
     from flax import nnx
-    from jax.profiler import ProfileData
 
     from jaxvit.train.step import make_train_step
 
@@ -90,8 +86,22 @@ def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
     state = dict(step=jnp.asarray(0), params=params, batch_stats=stats, opt_state=tx.init(params),
                  rng=jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
-    batch = dict(image=jnp.asarray(rng.standard_normal((args.batch, args.img_size, args.img_size, 3)), jnp.float32),
-                 label=jnp.asarray(rng.integers(0, model.num_classes, args.batch), jnp.int32))
+    batch = dict(image=jnp.asarray(rng.standard_normal((batch_size, img_size, img_size, 3)), jnp.float32),
+                 label=jnp.asarray(rng.integers(0, model.num_classes, batch_size), jnp.int32))
+    return step, state, batch
+
+
+def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
+    """The trainer's train step on ``model``: its wall ms per step, and (kind, jax operation, ms per
+    step) rows, costliest first: per compiled operation, the time jax's profiler records on XLA's
+    threads (both threads' operations counted, so the sum can pass the step's wall time; an
+    operation the profiler records no event for is missing from it)."""
+    import tempfile
+
+    import jax
+    from jax.profiler import ProfileData
+
+    step, state, batch = synthetic_train_step(model, args.batch, args.img_size)
     compiled = jax.jit(step).lower(state, batch).compile()
     # the jax operation each compiled operation came from, from the optimized HLO's metadata
     origin = dict(re.findall(r'%([\w.\-]+) = [^\n]*?op_name="(?:jit\([^)]*\)/)?([^"]*)"', compiled.as_text()))
