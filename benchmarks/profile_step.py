@@ -96,6 +96,7 @@ def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
     step) rows, costliest first: per compiled operation, the time jax's profiler records on XLA's
     threads (both threads' operations counted, so the sum can pass the step's wall time; an
     operation the profiler records no event for is missing from it)."""
+    import shutil
     import tempfile
 
     import jax
@@ -116,8 +117,10 @@ def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
     for _ in range(steps):
         jax.block_until_ready(compiled(state, batch))
     jax.profiler.stop_trace()
+    profile = ProfileData.from_file(glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)[0])
+    shutil.rmtree(trace_dir)
     ns = collections.Counter()
-    for plane in ProfileData.from_file(glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)[0]).planes:
+    for plane in profile.planes:
         for line in plane.lines:
             for event in line.events:
                 if event.name in origin:
