@@ -240,7 +240,15 @@ def bench_torch_mode(args, mode: str) -> list[dict]:
     if mode == "amp" and dev == "cpu":
         return []  # autocast on CPU is not what users run; reported on GPU only
     torch.manual_seed(0)
-    model = timm.create_model(args.model, pretrained=False, **model_kwargs(args)).to(dev).train()
+    kwargs = model_kwargs(args)
+    try:
+        model = timm.create_model(args.model, pretrained=False, **kwargs)
+    except TypeError as e:  # timm's convolutional models (Inception-v4) take any size and no img_size
+        if "img_size" not in str(e):
+            raise
+        kwargs.pop("img_size")
+        model = timm.create_model(args.model, pretrained=False, **kwargs)
+    model = model.to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
     x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=dev)
     y = torch.randint(0, args.num_classes, (args.batch,), device=dev)

@@ -59,7 +59,7 @@ def test_gpu_sh_runs_its_sweep_on_a_tiny_setting(tmp_path):
     and the markdown table lists them."""
     pytest.importorskip("timm", reason="timm (the torch extra) is needed to compare against")
     env = dict(os.environ, PYTHON=sys.executable, FLAGSHIP="vit_tiny_patch16_224", MODELS="deit_tiny_patch16_224",
-               COMPILE_S="1", FLAGSHIP_COMPILE_S="1",
+               COMPILE_S="1", FLAGSHIP_COMPILE_S="1", WARM_S="1",
                BENCH_ARGS="--batch 2 --steps 1 --warmup 1 --img-size 32 --num-classes 10 "
                           "--model-args patch_size=8,depth=2")
     proc = subprocess.run(["bash", str(ROOT / "benchmarks/gpu.sh"), str(tmp_path)], env=env, cwd=ROOT,

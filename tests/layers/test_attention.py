@@ -116,7 +116,8 @@ def test_cpu_default_is_head_major():
             jaxpr = jax.make_jaxpr(lambda q: attn.attention(q, q, q))(q)
         return [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
 
-    assert jax.default_backend() == "cpu"
+    if jax.default_backend() != "cpu":  # a GPU host running the suite: 'auto' is cuDNN/XLA there
+        pytest.skip(f"'auto' is head-major where jax's default backend is the CPU; here it is {jax.default_backend()}")
     auto, head_major = products("auto"), products("head_major")
     assert len(auto) == 2
     # the same two products with the same operand shapes: (batch, heads) leading
