@@ -8,6 +8,7 @@ import contextlib
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from jaxvit.errors import ConfigError
 from jaxvit.layers import init
@@ -43,9 +44,53 @@ def linear(
     )
 
 
-def layer_norm(dim: int, *, eps: float = 1e-6, dtype: Dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
+def _layer_norm(x, scale, bias, epsilon: float, dtype, fast_variance: bool) -> jax.Array:
+    """nnx.LayerNorm's arithmetic over the last axis, step for step (the same casts and the same
+    operations, so the same values): x, scale and bias promoted to ``dtype``, statistics in at
+    least float32, the result in ``dtype``."""
+    x, scale, bias = nnx.nn.dtypes.promote_dtype((x, scale, bias), dtype=dtype)
+    x_stats = jnp.asarray(x, jnp.promote_types(x.dtype, jnp.float32))
+    mean = x_stats.mean(-1, keepdims=True)
+    if fast_variance:
+        var = jnp.maximum(0.0, jax.lax.square(x_stats).mean(-1, keepdims=True) - jax.lax.square(mean))
+    else:
+        var = jax.lax.square(x_stats - mean).mean(-1, keepdims=True)
+    mean, var = (checkpoint_name(v, "layer_norm_stats") for v in (mean, var))
+    mul = jax.lax.rsqrt(var + epsilon)
+    if scale is not None:
+        mul = mul * scale
+    y = (x - mean) * mul
+    if bias is not None:
+        y = y + bias
+    return jnp.asarray(y, nnx.nn.dtypes.canonicalize_dtype(x, scale, bias, dtype=dtype))
+
+
+# Rematerialized but for the per-token statistics: a gradient keeps the norm's input, its mean and
+# variance, and recomputes the rest. Autodiff of the plain form kept three float32 arrays of the
+# input's size per norm (x - mean, x^2 and the scaled product).
+_layer_norm_remat = jax.checkpoint(
+    _layer_norm, static_argnums=(3, 4, 5), policy=jax.checkpoint_policies.save_only_these_names("layer_norm_stats")
+)
+
+
+class LayerNorm(nnx.LayerNorm):
+    """``nnx.LayerNorm`` (its parameters, names and values) whose gradient keeps only the input and
+    the per-token statistics (``_layer_norm_remat``); masked, distributed or other-axis norms take
+    nnx's own path."""
+
+    def __call__(self, x, *, mask=None):
+        if mask is not None or self.axis_name is not None or self.reduction_axes not in (-1, (-1,)) or (
+            self.feature_axes not in (-1, (-1,))
+        ):
+            return super().__call__(x, mask=mask)
+        scale = self.scale[...] if self.scale is not None else None
+        bias = self.bias[...] if self.bias is not None else None
+        return _layer_norm_remat(x, scale, bias, self.epsilon, self.dtype, self.use_fast_variance)
+
+
+def layer_norm(dim: int, *, eps: float = 1e-6, dtype: Dtype, rngs: nnx.Rngs, **kwargs) -> LayerNorm:
     """LayerNorm with float32 statistics; output in ``dtype``."""
-    return nnx.LayerNorm(dim, epsilon=eps, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    return LayerNorm(dim, epsilon=eps, dtype=dtype, param_dtype=jnp.float32, rngs=rngs, **kwargs)
 
 
 def rms_norm(dim: int, *, eps: float = 1e-6, dtype: Dtype, rngs: nnx.Rngs) -> nnx.RMSNorm:
@@ -64,9 +109,24 @@ def make_norm(kind: str | None, dim: int, *, eps: float, dtype: Dtype, rngs: nnx
     return NORMS[kind or "layernorm"](dim, eps=eps, dtype=dtype, rngs=rngs)
 
 
-def gelu(x: jax.Array) -> jax.Array:
-    # PyTorch's nn.GELU default is the exact erf form; parity needs it.
+@jax.custom_jvp
+def _gelu(x: jax.Array) -> jax.Array:
     return jax.nn.gelu(x, approximate=False)
+
+
+@_gelu.defjvp
+def _gelu_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    # d/dx x Phi(x) = Phi(x) + x phi(x), in at least float32, then in x's dtype
+    x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    slope = 0.5 * jax.lax.erfc(-x32 * 0.7071067811865476) + x32 * jnp.exp(-0.5 * x32 * x32) * 0.3989422804014327
+    return jax.nn.gelu(x, approximate=False), slope.astype(x.dtype) * t
+
+
+# PyTorch's nn.GELU default, the exact erf form (parity needs it). A gradient keeps only its input
+# and computes the slope from it in the backward pass (the written-out derivative above); autodiff
+# of the erf form kept four arrays of the input's size (the product, erfc, exp and a copy).
+gelu = jax.checkpoint(_gelu)
 
 
 def gelu_tanh(x: jax.Array) -> jax.Array:

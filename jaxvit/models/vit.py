@@ -35,7 +35,7 @@ from jaxvit.layers import (
     make_norm,
 )
 from jaxvit.layers.classifier import global_pool, logits, make_fc
-from jaxvit.layers.common import Dtype, gelu
+from jaxvit.layers.common import Dtype, gelu, layer_norm
 from jaxvit.layers.diff_attention import DiffAttention, DiffParallelScalingBlock
 from jaxvit.layers.features import (
     Prunable,
@@ -125,7 +125,7 @@ class ResPostBlock(Block):
         if init_values is not None:
             scale = nnx.initializers.constant(init_values)
             self.norm1, self.norm2 = (
-                nnx.LayerNorm(dim, epsilon=norm_eps, dtype=dtype, param_dtype=jnp.float32, scale_init=scale, rngs=rngs)
+                layer_norm(dim, eps=norm_eps, dtype=dtype, scale_init=scale, rngs=rngs)
                 for _ in range(2)
             )
 
