@@ -1,0 +1,55 @@
+"""How much memory the train step needs, per model, as the backend compiles it: XLA's temp buffers
+(activations kept for the gradient, workspace) and its arguments (parameters, optimizer state, the
+batch). Compiles only, runs nothing: on a CPU too (its figures are XLA:CPU's, which fuses and keeps
+differently from a GPU's XLA; compare commits on one backend).
+
+python benchmarks/step_memory.py --models vit_base_patch16_224,swin_tiny_patch4_window7_224 \
+    --dtype bfloat16 --batch 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="vit_base_patch16_224")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--model-args", default="", help="extra constructor keywords, e.g. depth=2")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    import jax
+    from profile_step import synthetic_train_step
+
+    import jaxvit
+    from jaxvit.registry import get_entry, parse_model_args
+
+    rows = []
+    print(f"{'model':<36}{'temp GiB':>10}{'args GiB':>10}{'compile s':>11}   ({jax.devices()[0].device_kind}, "
+          f"{args.dtype}, batch {args.batch})")
+    for name in [m for m in args.models.split(",") if m]:
+        kwargs = parse_model_args(args.model_args)
+        model = jaxvit.create_model(name, dtype=args.dtype, num_classes=1000, **kwargs)
+        size = kwargs.get("img_size", get_entry(name).default_cfg["input_size"][0])
+        step, state, batch = synthetic_train_step(model, args.batch, size)
+        start = time.perf_counter()
+        analysis = jax.jit(step, donate_argnums=(0,)).lower(state, batch).compile().memory_analysis()
+        row = dict(model=name, temp_gib=analysis.temp_size_in_bytes / 2**30,
+                   args_gib=analysis.argument_size_in_bytes / 2**30, compile_s=time.perf_counter() - start)
+        rows.append(row)
+        print(f"{name:<36}{row['temp_gib']:>10.3f}{row['args_gib']:>10.3f}{row['compile_s']:>11.1f}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
