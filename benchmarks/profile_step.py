@@ -8,6 +8,8 @@ YNNPACK's fusions, XLA's loop fusions) and by the jax operation it came from (``
 python benchmarks/profile_step.py --depth 4 --embed-dim 64 --heads 2 --img-size 16 --patch 4 --batch 128
 python benchmarks/profile_step.py --depth 12 --embed-dim 384 --heads 6 --img-size 224 --patch 16 --batch 32 \
     --ops 25   (vit_small_patch16_224's layout)
+python benchmarks/profile_step.py --model swin_tiny_patch4_window7_224 --dtype bfloat16 --batch 128 --ops 25
+    (on a GPU: each kernel's device time, by the HLO operation it runs)
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--ops", type=int, default=0, help="N > 0: the whole train step's N costliest operations")
     p.add_argument("--attention", default="auto", help="the trainer's --config.attention")
+    p.add_argument("--model", default="", help="with --ops: this model at its default size (1000 classes) "
+                   "instead of the ViT laid out by --depth .. --patch")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the compute dtype")
     p.add_argument("--model-only", action="store_true", help=argparse.SUPPRESS)  # one flag variant's run
     return p.parse_args(argv)
 
@@ -95,7 +100,7 @@ def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
     """The trainer's train step on ``model``: its wall ms per step, and (kind, jax operation, ms per
     step) rows, costliest first: per compiled operation, the time jax's profiler records on XLA's
     threads (both threads' operations counted, so the sum can pass the step's wall time; an
-    operation the profiler records no event for is missing from it)."""
+    operation the profiler records no event for is missing from it), or on a GPU's streams."""
     import shutil
     import tempfile
 
@@ -120,11 +125,19 @@ def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
     profile = ProfileData.from_file(glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)[0])
     shutil.rmtree(trace_dir)
     ns = collections.Counter()
-    for plane in profile.planes:
-        for line in plane.lines:
-            for event in line.events:
-                if event.name in origin:
-                    ns[(re.sub(r"\.\d+$", "", event.name), origin[event.name][-70:])] += event.duration_ns
+    # on a GPU, the kernels' device time on the device planes' streams (a kernel names its HLO
+    # operation in its hlo_op stat; the host's thunk events are launches, not work); on a CPU,
+    # the host threads' events named after the operations
+    device_lines = [line for plane in profile.planes if plane.name.startswith("/device:")
+                    for line in plane.lines if line.name.startswith("Stream")]
+    lines = device_lines or [line for plane in profile.planes for line in plane.lines]
+    for line in lines:
+        for event in line.events:
+            name = event.name
+            if name not in origin and device_lines:
+                name = next((str(v) for k, v in event.stats if k == "hlo_op"), name)
+            if name in origin:
+                ns[(re.sub(r"\.\d+$", "", name), origin[name][-70:])] += event.duration_ns
     return wall, [(kind, op, t / 1e6 / steps) for (kind, op), t in ns.most_common()]
 
 
@@ -139,9 +152,15 @@ def main(argv=None):
     import jaxvit
 
     jaxvit.layers.attention_impl.set_implementation(args.attention)
-    model = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=args.img_size,
-                                patch_size=args.patch, depth=args.depth, embed_dim=args.embed_dim,
-                                num_heads=args.heads)
+    if args.model:
+        if not args.ops:
+            raise SystemExit("error: --model profiles with --ops only; add --ops N")
+        model = jaxvit.create_model(args.model, num_classes=1000, dtype=args.dtype)
+        args.img_size = jaxvit.registry.get_entry(args.model).default_cfg["input_size"][0]
+    else:
+        model = jaxvit.create_model("vit_tiny_patch16_224", num_classes=10, img_size=args.img_size,
+                                    patch_size=args.patch, depth=args.depth, embed_dim=args.embed_dim,
+                                    num_heads=args.heads, dtype=args.dtype)
     if args.ops:
         wall, rows = op_profile(args, model)
         print(f"train step {wall:.1f} ms (attention: {args.attention})")
