@@ -61,7 +61,8 @@ def checkpoint_dir_listing(workdir) -> list[str]:
         return []
 
 
-KILLS = 5  # each a trainer process (~10 s here): 4 in the middle of a write (i % 3 != 2), 1 anywhere
+KILLS = 3  # each a trainer process (~10 s here): 2 in the middle of a write (i % 3 != 2), 1 anywhere (5 until
+# 2026-11-28: the suite's time; the kill moments are drawn afresh each run)
 
 
 @pytest.mark.slow  # KILLS + 1 trainer processes
