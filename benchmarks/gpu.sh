@@ -5,14 +5,14 @@
 #
 #   bash benchmarks/gpu.sh [OUTDIR]      -> OUTDIR/gpu.csv, OUTDIR/gpu.md (default benchmarks/gpu)
 #
-# Three stages, each timing alone on the machine:
+# Three stages, one after another (nothing is timed while anything compiles):
 #   1. jaxvit's rows, one model at a time;
 #   2. torch.compile's cold compiles, WARM_P models at a time (each stopped after WARM_S), which
 #      fill Inductor's on-disk caches (on an H200 they took 60 to 211 s a model, MViTv2-T longest);
 #   3. timm's AMP and torch.compile rows, one model at a time; torch.compile loads its compiled
 #      graphs from those caches, so its "compile s" column is the cached first step (warm.log has
 #      the cold compiles).
-# Timings never overlap the compiles: on an H200, jaxvit's ViT-B step timed beside three
+# Why: on an H200, jaxvit's ViT-B step timed beside three
 # torch.compile warm-ups ran at 2561 img/s, alone at 3296. A whole sweep takes longer than one
 # 10-minute device call on an H200 (stage 1 about 45 s a model, stage 3 about 40 s); STAGES=jax and
 # STAGES=timm split it into two calls, MODELS narrows it.
