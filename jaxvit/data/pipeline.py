@@ -12,6 +12,7 @@ shuffle pass over the data spans r training epochs.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,21 +22,38 @@ from jaxvit.data.sources import Source
 from jaxvit.data.tf_util import graph_fn, import_tf
 from jaxvit.errors import DataError
 
-AUTOTUNE = -1
-
 
 def _options(tf, config):
     opts = tf.data.Options()
     opts.deterministic = True
     opts.threading.private_threadpool_size = config.data_threads or 0
     opts.experimental_optimization.map_parallelization = True
+    # No autotuning. Its model thread (TF 2.21) sleeps between passes, twice as long each time up
+    # to 60 s, and dropping the iterator waits out that sleep: `make train` sat 35-60 s after its
+    # last step in 7 of 9 runs here (gdb: ~RootDataset::Iterator joining Model::OptimizeLoop), and
+    # a preempted run would sit as long before it exits. The maps' parallelism is fixed instead.
+    opts.autotune.enabled = False
     return opts
+
+
+def map_threads(config) -> int:
+    """The maps' parallelism (fixed: autotuning is off): --config.data_threads, else every core
+    this process may run on."""
+    if config.data_threads:
+        return int(config.data_threads)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def train_batches(
     config, source: Source, global_batch: int, start_step: int, process_index: int, process_count: int
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Infinite numpy batches of this process's part of each global batch, from ``start_step``.
+    """Infinite numpy batches of this process's part of each global batch, from ``start_step``
+    (``train_dataset``'s batches)."""
+    return train_dataset(config, source, global_batch, start_step, process_index, process_count).as_numpy_iterator()
+
+
+def train_dataset(config, source: Source, global_batch: int, start_step: int, process_index: int, process_count: int):
+    """The tf.data stream of this process's part of each global batch, from ``start_step``.
 
     Every process walks the same seeded global order and keeps every
     ``process_count``-th example (records are skipped before decoding), so the
@@ -77,10 +95,9 @@ def train_batches(
         return {"image": augment(ex["image"], ex_seed), "label": ex["label"]}
 
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(graph_fn(epoch))
-    ds = ds.shard(process_count, process_index).map(graph_fn(prepare), num_parallel_calls=AUTOTUNE)
+    ds = ds.shard(process_count, process_index).map(graph_fn(prepare), num_parallel_calls=map_threads(config))
     local_batch = global_batch // process_count
-    ds = ds.batch(local_batch, drop_remainder=True).prefetch(2).with_options(_options(tf, config))
-    return ds.as_numpy_iterator()
+    return ds.batch(local_batch, drop_remainder=True).prefetch(2).with_options(_options(tf, config))
 
 
 def check_batch_fits(source: Source, split: str, global_batch: int) -> None:
@@ -103,7 +120,13 @@ def num_eval_batches(source: Source, split: str, local_batch: int, process_count
 def eval_batches(
     config, source: Source, split: str, local_batch: int, process_index: int, process_count: int
 ) -> Iterator[dict[str, np.ndarray]]:
-    """One pass over the split; the tail is padded with ``mask == 0`` examples, nothing is dropped."""
+    """One pass over the split; the tail is padded with ``mask == 0`` examples, nothing is dropped
+    (``eval_dataset``'s batches)."""
+    return eval_dataset(config, source, split, local_batch, process_index, process_count).as_numpy_iterator()
+
+
+def eval_dataset(config, source: Source, split: str, local_batch: int, process_index: int, process_count: int):
+    """The tf.data pass of ``eval_batches``."""
     tf = import_tf()
     source.check_split(split)
     n_batches = num_eval_batches(source, split, local_batch, process_count)
@@ -113,7 +136,7 @@ def eval_batches(
         ds = ds.cache()
     ds = ds.map(
         graph_fn(lambda ex: {"image": transform(ex["image"]), "label": ex["label"], "mask": tf.constant(1.0)}),
-        num_parallel_calls=AUTOTUNE,
+        num_parallel_calls=map_threads(config),
     )
     pad = {
         "image": tf.zeros([config.img_size, config.img_size, 3],
@@ -123,7 +146,7 @@ def eval_batches(
     }
     ds = ds.concatenate(tf.data.Dataset.from_tensors(pad).repeat())
     ds = ds.take(n_batches * local_batch).batch(local_batch).prefetch(2)
-    return ds.with_options(_options(tf, config)).as_numpy_iterator()
+    return ds.with_options(_options(tf, config))
 
 
 def synthetic_batches(config, local_batch: int, num_classes: int, seed: int = 0):

@@ -113,6 +113,21 @@ def test_eval_pads_with_masked_examples_and_same_batch_count_everywhere():
     assert (batches[-1]["image"][batches[-1]["mask"] == 0] == 0).all()
 
 
+def test_streams_run_without_autotuning_at_a_fixed_parallelism():
+    """tf.data's autotuning is off: with it on, dropping a train iterator that had lived ~80 s
+    waited up to 60 s for autotune's sleeping thread (`make train` sat 35-60 s after its last
+    step, TF 2.21). The maps run --config.data_threads wide, else one per core."""
+    import os
+
+    src = digits_source()
+    for c in (config(), config(data_threads=3)):
+        for ds in (pipeline.train_dataset(c, src, 32, 0, 0, 1), pipeline.eval_dataset(c, src, "test", 16, 0, 1)):
+            assert ds.options().autotune.enabled is False
+            assert ds.options().threading.private_threadpool_size == c.data_threads
+    assert pipeline.map_threads(config(data_threads=3)) == 3
+    assert pipeline.map_threads(config()) == len(os.sched_getaffinity(0))
+
+
 def test_normalization_and_size():
     c = config(img_size=24)
     b = next(pipeline.eval_batches(c, digits_source(), "test", 8, 0, 1))
