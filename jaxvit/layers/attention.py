@@ -13,16 +13,23 @@ from jaxvit.errors import ConfigError
 from jaxvit.layers.common import Dtype, TraceSetting, dropout, linear, make_norm
 
 # Which kernel runs attention: 'auto' (cuDNN's fused kernel on GPU in bf16/fp16, 'head_major' on
-# CPU, XLA's elsewhere), 'xla' (jax.nn.dot_product_attention's XLA path), 'cudnn' (forced; fails
-# where cuDNN refuses the shapes), 'xla_padded' (XLA on the padded, length-masked tensors cuDNN
-# gets: the padding path, testable on CPU), 'head_major' (XLA's arithmetic with the heads moved
-# ahead of the tokens before the products; on XLA:CPU the products then run as plain batched
-# matmuls: vit_small's fp32 train step 10.1 -> 8.7 s at batch 32 on the 2-core test machine, README).
+# CPU, XLA's elsewhere), 'xla' (jax.nn.dot_product_attention's XLA path), 'cudnn' (forced; narrow
+# heads padded to HEAD_MULTIPLE; fails where cuDNN still refuses the shapes), 'xla_padded' (XLA on
+# the padded, length-masked tensors cuDNN gets: the padding path, testable on CPU), 'head_major'
+# (XLA's arithmetic with the heads moved ahead of the tokens before the products; on XLA:CPU the
+# products then run as plain batched matmuls: vit_small's fp32 train step 10.1 -> 8.7 s at batch
+# 32 on the 2-core test machine, README).
 IMPLEMENTATIONS = ("auto", "xla", "cudnn", "xla_padded", "head_major")
 # cuDNN's fused kernel refuses odd lengths (ViT's 197 tokens); q and k/v are padded to a multiple of
 # this and the padding masked by sequence lengths (ViT-B/16 at 224 px: 197 -> 256, which ran on an
 # H100 at 3141 img/s train vs 2315 with XLA attention, README "One H100").
 PAD_MULTIPLE = 64
+# cuDNN's fused kernel also takes only head widths that are multiples of 8: narrower heads (TnT-S's
+# inner heads are 6 wide) get zero columns, which leave the scores as they are (the scale stays
+# the true width's), and the output's extra columns are dropped. Only a forced 'cudnn' (and
+# 'xla_padded') pads them: 'auto' leaves such heads to XLA, as before, until a GPU run shows that
+# the wider, longer fused call beats XLA there (TnT-S's inner attention: 16 tokens padded to 64).
+HEAD_MULTIPLE = 8
 
 log = logging.getLogger("jaxvit")
 _setting = TraceSetting("attention implementation", IMPLEMENTATIONS, "auto")
@@ -61,11 +68,16 @@ def _one_width(q, k, v) -> tuple[jax.Array, jax.Array, jax.Array, float | None]:
 
 
 def _padded(q, k, v, bias, mask, implementation: str, scale: float | None = None) -> jax.Array:
-    """Attention on q, k, v padded to PAD_MULTIPLE tokens; the padded keys are masked through
-    ``key_value_seq_lengths`` and the padded query rows are dropped, so the result is the
-    unpadded one."""
+    """Attention on q, k, v padded to PAD_MULTIPLE tokens and HEAD_MULTIPLE head widths; the
+    padded keys are masked through ``key_value_seq_lengths``, and the padded query rows and
+    output columns are dropped, so the result is the unpadded one."""
     b, tq = q.shape[:2]
     tk = k.shape[1]
+    width = q.shape[-1]
+    if width % HEAD_MULTIPLE:
+        scale = width**-0.5 if scale is None else scale
+        padded_width = -(-width // HEAD_MULTIPLE) * HEAD_MULTIPLE
+        q, k, v = (jnp.pad(t, [(0, 0)] * 3 + [(0, padded_width - width)]) for t in (q, k, v))
     pq, pk = _round_up(tq), _round_up(tk)
     if bias is not None:
         bias = _pad_axis(_pad_axis(bias, -2, pq), -1, pk)
@@ -78,7 +90,7 @@ def _padded(q, k, v, bias, mask, implementation: str, scale: float | None = None
         key_value_seq_lengths=jnp.full((b,), tk, jnp.int32),
         implementation=implementation,
     )
-    return out[:, :tq]
+    return out[:, :tq, :, :width]
 
 
 def _head_major(q, k, v, bias, mask, scale: float | None) -> jax.Array:
@@ -146,7 +158,7 @@ def _kernel(q, k, v, bias, mask, scale: float | None) -> jax.Array:
     backend = jax.default_backend()
     if backend == "cpu":
         return _head_major(q, k, v, bias, mask, scale)
-    if backend == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16):
+    if backend == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] % HEAD_MULTIPLE == 0:
         try:
             return _padded(q, k, v, bias, mask, "cudnn", scale)
         except Exception as e:  # cuDNN refused these shapes at trace time: XLA computes the same
