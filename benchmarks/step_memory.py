@@ -4,7 +4,11 @@ batch). Compiles only, runs nothing: on a CPU too (its figures are XLA:CPU's, wh
 differently from a GPU's XLA; compare commits on one backend).
 
 python benchmarks/step_memory.py --models vit_base_patch16_224,swin_tiny_patch4_window7_224 \
-    --dtype bfloat16 --batch 32
+    --dtype bfloat16 --batch 32 [--residuals lean,plain]
+
+``--residuals lean,plain`` prints each model twice: with LayerNorm and GELU keeping only their
+inputs for the gradient (jaxvit's default) and as autodiff of nnx's LayerNorm and jax.nn.gelu
+keeps them (jaxvit.layers.common.residuals).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ def parse_args(argv=None):
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--model-args", default="", help="extra constructor keywords, e.g. depth=2")
+    p.add_argument("--residuals", default="lean", help="comma list of lean|plain (LayerNorm/GELU residuals)")
     return p.parse_args(argv)
 
 
@@ -32,22 +37,26 @@ def main(argv=None) -> list[dict]:
     from profile_step import synthetic_train_step
 
     import jaxvit
+    from jaxvit.layers import common
     from jaxvit.registry import get_entry, parse_model_args
 
     rows = []
-    print(f"{'model':<36}{'temp GiB':>10}{'args GiB':>10}{'compile s':>11}   ({jax.devices()[0].device_kind}, "
-          f"{args.dtype}, batch {args.batch})")
+    print(f"{'model':<36}{'residuals':>10}{'temp MiB':>10}{'args MiB':>10}{'compile s':>11}   "
+          f"({jax.devices()[0].device_kind}, {args.dtype}, batch {args.batch})")
     for name in [m for m in args.models.split(",") if m]:
         kwargs = parse_model_args(args.model_args)
-        model = jaxvit.create_model(name, dtype=args.dtype, num_classes=1000, **kwargs)
         size = kwargs.get("img_size", get_entry(name).default_cfg["input_size"][0])
-        step, state, batch = synthetic_train_step(model, args.batch, size)
-        start = time.perf_counter()
-        analysis = jax.jit(step, donate_argnums=(0,)).lower(state, batch).compile().memory_analysis()
-        row = dict(model=name, temp_gib=analysis.temp_size_in_bytes / 2**30,
-                   args_gib=analysis.argument_size_in_bytes / 2**30, compile_s=time.perf_counter() - start)
-        rows.append(row)
-        print(f"{name:<36}{row['temp_gib']:>10.3f}{row['args_gib']:>10.3f}{row['compile_s']:>11.1f}", flush=True)
+        for residuals in [r for r in args.residuals.split(",") if r]:
+            model = jaxvit.create_model(name, dtype=args.dtype, num_classes=1000, **kwargs)
+            step, state, batch = synthetic_train_step(model, args.batch, size)  # a new step: its own trace
+            start = time.perf_counter()
+            with common.residuals(residuals):
+                analysis = jax.jit(step, donate_argnums=(0,)).lower(state, batch).compile().memory_analysis()
+            row = dict(model=name, residuals=residuals, temp_mib=analysis.temp_size_in_bytes / 2**20,
+                       args_mib=analysis.argument_size_in_bytes / 2**20, compile_s=time.perf_counter() - start)
+            rows.append(row)
+            print(f"{name:<36}{residuals:>10}{row['temp_mib']:>10.1f}{row['args_mib']:>10.1f}"
+                  f"{row['compile_s']:>11.1f}", flush=True)
     return rows
 
 

@@ -75,13 +75,13 @@ _layer_norm_remat = jax.checkpoint(
 
 class LayerNorm(nnx.LayerNorm):
     """``nnx.LayerNorm`` (its parameters, names and values) whose gradient keeps only the input and
-    the per-token statistics (``_layer_norm_remat``); masked, distributed or other-axis norms take
-    nnx's own path."""
+    the per-token statistics (``_layer_norm_remat``); masked, distributed or other-axis norms, and
+    every norm traced under ``residuals('plain')``, take nnx's own path."""
 
     def __call__(self, x, *, mask=None):
         if mask is not None or self.axis_name is not None or self.reduction_axes not in (-1, (-1,)) or (
             self.feature_axes not in (-1, (-1,))
-        ):
+        ) or _residuals.get() == "plain":
             return super().__call__(x, mask=mask)
         scale = self.scale[...] if self.scale is not None else None
         bias = self.bias[...] if self.bias is not None else None
@@ -123,10 +123,18 @@ def _gelu_jvp(primals, tangents):
     return jax.nn.gelu(x, approximate=False), slope.astype(x.dtype) * t
 
 
-# PyTorch's nn.GELU default, the exact erf form (parity needs it). A gradient keeps only its input
-# and computes the slope from it in the backward pass (the written-out derivative above); autodiff
-# of the erf form kept four arrays of the input's size (the product, erfc, exp and a copy).
-gelu = jax.checkpoint(_gelu)
+# A gradient keeps only the input and computes the slope from it in the backward pass (the
+# written-out derivative above); autodiff of the erf form kept four arrays of the input's size (the
+# product, erfc, exp and a copy).
+_gelu_lean = jax.checkpoint(_gelu)
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    """PyTorch's nn.GELU default, the exact erf form (parity needs it), keeping only its input for
+    the gradient; under ``residuals('plain')``, jax.nn.gelu's own autodiff."""
+    if _residuals.get() == "plain":
+        return jax.nn.gelu(x, approximate=False)
+    return _gelu_lean(x)
 
 
 def gelu_tanh(x: jax.Array) -> jax.Array:
@@ -200,3 +208,11 @@ class TraceSetting:
             yield
         finally:
             self.value = old
+
+
+# What LayerNorm and GELU keep for the gradient, read when a model is traced: 'lean' (the default:
+# the input, and LayerNorm's per-token mean and variance) or 'plain' (nnx.LayerNorm and
+# jax.nn.gelu as autodiff keeps them; the same values). For comparisons: ``with residuals('plain')``
+# around a trace, or benchmarks/step_memory.py --residuals lean,plain.
+_residuals = TraceSetting("residuals", ("lean", "plain"), "lean")
+set_residuals, residuals = _residuals.set, _residuals.using
