@@ -67,7 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.shuffle_buffer = 50_000
     c.cache_train = True
     c.cache_eval = True
-    c.data_threads = 0  # 0: tf.data default
+    c.data_threads = 0  # tf.data's private thread pool and the maps' width; 0: TF's pool, maps one per core
     c.prefetch_to_device = 2  # batches transferred ahead of the step (0: transfer at the step)
     c.transfer_dtype = "float32"  # 'uint8': images cross to the device as 0..255 and are normalized there (4x less)
 
