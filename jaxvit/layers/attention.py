@@ -63,8 +63,13 @@ def _one_width(q, k, v) -> tuple[jax.Array, jax.Array, jax.Array, float | None]:
     if dq == dv:
         return q, k, v, None
     width = max(dq, dv)
-    q, k, v = (jnp.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, width - t.shape[-1])]) for t in (q, k, v))
+    q, k, v = (_widen(t, width) for t in (q, k, v))
     return q, k, v, dq**-0.5
+
+
+def _widen(t: jax.Array, width: int) -> jax.Array:
+    """``t`` with zero columns added on its last axis up to ``width``."""
+    return jnp.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, width - t.shape[-1])])
 
 
 def _padded(q, k, v, bias, mask, implementation: str, scale: float | None = None) -> jax.Array:
@@ -77,7 +82,7 @@ def _padded(q, k, v, bias, mask, implementation: str, scale: float | None = None
     if width % HEAD_MULTIPLE:
         scale = width**-0.5 if scale is None else scale
         padded_width = -(-width // HEAD_MULTIPLE) * HEAD_MULTIPLE
-        q, k, v = (jnp.pad(t, [(0, 0)] * 3 + [(0, padded_width - width)]) for t in (q, k, v))
+        q, k, v = (_widen(t, padded_width) for t in (q, k, v))
     pq, pk = _round_up(tq), _round_up(tk)
     if bias is not None:
         bias = _pad_axis(_pad_axis(bias, -2, pq), -1, pk)
