@@ -148,7 +148,6 @@ def test_padding_really_pads_and_masks():
     assert not np.allclose(np.asarray(leaky), np.asarray(masked), atol=1e-3)
 
 
-
 @pytest.mark.parametrize("width", [6, 12])
 def test_padded_path_widens_narrow_heads_to_cudnns_multiple(width):
     """Heads narrower than a multiple of 8 (TnT-S's inner heads: 6) reach the kernel padded to it
