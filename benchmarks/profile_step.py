@@ -3,7 +3,7 @@ of one block's parts (attention, MLP, LayerNorm), each jitted alone, and the mod
 XLA:CPU flag variants (each in its own process). With ``--ops N``: instead, the trainer's whole
 train step (AdamW) under jax's profiler, its time per compiled operation summed by kind (a dot,
 YNNPACK's fusions, XLA's loop fusions) and by the jax operation it came from (``jvp`` = forward,
-``transpose(jvp)`` = backward), the N largest.
+``transpose(jvp)`` = backward), the N largest, after the page faults and kernel time per step.
 
 python benchmarks/profile_step.py --depth 4 --embed-dim 64 --heads 2 --img-size 16 --patch 4 --batch 128
 python benchmarks/profile_step.py --depth 12 --embed-dim 384 --heads 6 --img-size 224 --patch 16 --batch 32 \
@@ -19,6 +19,7 @@ import collections
 import glob
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -113,10 +114,18 @@ def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
     origin = dict(re.findall(r'%([\w.\-]+) = [^\n]*?op_name="(?:jit\([^)]*\)/)?([^"]*)"', compiled.as_text()))
     jax.block_until_ready(compiled(state, batch))
     steps = max(1, args.repeats // 10)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     for _ in range(steps):
         jax.block_until_ready(compiled(state, batch))
     wall = (time.perf_counter() - start) / steps * 1e3
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    temp = compiled.memory_analysis().temp_size_in_bytes if compiled.memory_analysis() else 0
+    # XLA:CPU maps its temp buffer afresh for every execution: each step then faults in (and the
+    # kernel zero-fills) every page of it, time the profile below does not show
+    print(f"per step: {(after.ru_minflt - before.ru_minflt) / steps:.0f} page faults, "
+          f"{(after.ru_stime - before.ru_stime) / steps:.2f} s in the kernel, temp buffer {temp / 2**20:.2f} MiB",
+          flush=True)
     trace_dir = tempfile.mkdtemp(prefix="profile_step_")
     jax.profiler.start_trace(trace_dir)
     for _ in range(steps):

@@ -1,0 +1,36 @@
+"""The CPU profiling scripts run and report what they say (smoke tests in this process, tiny shapes,
+not timings): profile_step.py's page faults per step, dense_products.py's products per step."""
+
+import importlib.util
+import re
+import sys
+
+from conftest import ROOT, _xla_knows
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import dense_products  # noqa: E402
+import profile_step  # noqa: E402
+
+
+def test_profile_step_reports_page_faults_and_the_temp_buffer(capsys):
+    profile_step.main(["--depth", "1", "--embed-dim", "32", "--heads", "2", "--img-size", "32", "--patch", "8",
+                       "--batch", "16", "--repeats", "10", "--ops", "3"])
+    out = capsys.readouterr().out
+    found = re.search(r"per step: (\d+) page faults, ([\d.]+) s in the kernel, temp buffer ([\d.]+) MiB", out)
+    assert found, out
+    assert float(found.group(3)) > 0
+    assert re.search(r"train step [\d.]+ ms", out) and "all " in out
+
+
+def test_dense_products_times_each_product_per_implementation(capsys):
+    has_torch = importlib.util.find_spec("torch") is not None  # the torch extra: a torch row too
+    totals = dense_products.main(["--rows", "64", "--dim", "16", "--depth", "2", "--rounds", "1",
+                                  "--torch" if has_torch else "--no-torch"])
+    out = capsys.readouterr().out
+    expected = {"jax"} | ({"torch"} if has_torch else set())
+    if _xla_knows("xla_cpu_experimental_ynn_fusion_type"):
+        expected.add("jax, Eigen dots")
+    assert set(totals) == expected and all(v > 0 for v in totals.values()), totals
+    # four layers x three products, one row per implementation each
+    rows = [line for line in out.splitlines() if re.match(r"\s+(qkv|proj|fc1|fc2)\s+(fwd|dx|dw)\s", line)]
+    assert len(rows) == 12 * len(expected), out
