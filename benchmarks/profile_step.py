@@ -120,9 +120,10 @@ def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
         jax.block_until_ready(compiled(state, batch))
     wall = (time.perf_counter() - start) / steps * 1e3
     after = resource.getrusage(resource.RUSAGE_SELF)
-    temp = compiled.memory_analysis().temp_size_in_bytes if compiled.memory_analysis() else 0
-    # XLA:CPU maps its temp buffer afresh for every execution: each step then faults in (and the
-    # kernel zero-fills) every page of it, time the profile below does not show
+    memory = compiled.memory_analysis()
+    temp = memory.temp_size_in_bytes if memory else 0
+    # XLA:CPU maps its temp buffer afresh for every execution: each step faults in every page of
+    # it, and the kernel zero-fills them; the per-operation profile below does not show that time
     print(f"per step: {(after.ru_minflt - before.ru_minflt) / steps:.0f} page faults, "
           f"{(after.ru_stime - before.ru_stime) / steps:.2f} s in the kernel, temp buffer {temp / 2**20:.2f} MiB",
           flush=True)
