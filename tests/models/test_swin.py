@@ -140,8 +140,9 @@ def test_window_ops_match_timm():
 
 
 def test_bfloat16_compute_keeps_float32_params():
-    """The CIFAR-10 recipe run for real, in bfloat16 and float32."""
-    kwargs = DATASETS["cifar10-32px"]
+    """The CIFAR-10 recipe run for real, in bfloat16 and float32 (stage 3 at 2 of its 8 blocks:
+    the dtypes are the same at any depth; 18.6 s of the suite with all 8)."""
+    kwargs = dict(DATASETS["cifar10-32px"], depths=(2, 2, 2, 2))
     m = jaxvit.create_model(BASE, dtype="bfloat16", **kwargs)
     assert {x.dtype for x in jax.tree.leaves(nnx.state(m, nnx.Param))} == {jnp.dtype("float32")}
     x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
