@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_models
+from conftest import filled_model, tiny_models
 from flax import nnx
 
 import jaxvit
@@ -36,7 +36,7 @@ def test_token_pooling_leaves_out_the_prefix():
 @pytest.mark.parametrize("name", sorted(tiny_models()))
 def test_every_family_has_one_classifier_interface(name):
     kwargs = tiny_models()[name]
-    model = jaxvit.create_model(name, num_classes=5, **kwargs)
+    model = filled_model(name, num_classes=5, **kwargs)  # the interface, not the init
     model.eval()
     size = kwargs.get("img_size", 16)
     # the head alone, on random features of forward_features' shape (traced, not run)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import filled_model
 from flax import nnx
 
 import jaxvit
@@ -193,7 +194,7 @@ def test_conv_norm_act_train_step_matches_torch():
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
-    model = jaxvit.create_model(NAME, dtype="bfloat16", num_classes=10, drop_rate=0.2, img_size=75)
+    model = filled_model(NAME, dtype="bfloat16", num_classes=10, drop_rate=0.2, img_size=75)
     assert {x.dtype for x in jax.tree.leaves(nnx.state(model, nnx.Param))} == {jnp.dtype(jnp.float32)}
     x = jnp.asarray(nhwc(images(75)))  # the smallest input the network takes
     before = batch_stats(model)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import filled_model
 from flax import nnx
 
 import jaxvit
@@ -75,7 +76,7 @@ def test_cifar_variant_tables_and_bfloat16():
     compute with the same float32 params gives float32 logits close to the float32 ones (one
     block a stage: the dtype handling is per layer type, not per depth)."""
     small = dict(CIFAR, depths=(1, 1, 1, 1))
-    model = jaxvit.create_model("mvitv2_tiny", **small)
+    model = filled_model("mvitv2_tiny", **small)
     model.eval()
     assert model.stages[0].blocks[0].attn.rel_pos_h.shape == (31, 96)  # 2 * 16 - 1 rows
     x = jnp.asarray(images(32).transpose(0, 2, 3, 1))
