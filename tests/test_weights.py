@@ -21,7 +21,7 @@ try:  # before anything loads TensorFlow: torch imported after it can crash the 
 except ImportError:
     timm = torch = None
 
-from conftest import main_in_process, read_metrics, tiny_models, trainer_weights
+from conftest import filled_model, main_in_process, read_metrics, tiny_models, trainer_weights
 
 import jaxvit
 from jaxvit import weights
@@ -129,14 +129,9 @@ def test_inception_1000_class_weights_into_47_classes(caplog):
     """The seed-003 recipe's case (configs/inception_v4_nonbinary.py:dtd from a converted 1000-class
     inception_v4): the classifier is ``last_linear``, found through get_classifier() and
     re-initialized; every other tensor, BatchNorm statistics included, loads. (Inception has no
-    size keywords, and its random init costs ~10-15 s here: the model is built as shapes and
-    filled with numbers drawn on the host; what load_into keeps is whatever the model held.)"""
-    model = jaxvit.abstract_model("inception_v4", num_classes=47)
-    rng = np.random.default_rng(1)
-    _, rest = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat), ...)
-    assert not jax.tree.leaves(rest)  # weights only: every leaf is filled below
-    nnx.update(model, jax.tree.map(lambda a: jax.numpy.asarray(rng.standard_normal(a.shape).astype(a.dtype)),
-                                   nnx.state(model)))
+    size keywords, and its random init costs ~10-15 s here: its weights are drawn on the host,
+    conftest's filled_model; what load_into keeps is whatever the model held.)"""
+    model = filled_model("inception_v4", num_classes=47)
     assert weights.classifier_paths(model) == ["last_linear"]
     fresh = leaves(model)
     rng = np.random.default_rng(0)
