@@ -77,6 +77,9 @@ def precheck(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     precheck(sys.argv)
+    from jaxvit.train.host_memory import keep_freed_memory
+
+    keep_freed_memory()  # before JAX's CPU client starts its threads: no page faults every step on a CPU
     logging.set_verbosity(logging.WARNING)  # orbax/absl chatter; jaxvit's own lines stay at INFO
     std_logging.getLogger("jaxvit").setLevel(std_logging.INFO)
     app.run(main)
