@@ -106,3 +106,16 @@ def test_bench_input_smoke():
     assert float(img_s) > 0 and float(step) > 0
     assert float(ratio) == pytest.approx(float(per_core) / float(step), abs=0.06)
     assert "auto_augment='rand-m9-mstd0.5-inc1'" in proc.stdout
+
+
+def test_ab_host_memory_times_both_settings_in_turns():
+    """ab_host_memory.py: two worker processes, glibc's defaults and kept memory (each checks its
+    setting was made), one step each a round (a smoke test, not a timing)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/ab_host_memory.py"), "--model",
+                           "vit_tiny_patch16_224", "--img-size", "32", "--model-args", "patch_size=8,depth=1",
+                           "--num-classes", "10", "--batch", "4", "--rounds", "2"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.endswith(("(glibc defaults)", "(kept)"))]
+    assert [r[-1] for r in rows] == ["defaults)", "(kept)"] and all(float(r[0]) > 0 for r in rows), proc.stdout
+    assert proc.stdout.count("round ") == 2

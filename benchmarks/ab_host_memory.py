@@ -1,0 +1,135 @@
+"""The CPU train step with glibc's malloc defaults against jaxvit's kept host memory
+(jaxvit/train/host_memory.py), timed in turns across processes.
+
+A malloc setting holds for a whole process, so each variant is its own worker process: every worker
+builds and compiles its step first, then the workers take turns, one step each a round, so the
+machine's drift (this 2-core VM's speed moved 1.5x within an hour) falls on every variant alike.
+Prints each round's times and each variant's median, with its page faults and kernel time a step.
+
+python benchmarks/ab_host_memory.py --model vit_small_patch16_224 --batch 32 --rounds 6 --torch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="vit_small_patch16_224")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--img-size", type=int, default=0, help="0: the model's default")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--model-args", default="", help="constructor keywords, e.g. depth=2,embed_dim=64")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--torch", action="store_true", help="also timm eager's step, both ways")
+    p.add_argument("--worker", choices=["jaxvit", "timm"], help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _jaxvit_step(args):
+    import jax
+    from profile_step import synthetic_train_step
+
+    import jaxvit
+    from jaxvit.registry import get_entry, parse_model_args
+
+    size = args.img_size or get_entry(args.model).default_cfg["input_size"][0]
+    model = jaxvit.create_model(args.model, num_classes=args.num_classes, img_size=size,
+                                **parse_model_args(args.model_args))
+    step, state, batch = synthetic_train_step(model, args.batch, size)
+    compiled, holder = jax.jit(step).lower(state, batch).compile(), [state]
+
+    def run():
+        holder[0], metrics = compiled(holder[0], batch)
+        return float(metrics["loss"])
+
+    return run
+
+
+def _timm_step(args):
+    import timm
+    import torch
+
+    from jaxvit.registry import parse_model_args
+
+    kwargs = dict(parse_model_args(args.model_args), **({"img_size": args.img_size} if args.img_size else {}))
+    model = timm.create_model(args.model, num_classes=args.num_classes, **kwargs)
+    size = args.img_size or model.pretrained_cfg["input_size"][1]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, y = torch.randn(args.batch, 3, size, size), torch.randint(0, args.num_classes, (args.batch,))
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return run
+
+
+def worker(args) -> None:
+    """Builds one step, runs two, then one step per line read from stdin, printing its figures."""
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from jaxvit.train.host_memory import keep_freed_memory
+
+    print(json.dumps({"kept": keep_freed_memory(force=True) if os.environ.get("AB_KEEP") == "1" else False}),
+          flush=True)
+    run = _jaxvit_step(args) if args.worker == "jaxvit" else _timm_step(args)
+    run(), run()
+    print(json.dumps({"ready": True}), flush=True)
+    for _ in sys.stdin:
+        before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        run()
+        seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+        print(json.dumps({"ms": seconds * 1000, "faults": after.ru_minflt - before.ru_minflt,
+                          "sys_s": after.ru_stime - before.ru_stime}), flush=True)
+
+
+def main(argv=None) -> dict[str, list[dict]]:
+    args = parse_args(argv)
+    if args.worker:
+        worker(args)
+        return {}
+    passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--torch"]
+    variants = [("jaxvit", False), ("jaxvit", True)] + ([("timm", False), ("timm", True)] if args.torch else [])
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    procs = {}
+    for kind, keep in variants:  # built one after another: nothing is timed while another compiles
+        name = f"{kind} ({'kept' if keep else 'glibc defaults'})"
+        procs[name] = subprocess.Popen([sys.executable, os.path.abspath(__file__), *passed, "--worker", kind],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                       env=dict(env, AB_KEEP="1" if keep else "0"))
+        kept = json.loads(procs[name].stdout.readline())["kept"]
+        assert kept == keep, f"{name}: the setting was not made"
+        assert json.loads(procs[name].stdout.readline())["ready"]
+    times: dict[str, list[dict]] = {name: [] for name in procs}
+    for r in range(args.rounds):
+        for name, proc in procs.items():
+            proc.stdin.write("step\n")
+            proc.stdin.flush()
+            times[name].append(json.loads(proc.stdout.readline()))
+        print(f"round {r + 1}: " + ", ".join(f"{n} {t[-1]['ms']:.0f}" for n, t in times.items()), flush=True)
+    print(f"\n{args.model}, batch {args.batch}, fp32, AdamW, CPU: median ms per step, page faults, kernel s")
+    for name, t in times.items():
+        print(f"{statistics.median(x['ms'] for x in t):9.0f} ms {statistics.median(x['faults'] for x in t):9.0f} "
+              f"faults {statistics.median(x['sys_s'] for x in t):6.2f} s  {name}")
+    for proc in procs.values():
+        proc.stdin.close()
+        proc.wait()
+    return times
+
+
+if __name__ == "__main__":
+    main()
