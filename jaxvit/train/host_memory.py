@@ -3,7 +3,7 @@
 XLA:CPU allocates an executable's temporary buffer (3.1 GiB for vit_small's fp32 train step at
 batch 32) afresh for every execution, from one of its runtime threads. glibc serves so large a
 block with ``mmap`` and returns it with ``munmap``, so every step faults in and zero-fills every
-page again: about 900K minor faults and 2-6 s of kernel time a step on a 2-core machine (README,
+page again: about 850K-900K minor faults and 2-7 s of kernel time a step on a 2-core machine (README,
 "What the gap to timm eager is made of"). Told to serve every block from the main heap and never
 to trim it, glibc hands the same pages back step after step.
 
