@@ -21,15 +21,14 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout
+
+from ab_step import add_model_arguments, synthetic_step  # noqa: E402  (this directory)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="vit_small_patch16_224")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--img-size", type=int, default=0, help="0: the model's default")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--model-args", default="", help="constructor keywords, e.g. depth=2,embed_dim=64")
+    add_model_arguments(p)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--torch", action="store_true", help="also timm eager's step, both ways")
     p.add_argument("--worker", choices=["jaxvit", "timm"], help=argparse.SUPPRESS)
@@ -38,15 +37,8 @@ def parse_args(argv=None):
 
 def _jaxvit_step(args):
     import jax
-    from profile_step import synthetic_train_step
 
-    import jaxvit
-    from jaxvit.registry import get_entry, parse_model_args
-
-    size = args.img_size or get_entry(args.model).default_cfg["input_size"][0]
-    model = jaxvit.create_model(args.model, num_classes=args.num_classes, img_size=size,
-                                **parse_model_args(args.model_args))
-    step, state, batch = synthetic_train_step(model, args.batch, size)
+    step, state, batch = synthetic_step(args)
     compiled, holder = jax.jit(step).lower(state, batch).compile(), [state]
 
     def run():
@@ -80,8 +72,6 @@ def _timm_step(args):
 
 def worker(args) -> None:
     """Builds one step, runs two, then one step per line read from stdin, printing its figures."""
-    sys.path.insert(0, ROOT)
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     from jaxvit.train.host_memory import keep_freed_memory
 
     print(json.dumps({"kept": keep_freed_memory(force=True) if os.environ.get("AB_KEEP") == "1" else False}),

@@ -22,13 +22,31 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The model and batch a train step is built for (``synthetic_step``); also ab_host_memory.py's."""
     p.add_argument("--model", default="vit_small_patch16_224")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--img-size", type=int, default=0, help="0: the model's default")
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--model-args", default="", help="constructor keywords, e.g. depth=2,embed_dim=64")
+
+
+def synthetic_step(args):
+    """(step, state, batch): jaxvit's fp32 AdamW train step for the arguments' model, on random data."""
+    from profile_step import synthetic_train_step
+
+    import jaxvit
+    from jaxvit.registry import get_entry, parse_model_args
+
+    size = args.img_size or get_entry(args.model).default_cfg["input_size"][0]
+    model = jaxvit.create_model(args.model, num_classes=args.num_classes, img_size=size,
+                                **parse_model_args(args.model_args))
+    return synthetic_train_step(model, args.batch, size)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(p)
     p.add_argument("--variants", default="xla;auto", help="';'-separated: attention[/ynn fusion types]")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=2, help="steps per variant per round")
@@ -38,15 +56,10 @@ def parse_args(argv=None):
 def main(argv=None) -> dict[str, list[float]]:
     args = parse_args(argv)
     import jax
-    from profile_step import synthetic_train_step
 
     import jaxvit
-    from jaxvit.registry import get_entry, parse_model_args
 
-    size = args.img_size or get_entry(args.model).default_cfg["input_size"][0]
-    model = jaxvit.create_model(args.model, num_classes=args.num_classes, img_size=size,
-                                **parse_model_args(args.model_args))
-    step, state, batch = synthetic_train_step(model, args.batch, size)
+    step, state, batch = synthetic_step(args)
     compiled = {}
     for variant in filter(None, args.variants.split(";")):
         attention, _, ynn = variant.partition("/")
@@ -65,7 +78,8 @@ def main(argv=None) -> dict[str, list[float]]:
             for _ in range(args.steps):
                 jax.block_until_ready(fn(state, batch))
             times[variant].append((time.perf_counter() - start) / args.steps * 1e3)
-    print(f"\n{args.model}, batch {args.batch}, {size} px, fp32, AdamW, {jax.devices()[0].platform}: ms per step")
+    size, platform = batch["image"].shape[1], jax.devices()[0].platform
+    print(f"\n{args.model}, batch {args.batch}, {size} px, fp32, AdamW, {platform}: ms per step")
     for variant, ts in times.items():
         print(f"{statistics.median(ts):9.1f}  {variant or '(default)'}   rounds: {', '.join(f'{t:.0f}' for t in ts)}")
     return times
