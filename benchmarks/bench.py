@@ -453,5 +453,5 @@ def main(argv=None) -> list[dict]:
 if __name__ == "__main__":
     from jaxvit.train.host_memory import keep_freed_memory
 
-    keep_freed_memory()  # as main.py does (timm's steps in this process get it too); GLIBC_TUNABLES= to not
+    keep_freed_memory()  # as main.py does (timm's steps here get it too); GLIBC_TUNABLES= keeps glibc's
     main()
