@@ -9,15 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
-from flax import nnx
 
 torch = pytest.importorskip("torch", reason="conversion tests need torch: pip install -e '.[torch]'")
 timm = pytest.importorskip("timm", reason="conversion tests need timm: pip install -e '.[torch]'")
 
-from conftest import ROOT, perturbed_timm, timm_model  # noqa: E402
+from conftest import ROOT, compiled_forward, perturbed_timm, timm_model  # noqa: E402
 
 import jaxvit  # noqa: E402
 from convert import ConversionError, convert_state_dict, save, timm_state_dict  # noqa: E402
@@ -370,8 +368,7 @@ def logits(tmodel: torch.nn.Module | None, jmodel, x: np.ndarray) -> tuple[np.nd
     with torch.no_grad():
         yt = tmodel(torch.from_numpy(x)).numpy() if tmodel is not None else None
     jmodel.eval()
-    graph, state = nnx.split(jmodel)
-    return yt, np.asarray(jax.jit(lambda s, x: nnx.merge(graph, s)(x))(state, x.transpose(0, 2, 3, 1)))
+    return yt, np.asarray(compiled_forward(jmodel)(x.transpose(0, 2, 3, 1)))
 
 
 def max_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,6 +7,7 @@ import importlib
 import jax
 import numpy as np
 import pytest
+from conftest import compiled_forward
 from flax import nnx
 
 import jaxvit
@@ -43,11 +44,9 @@ def test_padded_masked_attention_equals_unpadded(family):
     model = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
     size = kwargs["img_size"]
     x = np.random.default_rng(0).standard_normal((2, size, size, 3)).astype(np.float32)
-    graph, state = nnx.split(model)
-
     def forward(impl):  # one jit per kernel: the kernel is chosen when the forward is traced
         with attn.implementation(impl):
-            return np.asarray(jax.jit(lambda s, x: nnx.merge(graph, s)(x))(state, x))
+            return np.asarray(compiled_forward(model)(x))
 
     plain, padded = forward("xla"), forward("xla_padded")
     assert plain.shape == (2, 5)

@@ -9,7 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import run_main, train_in_process, train_losses
+from conftest import compiled_forward, run_main, train_in_process, train_losses
 from flax import nnx
 
 import jaxvit
@@ -98,13 +98,12 @@ def test_logits_match_perceiver_pytorch(case):
         assert model.layers[1] is model.layers[-1]
     rng = np.random.default_rng(0)
     # compiled per size, not eager (each op compiled on its own: ~8 s of the ~10 a case here)
-    graph, state = nnx.split(nnx.view(model, deterministic=True))
-    forward = jax.jit(lambda s, x: nnx.merge(graph, s)(x))
+    forward = compiled_forward(nnx.view(model, deterministic=True))
     for size in SIZES:  # one model, any image size
         x = rng.standard_normal((2, size, size, 3)).astype(np.float32)
         with torch.no_grad():
             want = ref(torch.from_numpy(x)).numpy()
-        got = np.asarray(forward(state, x))
+        got = np.asarray(forward(x))
         diff = float(np.abs(got - want).max())
         print(f"{case} {size}px max |logit diff| {diff:.2e}")
         assert got.shape == (2, 10)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import compiled_forward
 from flax import nnx
 
 import jaxvit
@@ -164,9 +165,7 @@ def _logits_diff(ref, model, size, batch=2):
     x = np.random.default_rng(0).standard_normal((batch, size, size, 3)).astype(np.float32)
     with torch.no_grad():
         want = ref(torch.from_numpy(x)).numpy()
-    # compiled, not eager: eagerly each op compiles on its own (DEMS: 287 of them, ~10 s here)
-    graph, state = nnx.split(nnx.view(model, deterministic=True))
-    got = np.asarray(jax.jit(lambda s, x: nnx.merge(graph, s)(x))(state, jnp.asarray(x)))
+    got = np.asarray(compiled_forward(nnx.view(model, deterministic=True))(jnp.asarray(x)))
     assert got.shape == want.shape
     return float(np.abs(got - want).max())
 
