@@ -1,5 +1,5 @@
 """LayerNorm and GELU keep less for the gradient than autodiff of their plain forms, and compute
-the same values."""
+the same values; Linear merges the input's rows before its product, with the same values."""
 
 import jax
 import jax.numpy as jnp
@@ -104,3 +104,68 @@ def test_a_vit_gradient_needs_less_memory_with_them():
     plain, ours = temp_bytes("plain"), temp_bytes("lean")
     assert ours < 0.93 * plain, (ours, plain)
     assert common._residuals.get() == "lean"  # the context put the default back
+
+
+def linear_pair(shape, out: int):
+    """jaxvit's Linear and an nnx.Linear with jax's own product, the same weights, and an input."""
+    ours = common.linear(shape[-1], out, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    ours.bias[...] = jax.random.normal(jax.random.key(2), (out,))
+    plain = nnx.Linear(shape[-1], out, rngs=nnx.Rngs(0))
+    plain.kernel[...], plain.bias[...] = ours.kernel[...], ours.bias[...]
+    return ours, plain, jax.random.normal(jax.random.key(3), shape)
+
+
+def kernel_and_input_grads(layer, x):
+    graph, params = nnx.split(layer)
+
+    def loss(p, x):
+        return (nnx.merge(graph, p)(x) ** 2).sum()
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+
+
+@pytest.mark.parametrize("shape", [(4, 9, 48), (2, 3, 5, 48), (7, 48)])
+def test_linear_merges_rows_and_computes_the_same_values(shape):
+    """flat_dot_general: the same outputs and gradients as nnx.Linear's lax.dot_general."""
+    ours, plain, x = linear_pair(shape, 40)
+    # fp32 on one CPU. Measured bitwise equal: outputs, input and kernel gradients (|kernel grad| up
+    # to 62), bias gradients. The tolerances (about 1e-6 of each magnitude) leave room for a kernel
+    # library that groups the kernel gradient's 36-63 row sums differently for the merged rows.
+    np.testing.assert_allclose(ours(x), plain(x), rtol=1e-6, atol=1e-6)
+    (g_ours, dx_ours), (g_plain, dx_plain) = kernel_and_input_grads(ours, x), kernel_and_input_grads(plain, x)
+    np.testing.assert_allclose(dx_ours, dx_plain, rtol=1e-5, atol=1e-5)
+    for name in ("kernel", "bias"):
+        np.testing.assert_allclose(g_ours[name][...], g_plain[name][...], rtol=1e-5, atol=1e-4)
+    assert ours.kernel[...].shape == (48, 40) and isinstance(ours, nnx.Linear)  # timm's layout, converted as before
+
+
+def test_linear_falls_back_for_other_products():
+    """Products that are not (..., in) @ (in, out) go to lax.dot_general unchanged."""
+    a, b = jax.random.normal(jax.random.key(0), (3, 4, 5)), jax.random.normal(jax.random.key(1), (3, 5, 6))
+    batched = (((2,), (1,)), ((0,), (0,)))
+    np.testing.assert_array_equal(common.flat_dot_general(a, b, batched), jax.lax.dot_general(a, b, batched))
+    c = jax.random.normal(jax.random.key(2), (4, 5))
+    contract_first = (((0,), (1,)), ((), ()))
+    np.testing.assert_array_equal(common.flat_dot_general(a[0].T, c, contract_first),
+                                  jax.lax.dot_general(a[0].T, c, contract_first))
+
+
+def test_linear_kernel_gradient_reads_the_output_gradient_untransposed():
+    """The reason for the merge: XLA:CPU compiles the kernel gradient of a Linear on (B, T, C)
+    without writing the output gradient (or the input) transposed first; with jax's own product it
+    does (jaxlib 0.10.2: one f32[out, B*T] copy per Linear)."""
+    def transposed_copies(layer, x) -> list[str]:
+        graph, params = nnx.split(layer)
+
+        def loss(p, x):  # a product downstream, so the output gradient is an array XLA must lay out
+            return jnp.tanh(nnx.merge(graph, p)(x)).sum()
+
+        hlo = jax.jit(jax.grad(loss)).lower(params, x).compile().as_text()
+        rows = x.shape[0] * x.shape[1]
+        return [line for line in hlo.splitlines()
+                if " = f32[" in line and any(f"[{d},{rows}]" in line.split(" = ")[1].split(" ")[0]
+                                             for d in (x.shape[-1], 96))]
+
+    ours, plain, x = linear_pair((8, 50, 32), 96)
+    assert transposed_copies(ours, x) == []
+    assert transposed_copies(plain, x), "jax's own product no longer makes XLA transpose: the merge may be moot"
