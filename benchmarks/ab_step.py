@@ -5,21 +5,30 @@ variants where separate runs cannot.
 
 A variant is an attention implementation (the trainer's --config.attention), optionally with
 ``/`` and the YNNPACK fusion types XLA:CPU may use for this program (the compile option
-``xla_cpu_experimental_ynn_fusion_type``; empty: none):
+``xla_cpu_experimental_ynn_fusion_type``; empty: none), then optionally, after spaces, the
+settings jaxvit reads when it traces a model, as ``name=value`` (``linear_rows=unmerged``,
+``residuals=plain``; jaxvit/layers/common.py):
 
 python benchmarks/ab_step.py --model vit_small_patch16_224 --batch 32 \\
     --variants "xla;auto;auto/LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"
+python benchmarks/ab_step.py --model vit_small_patch16_224 --batch 32 --rounds 8 \\
+    --variants "auto linear_rows=unmerged;auto"
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+
+# a variant's name=value settings: jaxvit.layers.common's trace-time contexts of these names
+TRACE_SETTINGS = ("linear_rows", "residuals")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,7 +59,17 @@ def parse_args(argv=None):
     p.add_argument("--variants", default="xla;auto", help="';'-separated: attention[/ynn fusion types]")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=2, help="steps per variant per round")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    from jaxvit.layers import common
+
+    for variant in args.variants.split(";"):
+        for setting in variant.split()[1:]:
+            name, _, value = setting.partition("=")
+            if name not in TRACE_SETTINGS:
+                p.error(f"variant {variant!r}: {name!r} is not a setting; use one of {', '.join(TRACE_SETTINGS)}")
+            if value not in getattr(common, f"_{name}").choices:
+                p.error(f"variant {variant!r}: {name} takes one of {', '.join(getattr(common, f'_{name}').choices)}")
+    return args
 
 
 def main(argv=None) -> dict[str, list[float]]:
@@ -58,13 +77,19 @@ def main(argv=None) -> dict[str, list[float]]:
     import jax
 
     import jaxvit
+    from jaxvit.layers import common
 
     step, state, batch = synthetic_step(args)
     compiled = {}
     for variant in filter(None, args.variants.split(";")):
-        attention, _, ynn = variant.partition("/")
-        options = {"xla_cpu_experimental_ynn_fusion_type": ynn} if "/" in variant else None
-        with jaxvit.layers.attention_impl.implementation(attention):
+        kernel, *settings = variant.split()
+        attention, _, ynn = kernel.partition("/")
+        options = {"xla_cpu_experimental_ynn_fusion_type": ynn} if "/" in kernel else None
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(jaxvit.layers.attention_impl.implementation(attention))
+            for setting in settings:
+                name, _, value = setting.partition("=")
+                stack.enter_context(getattr(common, name)(value))
             start = time.perf_counter()
             # a fresh function per variant: jit caches traces by function, and the kernel is traced in
             compiled[variant] = jax.jit(lambda s, b: step(s, b)).lower(state, batch).compile(compiler_options=options)

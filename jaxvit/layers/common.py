@@ -33,8 +33,9 @@ def flat_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_elem
     "the dense layers' kernel gradients")."""
     (lhs_contract, rhs_contract), batch = dimension_numbers
     kw = {} if preferred_element_type is None else {"preferred_element_type": preferred_element_type}
-    if out_sharding is not None or lhs.ndim <= 2 or batch != ((), ()) or tuple(lhs_contract) != (lhs.ndim - 1,) \
-            or tuple(rhs_contract) != (0,) or rhs.ndim != 2:
+    plain = (lhs.ndim - 1,), (0,), ((), ())
+    if (tuple(lhs_contract), tuple(rhs_contract), batch) != plain or lhs.ndim <= 2 or rhs.ndim != 2 \
+            or out_sharding is not None or _linear_rows.get() == "unmerged":
         if out_sharding is not None:
             kw["out_sharding"] = out_sharding
         return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision, **kw)
@@ -238,3 +239,10 @@ class TraceSetting:
 # around a trace, or benchmarks/step_memory.py --residuals lean,plain.
 _residuals = TraceSetting("residuals", ("lean", "plain"), "lean")
 set_residuals, residuals = _residuals.set, _residuals.using
+
+# How Linear multiplies, read when a model is traced: 'merged' (the default: the input's leading
+# axes merged into rows first, flat_dot_general) or 'unmerged' (lax.dot_general on the input as it
+# is, nnx.Linear's own; the same values). For comparisons: ``with linear_rows('unmerged')`` around
+# a trace, or benchmarks/ab_step.py --variants "auto;auto linear_rows=unmerged".
+_linear_rows = TraceSetting("linear_rows", ("merged", "unmerged"), "merged")
+set_linear_rows, linear_rows = _linear_rows.set, _linear_rows.using

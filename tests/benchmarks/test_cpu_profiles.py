@@ -1,13 +1,16 @@
 """The CPU profiling scripts run and report what they say (smoke tests in this process, tiny shapes,
-not timings): profile_step.py's page faults per step, dense_products.py's products per step."""
+not timings): profile_step.py's page faults per step, dense_products.py's products per step,
+ab_step.py's variants with trace-time settings."""
 
 import importlib.util
 import re
 import sys
 
+import pytest
 from conftest import ROOT, _xla_knows
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import ab_step  # noqa: E402
 import dense_products  # noqa: E402
 import profile_step  # noqa: E402
 
@@ -34,3 +37,19 @@ def test_dense_products_times_each_product_per_implementation(capsys):
     # four layers x three products, one row per implementation each
     rows = [line for line in out.splitlines() if re.match(r"\s+(qkv|proj|fc1|fc2)\s+(fwd|dx|dw)\s", line)]
     assert len(rows) == 12 * len(expected), out
+
+
+def test_ab_step_times_variants_with_trace_settings(capsys):
+    """Two variants differing only in a trace-time setting compile as two programs, give the same
+    loss, and are timed in turns; a setting it does not know is a usage error."""
+    times = ab_step.main(["--model", "vit_tiny_patch16_224", "--img-size", "16", "--num-classes", "10",
+                          "--model-args", "patch_size=8,depth=1,embed_dim=32,num_heads=2", "--batch", "4",
+                          "--rounds", "2", "--steps", "1", "--variants", "auto linear_rows=unmerged;auto"])
+    out = capsys.readouterr().out
+    assert list(times) == ["auto linear_rows=unmerged", "auto"] and all(len(t) == 2 for t in times.values())
+    losses = set(re.findall(r"loss ([\d.]+)", out))
+    assert len(losses) == 1, out  # the same values either way
+    with pytest.raises(SystemExit) as exit_info:
+        ab_step.main(["--variants", "auto linear_rows=sideways"])
+    assert exit_info.value.code == 2
+    assert "linear_rows takes one of merged, unmerged" in capsys.readouterr().err
