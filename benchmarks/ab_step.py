@@ -5,14 +5,17 @@ variants where separate runs cannot.
 
 A variant is an attention implementation (the trainer's --config.attention), optionally with
 ``/`` and the YNNPACK fusion types XLA:CPU may use for this program (the compile option
-``xla_cpu_experimental_ynn_fusion_type``; empty: none), then optionally, after spaces, the
-settings jaxvit reads when it traces a model, as ``name=value`` (``linear_rows=unmerged``,
-``residuals=plain``; jaxvit/layers/common.py):
+``xla_cpu_experimental_ynn_fusion_type``; empty: none), then optionally, after spaces,
+``name=value`` items: the settings jaxvit reads when it traces a model (``linear_rows=unmerged``,
+``residuals=plain``; jaxvit/layers/common.py), or XLA compile options for this program (a name that
+starts with ``xla_``, e.g. ``xla_cpu_prefer_vector_width=512``):
 
 python benchmarks/ab_step.py --model vit_small_patch16_224 --batch 32 \\
     --variants "xla;auto;auto/LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"
 python benchmarks/ab_step.py --model vit_small_patch16_224 --batch 32 --rounds 8 \\
     --variants "auto linear_rows=unmerged;auto"
+python benchmarks/ab_step.py --model vit_small_patch16_224 --batch 32 --rounds 10 --steps 1 \\
+    --variants "auto;auto xla_cpu_prefer_vector_width=512"
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ def parse_args(argv=None):
     for variant in args.variants.split(";"):
         for setting in variant.split()[1:]:
             name, _, value = setting.partition("=")
+            if name.startswith("xla_"):
+                continue  # XLA checks its own options when it compiles
             if name not in TRACE_SETTINGS:
                 p.error(f"variant {variant!r}: {name!r} is not a setting; use one of {', '.join(TRACE_SETTINGS)}")
             if value not in getattr(common, f"_{name}").choices:
@@ -84,15 +89,26 @@ def main(argv=None) -> dict[str, list[float]]:
     for variant in filter(None, args.variants.split(";")):
         kernel, *settings = variant.split()
         attention, _, ynn = kernel.partition("/")
-        options = {"xla_cpu_experimental_ynn_fusion_type": ynn} if "/" in kernel else None
+        options = {"xla_cpu_experimental_ynn_fusion_type": ynn} if "/" in kernel else {}
         with contextlib.ExitStack() as stack:
             stack.enter_context(jaxvit.layers.attention_impl.implementation(attention))
             for setting in settings:
                 name, _, value = setting.partition("=")
-                stack.enter_context(getattr(common, name)(value))
+                if name.startswith("xla_"):
+                    options[name] = value
+                else:
+                    stack.enter_context(getattr(common, name)(value))
             start = time.perf_counter()
             # a fresh function per variant: jit caches traces by function, and the kernel is traced in
-            compiled[variant] = jax.jit(lambda s, b: step(s, b)).lower(state, batch).compile(compiler_options=options)
+            lowered = jax.jit(lambda s, b: step(s, b)).lower(state, batch)
+            try:
+                compiled[variant] = lowered.compile(compiler_options=options or None)
+            except jax.errors.JaxRuntimeError as e:
+                if "compile option" not in str(e):
+                    raise
+                print(f"error: ab_step.py: variant {variant!r}: {str(e).splitlines()[0]} "
+                      "(this jaxlib's XLA lacks it; drop it from --variants)", file=sys.stderr)
+                raise SystemExit(2) from None
         _, metrics = compiled[variant](state, batch)
         print(f"{variant}: compiled in {time.perf_counter() - start:.1f} s, loss {float(metrics['loss']):.6f}",
               flush=True)

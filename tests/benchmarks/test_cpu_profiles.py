@@ -41,10 +41,10 @@ def test_dense_products_times_each_product_per_implementation(capsys):
 
 def test_ab_step_times_variants_with_trace_settings(capsys):
     """Two variants differing only in a trace-time setting compile as two programs, give the same
-    loss, and are timed in turns; a setting it does not know is a usage error."""
-    times = ab_step.main(["--model", "vit_tiny_patch16_224", "--img-size", "16", "--num-classes", "10",
-                          "--model-args", "patch_size=8,depth=1,embed_dim=32,num_heads=2", "--batch", "4",
-                          "--rounds", "2", "--steps", "1", "--variants", "auto linear_rows=unmerged;auto"])
+    loss, and are timed in turns; a setting or an XLA option it does not know is a usage error."""
+    tiny = ["--model", "vit_tiny_patch16_224", "--img-size", "16", "--num-classes", "10",
+            "--model-args", "patch_size=8,depth=1,embed_dim=32,num_heads=2", "--batch", "4"]
+    times = ab_step.main(tiny + ["--rounds", "2", "--steps", "1", "--variants", "auto linear_rows=unmerged;auto"])
     out = capsys.readouterr().out
     assert list(times) == ["auto linear_rows=unmerged", "auto"] and all(len(t) == 2 for t in times.values())
     losses = set(re.findall(r"loss ([\d.]+)", out))
@@ -53,3 +53,7 @@ def test_ab_step_times_variants_with_trace_settings(capsys):
         ab_step.main(["--variants", "auto linear_rows=sideways"])
     assert exit_info.value.code == 2
     assert "linear_rows takes one of merged, unmerged" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # an XLA option this jaxlib lacks: one line, exit 2
+        ab_step.main(tiny + ["--rounds", "1", "--steps", "1", "--variants", "auto xla_cpu_no_such_option=1"])
+    assert exit_info.value.code == 2
+    assert "error: ab_step.py: variant 'auto xla_cpu_no_such_option=1'" in capsys.readouterr().err
