@@ -3,7 +3,8 @@ of one block's parts (attention, MLP, LayerNorm), each jitted alone, and the mod
 XLA:CPU flag variants (each in its own process). With ``--ops N``: instead, the trainer's whole
 train step (AdamW) under jax's profiler, its time per compiled operation summed by kind (a dot,
 YNNPACK's fusions, XLA's loop fusions) and by the jax operation it came from (``jvp`` = forward,
-``transpose(jvp)`` = backward), the N largest, after the page faults and kernel time per step.
+``transpose(jvp)`` = backward), the N largest, after the page faults, kernel time and CPU time
+per step (how many cores the step kept busy).
 
 python benchmarks/profile_step.py --depth 4 --embed-dim 64 --heads 2 --img-size 16 --patch 4 --batch 128
 python benchmarks/profile_step.py --depth 12 --embed-dim 384 --heads 6 --img-size 224 --patch 16 --batch 32 \
@@ -124,9 +125,10 @@ def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
     temp = memory.temp_size_in_bytes if memory else 0
     # XLA:CPU maps its temp buffer afresh for every execution: each step faults in every page of
     # it, and the kernel zero-fills them; the per-operation profile below does not show that time
+    cpu_s = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / steps
     print(f"per step: {(after.ru_minflt - before.ru_minflt) / steps:.0f} page faults, "
-          f"{(after.ru_stime - before.ru_stime) / steps:.2f} s in the kernel, temp buffer {temp / 2**20:.2f} MiB",
-          flush=True)
+          f"{(after.ru_stime - before.ru_stime) / steps:.2f} s in the kernel, temp buffer {temp / 2**20:.2f} MiB, "
+          f"{cpu_s:.2f} s of CPU ({cpu_s / (wall / 1e3):.2f} of {os.cpu_count()} cores busy)", flush=True)
     trace_dir = tempfile.mkdtemp(prefix="profile_step_")
     jax.profiler.start_trace(trace_dir)
     for _ in range(steps):

@@ -19,9 +19,11 @@ def test_profile_step_reports_page_faults_and_the_temp_buffer(capsys):
     profile_step.main(["--depth", "1", "--embed-dim", "32", "--heads", "2", "--img-size", "32", "--patch", "8",
                        "--batch", "16", "--repeats", "10", "--ops", "3"])
     out = capsys.readouterr().out
-    found = re.search(r"per step: (\d+) page faults, ([\d.]+) s in the kernel, temp buffer ([\d.]+) MiB", out)
+    found = re.search(r"per step: (\d+) page faults, ([\d.]+) s in the kernel, temp buffer ([\d.]+) MiB, "
+                      r"([\d.]+) s of CPU \(([\d.]+) of (\d+) cores busy\)", out)
     assert found, out
-    assert float(found.group(3)) > 0
+    assert float(found.group(3)) > 0 and float(found.group(4)) > 0
+    assert 0 < float(found.group(5)) <= int(found.group(6)) + 0.5  # CPU time over wall time, one step's worth
     assert re.search(r"train step [\d.]+ ms", out) and "all " in out
 
 
