@@ -53,7 +53,8 @@ def linear(
     kernel_init: nnx.Initializer = init.trunc_normal_02,
     bias_init: nnx.Initializer = init.zeros,
 ) -> nnx.Linear:
-    """A float32-param Linear computing in ``dtype`` (timm's default ViT init)."""
+    """A float32-param Linear computing in ``dtype`` (timm's default ViT init); its product merges
+    the input's leading axes into rows first (``flat_dot_general``)."""
     return nnx.Linear(
         in_features,
         out_features,
