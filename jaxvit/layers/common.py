@@ -29,7 +29,7 @@ def flat_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_elem
     contracts the rows of the input and of the output gradient, which XLA:CPU runs straight from
     their row-major buffers. Contracting the (batch, tokens) axes of 3-D operands instead, as
     jax's transpose of the unmerged product does, made XLA:CPU write each output gradient
-    transposed first (ViT-S/16, batch 32: 36 copies a step, about 0.7 s of a 8-9 s step; README,
+    transposed first (ViT-S/16, batch 32: 48 copies a step, about 0.7 s of an 8-9 s step; README,
     "the dense layers' kernel gradients")."""
     (lhs_contract, rhs_contract), batch = dimension_numbers
     kw = {} if preferred_element_type is None else {"preferred_element_type": preferred_element_type}
