@@ -8,7 +8,8 @@ A variant is an attention implementation (the trainer's --config.attention), opt
 ``xla_cpu_experimental_ynn_fusion_type``; empty: none), then optionally, after spaces,
 ``name=value`` items: the settings jaxvit reads when it traces a model (``linear_rows=unmerged``,
 ``residuals=plain``; jaxvit/layers/common.py), or XLA compile options for this program (a name that
-starts with ``xla_``, e.g. ``xla_cpu_prefer_vector_width=512``):
+starts with ``xla_``, e.g. ``xla_cpu_prefer_vector_width=512``; true/false a bool, digits an
+int, else the string, e.g. an enum list):
 
 python benchmarks/ab_step.py --model vit_small_patch16_224 --batch 32 \\
     --variants "xla;auto;auto/LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"
@@ -56,6 +57,17 @@ def synthetic_step(args):
     return synthetic_train_step(model, args.batch, size)
 
 
+def xla_option_value(text: str):
+    """An XLA compile option's value as XLA's option parser takes it: true/false a bool, digits an
+    int, anything else the string (enum lists such as LIBRARY_FUSION_TYPE_DOT stay strings)."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(p)
@@ -95,7 +107,7 @@ def main(argv=None) -> dict[str, list[float]]:
             for setting in settings:
                 name, _, value = setting.partition("=")
                 if name.startswith("xla_"):
-                    options[name] = value
+                    options[name] = xla_option_value(value)
                 else:
                     stack.enter_context(getattr(common, name)(value))
             start = time.perf_counter()
@@ -104,10 +116,10 @@ def main(argv=None) -> dict[str, list[float]]:
             try:
                 compiled[variant] = lowered.compile(compiler_options=options or None)
             except jax.errors.JaxRuntimeError as e:
-                if "compile option" not in str(e):
+                if "compile option" not in str(e) and "While setting option" not in str(e):
                     raise
                 print(f"error: ab_step.py: variant {variant!r}: {str(e).splitlines()[0]} "
-                      "(this jaxlib's XLA lacks it; drop it from --variants)", file=sys.stderr)
+                      "(this jaxlib's XLA lacks that option or value; fix or drop it in --variants)", file=sys.stderr)
                 raise SystemExit(2) from None
         _, metrics = compiled[variant](state, batch)
         print(f"{variant}: compiled in {time.perf_counter() - start:.1f} s, loss {float(metrics['loss']):.6f}",

@@ -59,3 +59,10 @@ def test_ab_step_times_variants_with_trace_settings(capsys):
         ab_step.main(tiny + ["--rounds", "1", "--steps", "1", "--variants", "auto xla_cpu_no_such_option=1"])
     assert exit_info.value.code == 2
     assert "error: ab_step.py: variant 'auto xla_cpu_no_such_option=1'" in capsys.readouterr().err
+    # values as XLA's option parser takes them: a bool, an int, else the string (an enum list)
+    assert [ab_step.xla_option_value(v) for v in ("true", "False", "512", "LIBRARY_FUSION_TYPE_REDUCE")] == [
+        True, False, 512, "LIBRARY_FUSION_TYPE_REDUCE"]
+    with pytest.raises(SystemExit) as exit_info:  # a value the option does not take: one line, exit 2
+        ab_step.main(tiny + ["--rounds", "1", "--steps", "1", "--variants", "auto xla_cpu_use_onednn=maybe"])
+    assert exit_info.value.code == 2
+    assert "error: ab_step.py: variant 'auto xla_cpu_use_onednn=maybe'" in capsys.readouterr().err
