@@ -138,6 +138,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- parallelism, logging, checkpoints ----------------------------------------
     c.parallelism = "pjit"  # 'pjit' (jit over a Mesh) | 'pmap'
+    # CPU only: 'auto' (XLA's choice: YNNPACK runs the matrix products) | 'xla' (XLA's own dot kernels;
+    # faster for plain ViTs, slower for short-sequence attention; jaxvit/train/xla_cpu.py; pjit only)
+    c.cpu_dots = "auto"
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # data-parallel axis size; -1: all devices not used by fsdp
     c.mesh.fsdp = 1  # >1: params and optimizer state split over this many devices (pjit only)

@@ -41,6 +41,8 @@ def _config(**overrides):
     (dict(**{"aug.auto_augment": "rand-m9-foo"}), "rand-m9-foo"),
     (dict(mixup_alpha=0.8, mixup_mode="pairs"), "mixup_mode"),
     (dict(global_batch_size=30, grad_accum_steps=4), "grad_accum_steps=4"),
+    (dict(cpu_dots="ynn"), "config.cpu_dots='ynn' is not one of ('auto', 'xla')"),
+    (dict(cpu_dots="xla", parallelism="pmap"), "cpu_dots='xla' needs --config.parallelism=pjit on a CPU"),
 ])
 def test_config_mistakes_are_user_errors_and_write_nothing(tmp_path, overrides, expected):
     from jaxvit.train import loop

@@ -26,7 +26,7 @@ from jaxvit.data import mix, pipeline
 from jaxvit.errors import CheckpointNotFoundError, ConfigError, UserError
 from jaxvit.registry import parse_model_args  # noqa: F401  (re-exported: its old home)
 from jaxvit.train import checkpoint as ckpt_lib
-from jaxvit.train import optim, sharding
+from jaxvit.train import optim, sharding, xla_cpu
 from jaxvit.train import state as train_state
 from jaxvit.train.ema import ModelEma
 from jaxvit.train.metrics import MetricWriter
@@ -43,6 +43,7 @@ CHOICES = dict(
     dtype=("float32", "bfloat16", "float16"),
     attention=jaxvit.layers.attention_impl.IMPLEMENTATIONS,
     transfer_dtype=("float32", "uint8"),
+    cpu_dots=xla_cpu.CPU_DOTS,
 )
 
 
@@ -55,6 +56,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("config.aug.interpolation must be 'bilinear' or 'bicubic'")
     optim.check_config(config)
     mix.check_config(config)
+    xla_cpu.check_config(config)
     ModelEma.from_config(config)
     best_metric_key(config)
     if config.init_from_ema and not config.init_from:

@@ -13,7 +13,7 @@ import numpy as np
 from flax import nnx
 
 from jaxvit.data import mix
-from jaxvit.train import sharding
+from jaxvit.train import sharding, xla_cpu
 from jaxvit.train.step import make_eval_step, make_train_step
 
 log = logging.getLogger("jaxvit")
@@ -31,7 +31,7 @@ class PjitRunner:
     """One jit over the Mesh: batch split over every device, state replicated along 'data' and
     split along 'fsdp' (``state_sharding``; default replicated), state donated."""
 
-    def __init__(self, mesh, train_step, eval_step, state_sharding=None):
+    def __init__(self, mesh, train_step, eval_step, state_sharding=None, compiler_options=None):
         self.rep = sharding.replicated(mesh)
         self.data = sharding.batch_sharded(mesh)
         self.state_sharding = self.rep if state_sharding is None else state_sharding
@@ -39,10 +39,12 @@ class PjitRunner:
         params_sh = st if st is self.rep else st["params"]
         stats_sh = st if st is self.rep else st["batch_stats"]
         self.train = jax.jit(
-            train_step, in_shardings=(st, self.data), out_shardings=(st, self.rep), donate_argnums=(0,)
+            train_step, in_shardings=(st, self.data), out_shardings=(st, self.rep), donate_argnums=(0,),
+            compiler_options=compiler_options,
         )
         self.evaluate = jax.jit(
-            eval_step, in_shardings=(params_sh, stats_sh, self.data), out_shardings=self.rep
+            eval_step, in_shardings=(params_sh, stats_sh, self.data), out_shardings=self.rep,
+            compiler_options=compiler_options,
         )
 
     def put_state(self, state):
@@ -90,8 +92,9 @@ def create_runner(config, mesh, built, schedules, num_classes: int):
     if config.parallelism == "pmap":
         return PmapRunner(mesh, make_train_step(*args, axis_name="data", **extras),
                           make_eval_step(eval_graph, rest, num_classes, axis_name="data", **norm))
+    options = xla_cpu.compiler_options(config.cpu_dots, mesh.devices.flat[0].platform)
     runner = PjitRunner(mesh, make_train_step(*args, **extras), make_eval_step(eval_graph, rest, num_classes, **norm),
-                        state_sharding=built.sharding)
+                        state_sharding=built.sharding, compiler_options=options)
     per_device, total = sharding.bytes_per_device(built.state, runner.state_sharding)
     log.info("mesh %s: train state %.3f MiB, %.3f MiB per device (built in at most %.3f MiB per device)",
              dict(mesh.shape), total / 2**20, per_device / 2**20, built.build_bytes / 2**20)
