@@ -41,6 +41,7 @@ import jaxvit  # noqa: E402
 from jaxvit.flops import count_flops  # noqa: E402
 from jaxvit.layers import remat  # noqa: E402
 from jaxvit.registry import get_entry, parse_model_args  # noqa: E402
+from jaxvit.train import xla_cpu  # noqa: E402
 from jaxvit.train.step import make_train_step, normalize_on_device  # noqa: E402
 
 # issue 15's sweep, each at its default size
@@ -82,6 +83,8 @@ def parse_args(argv=None):
     p.add_argument("--remat", default="none", choices=remat.POLICIES, help="the trainer's --config.remat")
     p.add_argument("--transfer-dtype", default="float32", choices=["float32", "uint8"],
                    help="the trainer's --config.transfer_dtype: uint8 images, normalized in the step")
+    p.add_argument("--cpu-dots", default="auto", choices=xla_cpu.CPU_DOTS,
+                   help="on a CPU: the library of the matrix products (the trainer's --config.cpu_dots)")
     p.add_argument("--jax", default="train,infer", help="jaxvit tasks to time; '' for none")
     p.add_argument("--model-args", default="", help="extra constructor keywords, e.g. depth=2,embed_dim=64")
     p.add_argument("--csv", default="benchmarks/results.csv")
@@ -151,24 +154,26 @@ def attention_kernel(compiled) -> str:
     return "cudnn" if "fmha" in compiled.as_text() else "xla"
 
 
-def _compile(lower):
-    """``lower().compile()``; where the fused attention kernel fails to compile (cuDNN refusing a
-    shape only when the program is built), XLA's attention instead, with the reason as a note."""
+def _compile(lower, options=None):
+    """``lower().compile(compiler_options=options)``; where the fused attention kernel fails to
+    compile (cuDNN refusing a shape only when the program is built), XLA's attention instead, with
+    the reason as a note."""
     try:
-        return lower().compile(), ""
+        return lower().compile(compiler_options=options), ""
     except Exception as e:  # noqa: BLE001  (any kernel refusal: the figure is still worth having)
         if jaxvit.layers.attention_impl.get_implementation() == "xla":
             raise
         reason = str(e).strip().splitlines()[0][:100]
         print(f"compile failed ({reason}); XLA attention instead", flush=True)
         with jaxvit.layers.attention_impl.implementation("xla"):
-            return lower().compile(), f" (fused kernel failed: {reason})"
+            return lower().compile(compiler_options=options), f" (fused kernel failed: {reason})"
 
 
 def bench_jax(args) -> list[dict]:
     jaxvit.layers.attention_impl.set_implementation(args.attention)
     remat.set_policy(args.remat)
     tasks = [t for t in args.jax.split(",") if t]
+    options = xla_cpu.compiler_options(args.cpu_dots, jax.default_backend())
     model = jaxvit.create_model(args.model, dtype=args.dtype, **model_kwargs(args))
     graph, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
     params, batch_stats, rest = map(nnx.to_pure_dict, (params, batch_stats, rest))
@@ -197,7 +202,8 @@ def bench_jax(args) -> list[dict]:
         start = time.perf_counter()
         # a fresh function per lowering: jit caches traces by function, and a retry under XLA
         # attention must trace again
-        compiled, fallback = _compile(lambda: jax.jit(lambda s, b: step(s, b), donate_argnums=(0,)).lower(state, batch))
+        compiled, fallback = _compile(lambda: jax.jit(lambda s, b: step(s, b), donate_argnums=(0,)).lower(state, batch),
+                                      options)
         compile_s = time.perf_counter() - start
         holder = {"s": state}
 
@@ -218,7 +224,7 @@ def bench_jax(args) -> list[dict]:
         start = time.perf_counter()
         infer, fallback = _compile(lambda: jax.jit(
             lambda p, s, x: nnx.merge(egraph, p, s, erest)(normalize_on_device(x, **norm))).lower(
-            eparams, estats, batch["image"]))
+            eparams, estats, batch["image"]), options)
         compile_s = time.perf_counter() - start
         isec, _ = timed(lambda: infer(eparams, estats, batch["image"]), args.steps, args.warmup,
                         lambda o: o.block_until_ready())
@@ -226,7 +232,8 @@ def bench_jax(args) -> list[dict]:
                          compile_s=compile_s, note=attention_kernel(infer) + fallback))
     setting = [s for s in (f"attention={args.attention}" if args.attention != "auto" else "",
                            f"remat={args.remat}" if args.remat != "none" else "",
-                           "uint8 input" if args.transfer_dtype == "uint8" else "") if s]
+                           "uint8 input" if args.transfer_dtype == "uint8" else "",
+                           f"cpu_dots={args.cpu_dots}" if options else "") if s]
     for r in rows:
         r["impl"] += f" ({', '.join(setting)})" if setting else ""
     return rows
@@ -404,7 +411,7 @@ def sweep(args) -> list[dict]:
     for name in names:
         argv = [*_passed_args(args, name), "--torch", args.torch, "--compile-timeout", str(args.compile_timeout),
                 "--attention", args.attention, "--remat", args.remat, "--jax", args.jax,
-                "--transfer-dtype", args.transfer_dtype,
+                "--transfer-dtype", args.transfer_dtype, "--cpu-dots", args.cpu_dots,
                 "--peak-tflops", str(args.peak_tflops), "--csv", csv_path]
         before = _read_csv(csv_path)
         start = time.perf_counter()

@@ -3,6 +3,7 @@ they derive (counted FLOPs, the program they time) are the right ones."""
 
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -35,6 +36,13 @@ def test_bench_times_timm_eager(tmp_path):
     rows, _ = _bench(tmp_path, "--torch", "eager", "--jax", "")
     assert {(r["impl"], r["task"]) for r in rows} == {("timm eager", "train"), ("timm eager", "infer")}
     assert all(float(r["img_per_s"]) > 0 for r in rows)
+
+
+def test_bench_cpu_dots_xla_row(tmp_path):
+    """bench.py --cpu-dots xla compiles jaxvit's step as --config.cpu_dots=xla and says so in the row."""
+    rows, _ = _bench(tmp_path, "--torch", "", "--jax", "train", "--cpu-dots", "xla")
+    assert [(r["impl"], r["task"]) for r in rows] == [("jaxvit (cpu_dots=xla)", "train")]
+    assert float(rows[0]["img_per_s"]) > 0
 
 
 def test_counted_flops_of_vit_base_are_its_analytic_count():
@@ -109,13 +117,18 @@ def test_bench_input_smoke():
 
 
 def test_ab_host_memory_times_both_settings_in_turns():
-    """ab_host_memory.py: two worker processes, glibc's defaults and kept memory (each checks its
-    setting was made), one step each a round (a smoke test, not a timing)."""
+    """ab_host_memory.py: worker processes, glibc's defaults and kept memory (each checks its
+    setting was made), here kept memory under both --config.cpu_dots too, two steps each a turn
+    (a smoke test, not a timing)."""
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/ab_host_memory.py"), "--model",
                            "vit_tiny_patch16_224", "--img-size", "32", "--model-args", "patch_size=8,depth=1",
-                           "--num-classes", "10", "--batch", "4", "--rounds", "2"],
+                           "--num-classes", "10", "--batch", "4", "--rounds", "2", "--cpu-dots", "auto,xla",
+                           "--steps-per-turn", "2"],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line.split() for line in proc.stdout.splitlines() if line.endswith(("(glibc defaults)", "(kept)"))]
-    assert [r[-1] for r in rows] == ["defaults)", "(kept)"] and all(float(r[0]) > 0 for r in rows), proc.stdout
+    rows = re.findall(r"^\s*([\d.]+) ms .* s  (jaxvit .*)$", proc.stdout, re.M)
+    assert [name for _, name in rows] == ["jaxvit (glibc defaults, cpu_dots=auto)", "jaxvit (kept, cpu_dots=auto)",
+                                          "jaxvit (kept, cpu_dots=xla)"], proc.stdout
+    assert all(float(ms) > 0 for ms, _ in rows), proc.stdout
+    assert "cpu_dots=auto,xla, 2 steps a turn, the last 1 timed" in proc.stdout
     assert proc.stdout.count("round ") == 2
