@@ -14,9 +14,11 @@ import statistics
 import sys
 import time
 
-# XLA:CPU's YNNPACK fusions but dots (jaxlib 0.10's compile option; a jaxlib without it skips the row)
-EIGEN_DOTS = {"xla_cpu_experimental_ynn_fusion_type":
-              "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}
+from jaxvit.train.xla_cpu import YNN_TYPES_WITHOUT_DOTS
+
+# XLA:CPU's YNNPACK fusions but dots: the trainer's --config.cpu_dots=xla (jaxlib 0.10's compile
+# option; a jaxlib without it skips the row)
+EIGEN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": YNN_TYPES_WITHOUT_DOTS}
 
 
 def parse_args(argv=None):

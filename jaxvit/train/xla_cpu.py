@@ -1,20 +1,21 @@
 """Which library runs the matrix products of the jitted train and eval steps on a CPU
 (``config.cpu_dots``), as XLA compile options for those two programs only.
 
-jax 0.10's XLA:CPU hands every matrix product whose layout it takes to YNNPACK (besides
-reductions and convolutions). On this project's 2-core AVX-512 machine that is the faster
-choice for models whose attention runs on short sequences, and the slower one for plain ViTs,
-whose time goes to the Linear layers' large products. Medians of one step a turn across worker
-processes (``benchmarks/ab_step.py``'s variants, README "Measured"):
-
-- ``auto``: XLA's own choice (YNNPACK) - nothing is passed.
+- ``auto`` (default): XLA's own choice - nothing is passed. jax 0.10's XLA:CPU hands every matrix
+  product whose layout it takes to YNNPACK, besides reductions and convolutions.
 - ``xla``: the products run on XLA's own dot kernels; YNNPACK keeps the reductions and
   convolutions that jax 0.10 gives it by default (the compile option
   ``xla_cpu_experimental_ynn_fusion_type`` without ``LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT``).
 
+On this project's 2-core AVX-512 machine ``xla`` made plain ViTs' steps faster (their time goes
+to the Linear layers' large products: vit_small's -17%) and models whose attention runs on short
+sequences slower (the digits model +8%, Swin-T +3%): by its op profile, YNNPACK runs those batched products
+faster; XLA chooses per program, not per product. README "Measured" has the figures and their
+commands (``benchmarks/ab_step.py`` in one process, ``benchmarks/ab_host_memory.py --cpu-dots
+auto,xla`` across processes).
+
 Off a CPU the setting does nothing. ``jax.pmap`` takes no compile options, so ``xla`` needs
-``--config.parallelism=pjit`` on a CPU.
-"""
+``--config.parallelism=pjit`` on a CPU."""
 
 from __future__ import annotations
 
