@@ -14,11 +14,11 @@ import statistics
 import sys
 import time
 
-from jaxvit.train.xla_cpu import YNN_TYPES_WITHOUT_DOTS
+from jaxvit.train import xla_cpu
 
 # XLA:CPU's YNNPACK fusions but dots: the trainer's --config.cpu_dots=xla (jaxlib 0.10's compile
 # option; a jaxlib without it skips the row)
-EIGEN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": YNN_TYPES_WITHOUT_DOTS}
+EIGEN_DOTS = xla_cpu.compiler_options("xla", "cpu")
 
 
 def parse_args(argv=None):

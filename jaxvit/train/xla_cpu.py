@@ -39,6 +39,11 @@ def compiler_options(cpu_dots: str, platform: str) -> dict[str, Any] | None:
     return {"xla_cpu_experimental_ynn_fusion_type": YNN_TYPES_WITHOUT_DOTS}
 
 
+def rejected_option(error: Exception) -> bool:
+    """Whether a compile failed because this jaxlib's XLA does not take an option or its value."""
+    return "While setting option" in str(error) or "compile option" in str(error)
+
+
 def check_config(config) -> None:
     """Fails before anything is written where ``config.cpu_dots`` cannot work here: pmap on a
     CPU, or a jaxlib whose XLA lacks the option or its values."""
@@ -53,7 +58,7 @@ def check_config(config) -> None:
     try:
         jax.jit(lambda x: x @ x).lower(jax.numpy.ones((8, 8))).compile(compiler_options=options)
     except jax.errors.JaxRuntimeError as e:
-        if "While setting option" not in str(e) and "compile option" not in str(e):
+        if not rejected_option(e):
             raise
         raise ConfigError(f"config.cpu_dots='xla': this jaxlib's XLA:CPU does not take it "
                           f"({str(e).splitlines()[0]}); use --config.cpu_dots=auto") from None
