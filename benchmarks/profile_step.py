@@ -45,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--model", default="", help="with --ops: this model at its default size (1000 classes) "
                    "instead of the ViT laid out by --depth .. --patch")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the compute dtype")
+    p.add_argument("--cpu-dots", default="auto", choices=["auto", "xla"],
+                   help="with --ops: the trainer's --config.cpu_dots (the matrix products' library on a CPU)")
     p.add_argument("--model-only", action="store_true", help=argparse.SUPPRESS)  # one flag variant's run
     return p.parse_args(argv)
 
@@ -110,7 +112,10 @@ def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
     from jax.profiler import ProfileData
 
     step, state, batch = synthetic_train_step(model, args.batch, args.img_size)
-    compiled = jax.jit(step).lower(state, batch).compile()
+    from jaxvit.train import xla_cpu
+
+    options = xla_cpu.compiler_options(args.cpu_dots, jax.default_backend())
+    compiled = jax.jit(step).lower(state, batch).compile(compiler_options=options)
     # the jax operation each compiled operation came from, from the optimized HLO's metadata
     origin = dict(re.findall(r'%([\w.\-]+) = [^\n]*?op_name="(?:jit\([^)]*\)/)?([^"]*)"', compiled.as_text()))
     jax.block_until_ready(compiled(state, batch))
@@ -175,7 +180,7 @@ def main(argv=None):
                                     num_heads=args.heads, dtype=args.dtype)
     if args.ops:
         wall, rows = op_profile(args, model)
-        print(f"train step {wall:.1f} ms (attention: {args.attention})")
+        print(f"train step {wall:.1f} ms (attention: {args.attention}, cpu_dots: {args.cpu_dots})")
         print(f"{'ms/step':>8}  {'kind':<26} jax operation (jvp: forward; transpose(jvp): backward)")
         for kind, op, t in rows[:args.ops]:
             print(f"{t:8.1f}  {kind:<26} {op}")

@@ -15,10 +15,14 @@ import dense_products  # noqa: E402
 import profile_step  # noqa: E402
 
 
-def test_profile_step_reports_page_faults_and_the_temp_buffer(capsys):
+@pytest.mark.parametrize("cpu_dots", ["auto", "xla"])
+def test_profile_step_reports_page_faults_and_the_temp_buffer(capsys, cpu_dots):
+    if cpu_dots == "xla" and not _xla_knows("xla_cpu_experimental_ynn_fusion_type"):
+        pytest.skip("this jaxlib's XLA:CPU has no YNNPACK fusion option (cpu_dots=xla refuses it)")
     profile_step.main(["--depth", "1", "--embed-dim", "32", "--heads", "2", "--img-size", "32", "--patch", "8",
-                       "--batch", "16", "--repeats", "10", "--ops", "3"])
+                       "--batch", "16", "--repeats", "10", "--ops", "3", "--cpu-dots", cpu_dots])
     out = capsys.readouterr().out
+    assert f"cpu_dots: {cpu_dots})" in out
     found = re.search(r"per step: (\d+) page faults, ([\d.]+) s in the kernel, temp buffer ([\d.]+) MiB, "
                       r"([\d.]+) s of CPU \(([\d.]+) of (\d+) cores busy\)", out)
     assert found, out
@@ -29,16 +33,21 @@ def test_profile_step_reports_page_faults_and_the_temp_buffer(capsys):
 
 def test_dense_products_times_each_product_per_implementation(capsys):
     has_torch = importlib.util.find_spec("torch") is not None  # the torch extra: a torch row too
-    totals = dense_products.main(["--rows", "64", "--dim", "16", "--depth", "2", "--rounds", "1",
-                                  "--torch" if has_torch else "--no-torch"])
+    totals = dense_products.main(["--batch", "2", "--tokens", "5", "--dim", "16", "--heads", "2", "--depth", "2",
+                                  "--rounds", "1", "--torch" if has_torch else "--no-torch"])
     out = capsys.readouterr().out
     expected = {"jax"} | ({"torch"} if has_torch else set())
     if _xla_knows("xla_cpu_experimental_ynn_fusion_type"):
         expected.add("jax, Eigen dots")
-    assert set(totals) == expected and all(v > 0 for v in totals.values()), totals
-    # four layers x three products, one row per implementation each
-    rows = [line for line in out.splitlines() if re.match(r"\s+(qkv|proj|fc1|fc2)\s+(fwd|dx|dw)\s", line)]
-    assert len(rows) == 12 * len(expected), out
+    assert set(totals) == expected, totals
+    assert all(t["dense"] > 0 and t["attention"] > 0 for t in totals.values()), totals
+    # four layers x three products and three attention forms, one row per implementation each
+    dense = [line for line in out.splitlines() if re.match(r"\s+(qkv|proj|fc1|fc2)\s+(fwd|dx|dw)\s+x1\s", line)]
+    attention = [line for line in out.splitlines() if re.match(r"\s+attn\s+(q kT|p v|pT g)\s+x2\s", line)]
+    assert len(dense) == 12 * len(expected) and len(attention) == 3 * len(expected), out
+    with pytest.raises(SystemExit) as exit_info:  # heads that do not divide the width: a usage error
+        dense_products.main(["--dim", "16", "--heads", "3"])
+    assert exit_info.value.code == 2
 
 
 def test_ab_step_times_variants_with_trace_settings(capsys):
