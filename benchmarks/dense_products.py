@@ -21,8 +21,9 @@ from jaxvit.train import xla_cpu
 # XLA:CPU's YNNPACK fusions but dots: the trainer's --config.cpu_dots=xla (jaxlib 0.10's compile
 # option; a jaxlib without it skips the row)
 EIGEN_DOTS = xla_cpu.compiler_options("xla", "cpu")
-# jaxlib 0.10's oneDNN fusion for dots (experimental; not a trainer setting: it took vit_small's
-# weight-gradient products slower than XLA's own kernels, README "Measured")
+# jaxlib 0.10's oneDNN fusion for dots (experimental; not a trainer setting: it ran vit_small's
+# weight-gradient products slower than XLA's own kernels, README "Measured"; and its compile killed
+# a process with SIGILL on four sliced products summed, a form this script does not time)
 ONEDNN_DOTS = {"xla_cpu_use_onednn": True, "xla_cpu_experimental_onednn_fusion_type": "LIBRARY_FUSION_TYPE_DOT",
                "xla_cpu_experimental_ynn_fusion_type": xla_cpu.YNN_TYPES_WITHOUT_DOTS}
 

@@ -34,11 +34,13 @@ def test_profile_step_reports_page_faults_and_the_temp_buffer(capsys, cpu_dots):
 def test_dense_products_times_each_product_per_implementation(capsys):
     has_torch = importlib.util.find_spec("torch") is not None  # the torch extra: a torch row too
     totals = dense_products.main(["--batch", "2", "--tokens", "5", "--dim", "16", "--heads", "2", "--depth", "2",
-                                  "--rounds", "1", "--torch" if has_torch else "--no-torch"])
+                                  "--rounds", "1", "--onednn", "--torch" if has_torch else "--no-torch"])
     out = capsys.readouterr().out
     expected = {"jax"} | ({"torch"} if has_torch else set())
     if _xla_knows("xla_cpu_experimental_ynn_fusion_type"):
         expected.add("jax, Eigen dots")
+        if _xla_knows("xla_cpu_experimental_onednn_fusion_type"):
+            expected.add("jax, oneDNN dots")
     assert set(totals) == expected, totals
     assert all(t["dense"] > 0 and t["attention"] > 0 for t in totals.values()), totals
     # four layers x three products and three attention forms, one row per implementation each
