@@ -27,6 +27,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
+from jaxvit.train.xla_cpu import CPU_DOTS, compiler_options  # noqa: E402
+
 FLAG_VARIANTS = ("", "--xla_cpu_multi_thread_eigen=false", "--xla_cpu_use_thunk_runtime=false",
                  "--xla_cpu_enable_fast_math=true", "--xla_cpu_use_xnnpack=true")
 
@@ -45,7 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--model", default="", help="with --ops: this model at its default size (1000 classes) "
                    "instead of the ViT laid out by --depth .. --patch")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the compute dtype")
-    p.add_argument("--cpu-dots", default="auto", choices=["auto", "xla"],
+    p.add_argument("--cpu-dots", default="auto", choices=CPU_DOTS,
                    help="with --ops: the trainer's --config.cpu_dots (the matrix products' library on a CPU)")
     p.add_argument("--model-only", action="store_true", help=argparse.SUPPRESS)  # one flag variant's run
     return p.parse_args(argv)
@@ -112,9 +114,7 @@ def op_profile(args, model) -> tuple[float, list[tuple[str, str, float]]]:
     from jax.profiler import ProfileData
 
     step, state, batch = synthetic_train_step(model, args.batch, args.img_size)
-    from jaxvit.train import xla_cpu
-
-    options = xla_cpu.compiler_options(args.cpu_dots, jax.default_backend())
+    options = compiler_options(args.cpu_dots, jax.default_backend())
     compiled = jax.jit(step).lower(state, batch).compile(compiler_options=options)
     # the jax operation each compiled operation came from, from the optimized HLO's metadata
     origin = dict(re.findall(r'%([\w.\-]+) = [^\n]*?op_name="(?:jit\([^)]*\)/)?([^"]*)"', compiled.as_text()))
