@@ -7,9 +7,10 @@ A variant is an attention implementation (the trainer's --config.attention), opt
 ``/`` and the YNNPACK fusion types XLA:CPU may use for this program (the compile option
 ``xla_cpu_experimental_ynn_fusion_type``; empty: none), then optionally, after spaces,
 ``name=value`` items: the settings jaxvit reads when it traces a model (``linear_rows=unmerged``,
-``residuals=plain``; jaxvit/layers/common.py), or XLA compile options for this program (a name that
-starts with ``xla_``, e.g. ``xla_cpu_prefer_vector_width=512``; true/false a bool, digits an
-int, else the string, e.g. an enum list):
+``residuals=plain``, jaxvit/layers/common.py; ``remat=elementwise``, jaxvit/layers/remat.py), or
+XLA compile options for this program (a name that starts with ``xla_``, e.g.
+``xla_cpu_prefer_vector_width=512``; true/false a bool, digits an int, else the string, e.g. an
+enum list):
 
 python benchmarks/ab_step.py --model vit_small_patch16_224 --batch 32 \\
     --variants "xla;auto;auto/LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"
@@ -31,8 +32,17 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 
-# a variant's name=value settings: jaxvit.layers.common's trace-time contexts of these names
-TRACE_SETTINGS = ("linear_rows", "residuals")
+# a variant's name=value settings: jaxvit's trace-time settings of these names
+TRACE_SETTINGS = ("linear_rows", "residuals", "remat")
+
+
+def trace_setting(name: str):
+    """(the values ``name`` takes, its context manager: ``with context(value): ...``)."""
+    from jaxvit.layers import common, remat
+
+    if name == "remat":
+        return remat.POLICIES, remat.policy
+    return getattr(common, f"_{name}").choices, getattr(common, name)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,8 +85,6 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     args = p.parse_args(argv)
-    from jaxvit.layers import common
-
     for variant in args.variants.split(";"):
         for setting in variant.split()[1:]:
             name, _, value = setting.partition("=")
@@ -84,8 +92,9 @@ def parse_args(argv=None):
                 continue  # XLA checks its own options when it compiles
             if name not in TRACE_SETTINGS:
                 p.error(f"variant {variant!r}: {name!r} is not a setting; use one of {', '.join(TRACE_SETTINGS)}")
-            if value not in getattr(common, f"_{name}").choices:
-                p.error(f"variant {variant!r}: {name} takes one of {', '.join(getattr(common, f'_{name}').choices)}")
+            choices = trace_setting(name)[0]
+            if value not in choices:
+                p.error(f"variant {variant!r}: {name} takes one of {', '.join(choices)}")
     return args
 
 
@@ -94,7 +103,6 @@ def main(argv=None) -> dict[str, list[float]]:
     import jax
 
     import jaxvit
-    from jaxvit.layers import common
     from jaxvit.train import xla_cpu
 
     step, state, batch = synthetic_step(args)
@@ -110,7 +118,7 @@ def main(argv=None) -> dict[str, list[float]]:
                 if name.startswith("xla_"):
                     options[name] = xla_option_value(value)
                 else:
-                    stack.enter_context(getattr(common, name)(value))
+                    stack.enter_context(trace_setting(name)[1](value))
             start = time.perf_counter()
             # a fresh function per variant: jit caches traces by function, and the kernel is traced in
             lowered = jax.jit(lambda s, b: step(s, b)).lower(state, batch)

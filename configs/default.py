@@ -83,7 +83,9 @@ def get_config() -> ml_collections.ConfigDict:
     # 'auto' (cuDNN fused on GPU in bf16/fp16, head_major on CPU, else XLA) | 'xla' | 'cudnn' | 'xla_padded'
     # | 'head_major'
     c.attention = "auto"
-    c.remat = "none"  # 'block': recompute each block's activations in the backward (less memory, ~1/3 more compute)
+    # 'block': recompute each block's activations in the backward (less memory, ~1/3 more compute);
+    # 'elementwise': recompute only the norms' and activations' outputs that feed a Linear
+    c.remat = "none"
     c.init_from = ""  # a jaxvit checkpoint dir (python -m convert output, a workdir, or a workdir's best/)
     c.init_from_ema = False  # take init_from's EMA weights (a workdir trained with model_ema, or its best/)
     c.init_from_strict = True  # False: load the tensors that match, list the rest and keep them at init

@@ -93,3 +93,15 @@ def without_weights(make: Callable[[], Any]) -> Any:
         traced = jax.jit(build).trace()
         rest = traced.lower().compile()() if jax.tree.leaves(traced.out_info) else traced.out_info
     return nnx.merge(built["graph"], jax.tree.unflatten(built["treedef"], built["shapes"]), rest)
+
+
+def kept_bytes(fn: Callable[..., Any], *args: Any) -> int:
+    """Bytes of what the forward pass of ``fn(*args)`` keeps for its gradient, ``fn``'s own
+    arguments left out (jax's ``saved_residuals``, traced, nothing computed). Private in jax
+    0.10-0.11 (``jax._src.ad_checkpoint``), hence here."""
+    import math
+
+    from jax._src.ad_checkpoint import saved_residuals
+
+    return sum(math.prod(aval.shape) * aval.dtype.itemsize for aval, why in saved_residuals(fn, *args)
+               if not why.startswith("from the argument"))

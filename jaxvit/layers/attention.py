@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxvit.errors import ConfigError
+from jaxvit.layers import remat
 from jaxvit.layers.common import Dtype, TraceSetting, dropout, linear, make_norm
 
 # Which kernel runs attention: 'auto' (cuDNN's fused kernel on GPU in bf16/fp16, 'head_major' on
@@ -206,9 +207,12 @@ class Attention(nnx.Module):
         self.proj = linear(dim, dim, bias=proj_bias, dtype=dtype, rngs=rngs)
         self.proj_drop = dropout(proj_drop, rngs)
 
-    def __call__(self, x: jax.Array, *, bias: jax.Array | None = None, mask=None) -> jax.Array:
+    def __call__(self, x: jax.Array, *, bias: jax.Array | None = None, mask=None,
+                 pre_norm: nnx.Module | None = None) -> jax.Array:
+        """``pre_norm``: the block's norm before attention, given here rather than applied by the
+        caller so that ``remat='elementwise'`` can recompute its output (``remat.chain``)."""
         b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
+        qkv = remat.chain(x, pre_norm, self.qkv).reshape(b, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxvit.errors import ConfigError
-from jaxvit.layers import init
+from jaxvit.layers import init, remat
 from jaxvit.layers.common import Dtype, dropout, gelu, layer_norm, linear, make_norm
 from jaxvit.layers.init import TORCH_LN_EPS
 
@@ -42,11 +42,11 @@ class Mlp(nnx.Module):
         self.fc2 = linear(hidden_features, out_features, bias=bias, dtype=dtype, rngs=rngs)
         self.drop2 = dropout(drop, rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = self.drop1(self.act(self.fc1(x)))
-        if self.norm is not None:
-            x = self.norm(x)
-        return self.drop2(self.fc2(x))
+    def __call__(self, x: jax.Array, *, pre_norm: nnx.Module | None = None) -> jax.Array:
+        """``pre_norm``: the block's norm before this MLP, given here rather than applied by the
+        caller so that ``remat='elementwise'`` can recompute its output (``remat.chain``)."""
+        h = remat.chain(x, pre_norm, self.fc1)
+        return self.drop2(remat.chain(h, self.act, self.drop1, self.norm, self.fc2))
 
 
 class GluMlp(nnx.Module):

@@ -1,13 +1,19 @@
-"""Rematerialization of each block (``config.remat``): activations recomputed in the backward pass.
+"""Rematerialization (``config.remat``): activations recomputed in the backward pass.
 
 'none' keeps every block's activations for the backward pass; 'block' keeps only each block's
 input and recomputes the rest (big_vision's and scenic's per-block remat): a little more compute
-for much less activation memory, so larger batches fit. The numbers are the same either way.
+for much less activation memory, so larger batches fit. 'elementwise' recomputes only what is
+cheap: the output of a norm or an activation that feeds a Linear (``chain``), which the Linear's
+weight gradient needs, is recomputed from the norm's or activation's input rather than kept; the
+products, attention and everything else are kept as under 'none'. The numbers are the same
+either way.
 Like the attention kernel, the policy is read when a model is traced (``set_policy`` before the
 step is jitted; the trainer does it from ``config.remat``).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +22,7 @@ from flax import nnx
 
 from jaxvit.layers.common import TraceSetting
 
-POLICIES = ("none", "block")
+POLICIES = ("none", "block", "elementwise")
 _setting = TraceSetting("remat", POLICIES, "none")
 # set_policy(name) before the step is traced; ``with policy('block'): ...`` for what is traced inside
 set_policy, get_policy, policy = _setting.set, _setting.get, _setting.using
@@ -29,7 +35,7 @@ def block_call(block: nnx.Module, *args, **kwargs):
     The block runs as a pure function of its parameters, other state and inputs; its new
     non-parameter state (BatchNorm statistics, dropout RNG counts) is written back.
     """
-    if _setting.get() == "none":
+    if _setting.get() != "block":
         return block(*args, **kwargs)
     graph, params, others = nnx.split(block, nnx.Param, ...)
 
@@ -44,6 +50,46 @@ def block_call(block: nnx.Module, *args, **kwargs):
     out, new_others = _recomputed(pure, params, others, args)
     nnx.update(block, new_others)
     return out
+
+
+def chain(x: jax.Array, *layers) -> jax.Array:
+    """``x`` through ``layers`` in turn (modules or functions; None skipped), e.g. a norm then a
+    Linear, or an activation, a Dropout and a Linear. Under the 'elementwise' policy only ``x``
+    and the modules' parameters are kept for the backward pass, which runs the layers again: what
+    passes between them (the norm's or activation's output, which the last Linear's weight
+    gradient needs) is recomputed there rather than kept. Shared layers call this where such a
+    chain ends in a product (``Mlp``, ``Attention``'s qkv). Dropout draws the same masks again."""
+    layers = [layer for layer in layers if layer is not None]
+    if _setting.get() != "elementwise":
+        for layer in layers:
+            x = layer(x)
+        return x
+    slots = [i for i, layer in enumerate(layers) if isinstance(layer, nnx.Module)]
+    holder = nnx.List([layers[i] for i in slots])
+    graph, params, others = nnx.split(holder, nnx.Param, ...)
+
+    def pure(params, others, args):
+        modules = nnx.merge(graph, params, jax.tree.map(lambda v: v, others))  # fresh Variables, as block_call
+        run = list(layers)
+        for i, module in zip(slots, modules, strict=True):
+            run[i] = module
+        y = args[0]
+        for layer in run:
+            y = layer(y)
+        return y, nnx.split(modules, nnx.Param, ...)[2]
+
+    out, new_others = _recomputed(pure, params, others, (x,))
+    nnx.update(holder, new_others)
+    return out
+
+
+def normed(layer, norm, x: jax.Array, **kwargs) -> jax.Array:
+    """``layer(norm(x), **kwargs)``, a block's pre-norm branch. A layer whose call takes
+    ``pre_norm`` (``Attention``, ``Mlp``) gets the norm passed in, so that under 'elementwise' the
+    norm's output is recomputed in the backward pass rather than kept (``chain``)."""
+    if "pre_norm" in inspect.signature(type(layer).__call__).parameters:
+        return layer(x, pre_norm=norm, **kwargs)
+    return layer(norm(x), **kwargs)
 
 
 def _recomputed(fn, params, others, args):

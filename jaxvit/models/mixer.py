@@ -24,7 +24,7 @@ from jaxvit.layers import Affine, DropPath, GatedMlp, GluMlp, Mlp, PatchEmbed, S
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, dropout, gelu, get_act, layer_norm, linear
 from jaxvit.layers.features import Prunable, run_blocks, tokens_to
-from jaxvit.layers.remat import block_call
+from jaxvit.layers.remat import block_call, normed
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import (
     IMAGENET_DEFAULT_MEAN,
@@ -103,7 +103,7 @@ class MixerBlock(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         mixed = self.mlp_tokens(self.norm1(x).swapaxes(1, 2)).swapaxes(1, 2)
         x = x + self.drop_path(mixed)
-        return x + self.drop_path(self.mlp_channels(self.norm2(x)))
+        return x + self.drop_path(normed(self.mlp_channels, self.norm2, x))
 
 
 class ResBlock(nnx.Module):
@@ -139,7 +139,7 @@ class ResBlock(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         mixed = self.linear_tokens(self.norm1(x).swapaxes(1, 2)).swapaxes(1, 2)
         x = x + self.drop_path(self.ls1[...].astype(x.dtype) * mixed)
-        return x + self.drop_path(self.ls2[...].astype(x.dtype) * self.mlp_channels(self.norm2(x)))
+        return x + self.drop_path(self.ls2[...].astype(x.dtype) * normed(self.mlp_channels, self.norm2, x))
 
 
 class SpatialGatingBlock(nnx.Module):
@@ -168,7 +168,7 @@ class SpatialGatingBlock(nnx.Module):
         self.drop_path = DropPath(drop_path, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return x + self.drop_path(self.mlp_channels(self.norm(x)))
+        return x + self.drop_path(normed(self.mlp_channels, self.norm, x))
 
 
 # timm's block classes by name (MixerBlock, ResBlock, SpatialGatingBlock)

@@ -51,7 +51,7 @@ from jaxvit.layers import Mlp, PatchEmbed, init, layer_norm, linear
 from jaxvit.layers.attention import attention
 from jaxvit.layers.classifier import logits, make_fc
 from jaxvit.layers.common import Dtype
-from jaxvit.layers.remat import block_call
+from jaxvit.layers.remat import block_call, normed
 from jaxvit.models.base import ClassifierModel
 from jaxvit.models.vit import Block
 from jaxvit.registry import build, register_model
@@ -83,8 +83,8 @@ class LayerScaleBlock(Block):
         self.gamma_2 = nnx.Param(jnp.full((dim,), init_values, jnp.float32))
 
     def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
-        x = x + self.drop_path1(self.gamma_1[...].astype(x.dtype) * self.attn(self.norm1(x), mask=mask))
-        return x + self.drop_path2(self.gamma_2[...].astype(x.dtype) * self.mlp(self.norm2(x)))
+        x = x + self.drop_path1(self.gamma_1[...].astype(x.dtype) * normed(self.attn, self.norm1, x, mask=mask))
+        return x + self.drop_path2(self.gamma_2[...].astype(x.dtype) * normed(self.mlp, self.norm2, x))
 
 
 class AttentionPoolLatent(nnx.Module):
@@ -111,7 +111,7 @@ class AttentionPoolLatent(nnx.Module):
         q = self.q(latent).reshape(b, 1, h, c // h)
         kv = self.kv(x).reshape(b, n, 2, h, c // h)
         out = self.proj(attention(q, kv[:, :, 0], kv[:, :, 1]).reshape(b, 1, c))
-        out = out + self.mlp(self.norm(out))
+        out = out + normed(self.mlp, self.norm, out)
         return out[:, 0]
 
 

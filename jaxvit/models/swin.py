@@ -23,7 +23,7 @@ from jaxvit.layers import Attention, DropPath, Mlp, PatchEmbed, init, layer_norm
 from jaxvit.layers.classifier import ClassifierHead
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.features import Prunable, map_to, run_stages
-from jaxvit.layers.remat import block_call
+from jaxvit.layers.remat import block_call, normed
 from jaxvit.layers.window import (
     clamp_window,
     pad_to_windows,
@@ -132,7 +132,7 @@ class SwinTransformerBlock(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x + self.drop_path1(self._attn(self.norm1(x)))
-        return x + self.drop_path2(self.mlp(self.norm2(x)))
+        return x + self.drop_path2(normed(self.mlp, self.norm2, x))
 
 
 class PatchMerging(nnx.Module):

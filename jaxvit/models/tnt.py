@@ -33,7 +33,7 @@ from jaxvit.layers.features import (
     tokens_to,
 )
 from jaxvit.layers.patch_embed import patch_grid
-from jaxvit.layers.remat import block_call
+from jaxvit.layers.remat import block_call, normed
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, build, register_model
 
@@ -119,13 +119,13 @@ class Block(nnx.Module):
         return self.norm2_proj(self.proj(self.norm1_proj(pixel_embed.reshape(b, n, -1))))
 
     def __call__(self, pixel_embed: jax.Array, patch_embed: jax.Array) -> tuple[jax.Array, jax.Array]:
-        pixel_embed = pixel_embed + self.drop_path(self.attn_in(self.norm_in(pixel_embed)))
-        pixel_embed = pixel_embed + self.drop_path(self.mlp_in(self.norm_mlp_in(pixel_embed)))
+        pixel_embed = pixel_embed + self.drop_path(normed(self.attn_in, self.norm_in, pixel_embed))
+        pixel_embed = pixel_embed + self.drop_path(normed(self.mlp_in, self.norm_mlp_in, pixel_embed))
         b, n, _ = patch_embed.shape
         inner = self._pixels_to_patches(pixel_embed, b, n - 1)
         patch_embed = jnp.concatenate([patch_embed[:, :1], patch_embed[:, 1:] + inner], axis=1)
-        patch_embed = patch_embed + self.drop_path(self.attn_out(self.norm_out(patch_embed)))
-        patch_embed = patch_embed + self.drop_path(self.mlp(self.norm_mlp(patch_embed)))
+        patch_embed = patch_embed + self.drop_path(normed(self.attn_out, self.norm_out, patch_embed))
+        patch_embed = patch_embed + self.drop_path(normed(self.mlp, self.norm_mlp, patch_embed))
         return pixel_embed, patch_embed
 
 

@@ -46,7 +46,7 @@ from jaxvit.layers.features import (
 )
 from jaxvit.layers.parallel_scaling import ParallelScalingBlock
 from jaxvit.layers.pos_embed import resample_abs_pos_embed_traced
-from jaxvit.layers.remat import block_call
+from jaxvit.layers.remat import block_call, normed
 from jaxvit.models.base import ClassifierModel
 
 MLP_LAYERS = ("mlp", "swiglu_packed", "swiglu")  # timm's Mlp, SwiGLUPacked, SwiGLU
@@ -109,9 +109,9 @@ class Block(nnx.Module):
         self.drop_path2 = DropPath(drop_path, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
-        y = self.attn(self.norm1(x), mask=mask)
+        y = normed(self.attn, self.norm1, x, mask=mask)
         x = x + self.drop_path1(y if self.ls1 is None else self.ls1(y))
-        y = self.mlp(self.norm2(x))
+        y = normed(self.mlp, self.norm2, x)
         return x + self.drop_path2(y if self.ls2 is None else self.ls2(y))
 
 

@@ -66,6 +66,10 @@ def test_ab_step_times_variants_with_trace_settings(capsys):
         ab_step.main(["--variants", "auto linear_rows=sideways"])
     assert exit_info.value.code == 2
     assert "linear_rows takes one of merged, unmerged" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # remat is a setting too, with its own policies
+        ab_step.main(["--variants", "auto remat=layer"])
+    assert exit_info.value.code == 2
+    assert "remat takes one of none, block, elementwise" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # an XLA option this jaxlib lacks: one line, exit 2
         ab_step.main(tiny + ["--rounds", "1", "--steps", "1", "--variants", "auto xla_cpu_no_such_option=1"])
     assert exit_info.value.code == 2
