@@ -81,6 +81,9 @@ def parse_args(argv=None):
     p.add_argument("--attention", default="auto", help="attention kernel: auto | xla | cudnn | xla_padded | head_major "
                    "(jaxvit/layers/attention.py; the trainer's --config.attention)")
     p.add_argument("--remat", default="none", choices=remat.POLICIES, help="the trainer's --config.remat")
+    p.add_argument("--pad-multiple", type=int, default=0,
+                   help="the multiple cuDNN's attention inputs are padded to (0: jaxvit's, "
+                   "jaxvit.layers.attention.PAD_MULTIPLE); to time other paddings on a GPU")
     p.add_argument("--transfer-dtype", default="float32", choices=["float32", "uint8"],
                    help="the trainer's --config.transfer_dtype: uint8 images, normalized in the step")
     p.add_argument("--cpu-dots", default="auto", choices=xla_cpu.CPU_DOTS,
@@ -171,6 +174,7 @@ def _compile(lower, options=None):
 
 def bench_jax(args) -> list[dict]:
     jaxvit.layers.attention_impl.set_implementation(args.attention)
+    jaxvit.layers.attention_impl.set_pad_multiple(args.pad_multiple or jaxvit.layers.attention_impl.PAD_MULTIPLE)
     remat.set_policy(args.remat)
     tasks = [t for t in args.jax.split(",") if t]
     options = xla_cpu.compiler_options(args.cpu_dots, jax.default_backend())
@@ -232,6 +236,7 @@ def bench_jax(args) -> list[dict]:
                          compile_s=compile_s, note=attention_kernel(infer) + fallback))
     setting = [s for s in (f"attention={args.attention}" if args.attention != "auto" else "",
                            f"remat={args.remat}" if args.remat != "none" else "",
+                           f"pad={args.pad_multiple}" if args.pad_multiple else "",
                            "uint8 input" if args.transfer_dtype == "uint8" else "",
                            f"cpu_dots={args.cpu_dots}" if options else "") if s]
     for r in rows:
@@ -410,7 +415,8 @@ def sweep(args) -> list[dict]:
     csv_path = os.path.abspath(args.csv or os.path.join(ROOT, "benchmarks", "results.csv"))
     for name in names:
         argv = [*_passed_args(args, name), "--torch", args.torch, "--compile-timeout", str(args.compile_timeout),
-                "--attention", args.attention, "--remat", args.remat, "--jax", args.jax,
+                "--attention", args.attention, "--remat", args.remat, "--pad-multiple", str(args.pad_multiple),
+                "--jax", args.jax,
                 "--transfer-dtype", args.transfer_dtype, "--cpu-dots", args.cpu_dots,
                 "--peak-tflops", str(args.peak_tflops), "--csv", csv_path]
         before = _read_csv(csv_path)

@@ -16,9 +16,14 @@
 # torch.compile warm-ups ran at 2561 img/s, alone at 3296. A whole sweep takes longer than one
 # 10-minute device call on an H200 (stage 1 about 45 s a model, stage 3 about 40 s); STAGES=jax and
 # STAGES=timm split it into two calls, MODELS narrows it.
+# Two more stages, run only when STAGES names them, for a GPU session's questions:
+#   ab:      jaxvit settings no GPU has timed yet, one bench.py row each (AB_ROWS: ';'-separated
+#            bench.py arguments; the default list is below);
+#   profile: each of PROFILE_MODELS' train steps under jax's profiler, its costliest kernels
+#            (benchmarks/profile_step.py --ops) in OUTDIR/profile_MODEL.txt.
 # Overrides (for a smoke run on a CPU): BENCH_ARGS (replaces the shared flags), FLAGSHIP, MODELS,
-# STAGES (jax,timm), BUDGET_S, JAX_S (limit per jaxvit model), COMPILE_S, FLAGSHIP_COMPILE_S,
-# WARM_S, WARM_P, PYTHON.
+# STAGES (jax,timm; ab, profile), BUDGET_S, JAX_S (limit per jaxvit model), COMPILE_S,
+# FLAGSHIP_COMPILE_S, WARM_S, WARM_P, AB_ROWS, PROFILE_MODELS, PROFILE_ARGS, PROFILE_S, PYTHON.
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/gpu}
@@ -58,7 +63,8 @@ except ImportError as e:
 EOF
 
 # 1. jaxvit's rows: the flagship, the other families (MViTv2-T's step compiled for over 75 s on an
-#    H200: it gets 60 s more), then the flagship's memory settings
+#    H200: it gets 60 s more), then the flagship's memory settings (uint8 input, remat block and
+#    elementwise)
 if [[ $stages == *,jax,* ]]; then
   bench "${JAX_S:-90}" --model "$flagship" --torch ""
   for m in "${rest[@]}"; do
@@ -67,6 +73,36 @@ if [[ $stages == *,jax,* ]]; then
   done
   bench "${JAX_S:-90}" --model "$flagship" --torch "" --transfer-dtype uint8 --jax train
   bench "${JAX_S:-90}" --model "$flagship" --torch "" --remat block --jax train
+  bench "${JAX_S:-90}" --model "$flagship" --torch "" --remat elementwise --jax train
+fi
+
+# ab. settings to compare on a GPU: cuDNN on inputs padded only to an even length (jax asks no
+#     more; 64 is the default), XLA's attention for Swin's 49-token windows, cuDNN for TnT's
+#     inner heads (6 wide, padded to 8), and the per-layer remat
+if [[ $stages == *,ab,* ]]; then
+  IFS=';' read -r -a ab_rows <<< "${AB_ROWS:-\
+--model $flagship --torch= --jax train --pad-multiple 2;\
+--model swin_tiny_patch4_window7_224 --torch= --jax train --attention xla;\
+--model swin_tiny_patch4_window7_224 --torch= --jax train --pad-multiple 2;\
+--model tnt_s_patch16_224 --torch= --jax train --attention cudnn;\
+--model swin_tiny_patch4_window7_224 --torch= --jax train --remat elementwise}"
+  for r in "${ab_rows[@]}"; do
+    read -r -a a <<< "$r"
+    (( ${#a[@]} )) && bench "${JAX_S:-90}" "${a[@]}"
+  done
+fi
+
+# profile. where each step's time goes, kernel by kernel
+if [[ $stages == *,profile,* ]]; then
+  IFS=, read -r -a profiled <<< "${PROFILE_MODELS:-swin_tiny_patch4_window7_224,$flagship,tnt_s_patch16_224}"
+  read -r -a profile_args <<< "${PROFILE_ARGS:---dtype bfloat16 --batch 128 --ops 25}"
+  for m in "${profiled[@]}"; do
+    l=$(left); limit=${PROFILE_S:-90}; (( l < limit )) && limit=$l
+    if (( limit < 20 )); then echo "skipped (budget): profile $m" | tee -a "$out/skipped.txt"; continue; fi
+    timeout "$limit" "$py" benchmarks/profile_step.py --model "$m" "${profile_args[@]}" > "$out/profile_$m.txt" 2>&1 \
+      || echo "profile stopped or failed ($?): $m"
+    tail -n 30 "$out/profile_$m.txt"
+  done
 fi
 
 if [[ $stages == *,timm,* ]]; then
@@ -96,5 +132,5 @@ print(" ".join(m for m in sys.argv[1:] if m in have))' "$flagship" "${rest[@]}" 
     bench $((c + 30)) --model "$m" --jax "" --torch amp,compile --compile-timeout "$c"
   done
 fi
-"$py" benchmarks/bench.py --md-from "$csv" --md "$out/gpu.md"
+[[ -f $csv ]] && "$py" benchmarks/bench.py --md-from "$csv" --md "$out/gpu.md"
 echo "sweep: $((SECONDS - start)) s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from functools import partial
 
@@ -40,8 +41,32 @@ _fallback_logged = False
 set_implementation, get_implementation, implementation = _setting.set, _setting.get, _setting.using
 
 
+_pad_multiple = PAD_MULTIPLE
+
+
+def set_pad_multiple(n: int) -> None:
+    """The multiple the 'cudnn' and 'xla_padded' paths pad token counts to, for models traced from
+    now on (PAD_MULTIPLE by default). jax's cuDNN path itself asks only that biased attention
+    have even lengths when training; ``bench.py --pad-multiple`` times other multiples on a GPU."""
+    global _pad_multiple
+    if n < 1:
+        raise ConfigError(f"attention pad multiple {n} must be at least 1")
+    _pad_multiple = n
+
+
+@contextlib.contextmanager
+def pad_multiple(n: int):
+    """``with pad_multiple(n): ...``: ``set_pad_multiple(n)`` for what is traced inside."""
+    old = _pad_multiple
+    set_pad_multiple(n)
+    try:
+        yield
+    finally:
+        set_pad_multiple(old)
+
+
 def _round_up(n: int) -> int:
-    return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
+    return -(-n // _pad_multiple) * _pad_multiple
 
 
 def _pad_axis(x: jax.Array, axis: int, size: int, value=0) -> jax.Array:
