@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from functools import partial
 
 import jax
@@ -34,6 +35,7 @@ PAD_MULTIPLE = 64
 HEAD_MULTIPLE = 8
 
 log = logging.getLogger("jaxvit")
+Cut = Callable[[jax.Array], jax.Array]  # a kernel's output -> attention's result (its padding dropped)
 _setting = TraceSetting("attention implementation", IMPLEMENTATIONS, "auto")
 _fallback_logged = False
 # set_implementation(name): the kernel for models traced from now on (``config.attention``);
@@ -102,6 +104,12 @@ def _padded(q, k, v, bias, mask, implementation: str, scale: float | None = None
     """Attention on q, k, v padded to PAD_MULTIPLE tokens and HEAD_MULTIPLE head widths; the
     padded keys are masked through ``key_value_seq_lengths``, and the padded query rows and
     output columns are dropped, so the result is the unpadded one."""
+    out, cut = _padded_uncut(q, k, v, bias, mask, implementation, scale)
+    return cut(out)
+
+
+def _padded_uncut(q, k, v, bias, mask, implementation: str, scale: float | None = None) -> tuple[jax.Array, Cut]:
+    """``_padded`` as (the kernel's padded output, the cut that drops the padding)."""
     b, tq = q.shape[:2]
     tk = k.shape[1]
     width = q.shape[-1]
@@ -121,7 +129,7 @@ def _padded(q, k, v, bias, mask, implementation: str, scale: float | None = None
         key_value_seq_lengths=jnp.full((b,), tk, jnp.int32),
         implementation=implementation,
     )
-    return out[:, :tq, :, :width]
+    return out, lambda o: o[:, :tq, :, :width]
 
 
 def _head_major(q, k, v, bias, mask, scale: float | None) -> jax.Array:
@@ -158,6 +166,25 @@ def attention(
     forms the weights explicitly (no fused kernel offers dropout). v's heads may be wider or
     narrower than q's and k's (differential attention's are twice as wide).
     """
+    out, cut = attention_uncut(q, k, v, bias=bias, mask=mask, attn_drop=attn_drop)
+    return cut(out)
+
+
+def attention_uncut(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    bias: jax.Array | None = None,
+    mask: jax.Array | None = None,
+    attn_drop: nnx.Dropout | None = None,
+) -> tuple[jax.Array, Cut]:
+    """``attention`` as (the kernel's own output, the cut that makes it ``attention``'s result).
+    The fused kernel's output is padded (tokens to the pad multiple, head widths to
+    HEAD_MULTIPLE), and the kernel keeps it for its own gradient. A caller whose next product
+    needs the result for its gradient (``Attention``'s proj under remat='elementwise', through
+    ``remat.chain``) keeps that same array rather than a cut copy, and cuts it again in the
+    backward pass."""
     if not (attn_drop is None or attn_drop.rate == 0.0 or attn_drop.deterministic):
         scale = q.shape[-1] ** -0.5
         logits = jnp.einsum("bqhd,bkhd->bhqk", q * scale, k)
@@ -166,38 +193,45 @@ def attention(
         if mask is not None:
             logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
-        return jnp.einsum("bhqk,bkhd->bqhd", attn_drop(weights), v)
+        return jnp.einsum("bhqk,bkhd->bqhd", attn_drop(weights), v), _uncut
     width = v.shape[-1]
     q, k, v, scale = _one_width(q, k, v)
-    out = _kernel(q, k, v, bias, mask, scale)
-    return out if out.shape[-1] == width else out[..., :width]
+    out, cut = _kernel(q, k, v, bias, mask, scale)
+    if v.shape[-1] == width:  # v not widened by _one_width
+        return out, cut
+    return out, lambda o: cut(o)[..., :width]
 
 
-def _kernel(q, k, v, bias, mask, scale: float | None) -> jax.Array:
-    """The kernel ``set_implementation`` picks, on q, k, v of one head width."""
+def _uncut(out: jax.Array) -> jax.Array:
+    return out
+
+
+def _kernel(q, k, v, bias, mask, scale: float | None) -> tuple[jax.Array, Cut]:
+    """The kernel ``set_implementation`` picks, on q, k, v of one head width: (its output, the
+    cut to the unpadded result)."""
     global _fallback_logged
     impl = _setting.get()
     if impl == "xla":
-        return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, implementation="xla")
+        return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, implementation="xla"), _uncut
     if impl == "head_major":
-        return _head_major(q, k, v, bias, mask, scale)
+        return _head_major(q, k, v, bias, mask, scale), _uncut
     if impl == "xla_padded":
-        return _padded(q, k, v, bias, mask, "xla", scale)
+        return _padded_uncut(q, k, v, bias, mask, "xla", scale)
     if impl == "cudnn":
-        return _padded(q, k, v, bias, mask, "cudnn", scale)
+        return _padded_uncut(q, k, v, bias, mask, "cudnn", scale)
     # auto: the fused kernel where it exists (GPU, half precision), head-major on CPU, else XLA
     backend = jax.default_backend()
     if backend == "cpu":
-        return _head_major(q, k, v, bias, mask, scale)
+        return _head_major(q, k, v, bias, mask, scale), _uncut
     if backend == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] % HEAD_MULTIPLE == 0:
         try:
-            return _padded(q, k, v, bias, mask, "cudnn", scale)
+            return _padded_uncut(q, k, v, bias, mask, "cudnn", scale)
         except Exception as e:  # cuDNN refused these shapes at trace time: XLA computes the same
             if not _fallback_logged:
                 log.warning("attention: cuDNN refused %s x %s (%s); using XLA's attention",
                             q.shape, k.shape, str(e).splitlines()[0][:160])
                 _fallback_logged = True
-    return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale)
+    return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale), _uncut
 
 
 class Attention(nnx.Module):
@@ -241,7 +275,10 @@ class Attention(nnx.Module):
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        out = attention(q, k, v, bias=bias, mask=mask, attn_drop=self.attn_drop).reshape(b, n, c)
-        if self.norm is not None:
-            out = self.norm(out)
-        return self.proj_drop(self.proj(out))
+        out, cut = attention_uncut(q, k, v, bias=bias, mask=mask, attn_drop=self.attn_drop)
+
+        def merge_heads(o):
+            return cut(o).reshape(b, n, c)
+
+        # under remat='elementwise' proj's gradient keeps the kernel's own output, not a cut copy
+        return self.proj_drop(remat.chain(out, merge_heads, self.norm, self.proj))

@@ -84,6 +84,31 @@ def test_gelu_keeps_one_array_and_its_gradient_is_the_exact_one(dtype):
     np.testing.assert_allclose(jax.grad(jax.grad(common.gelu))(1.0), np.exp(-0.5) / np.sqrt(2 * np.pi), rtol=1e-6)
 
 
+def test_drop_path_keeps_only_its_per_sample_mask():
+    """DropPath's gradient keeps the (batch, 1, 1, 1) mask, not the mask broadcast to x's shape
+    and an array of zeros as large as x (what autodiff of jnp.where kept), with the same values
+    and gradients as that plain form under jit."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 6, 5, 8)), jnp.float32)
+    layer = common.DropPath(0.5, rngs=nnx.Rngs(dropout=0))
+    graph, state = nnx.split(layer)
+    state = nnx.to_pure_dict(state)  # merged afresh in each trace
+    mask = jax.random.bernoulli(nnx.merge(graph, state).rngs(), 0.5, (4, 1, 1, 1))
+    assert 0 < int(mask.sum()) < 4, "draw both a kept and a dropped sample"
+
+    def ours(x):
+        return nnx.merge(graph, state)(x)  # the same stream: the same mask
+
+    def plain(x):
+        return jnp.where(mask, x / 0.5, jnp.zeros_like(x))
+
+    np.testing.assert_array_equal(jax.jit(ours)(x), jax.jit(plain)(x))
+    weights = jnp.linspace(-1, 1, x.size).reshape(x.shape)
+    grads = [jax.jit(jax.grad(lambda x, f=f: jnp.sum(jnp.sin(f(x)) * weights)))(x) for f in (ours, plain)]
+    np.testing.assert_array_equal(grads[0], grads[1])
+    assert residual_bytes(ours, x) == 4  # four booleans
+    assert residual_bytes(plain, x) >= x.size * (1 + 4)  # the broadcast mask and float32 zeros
+
+
 def test_a_vit_gradient_needs_less_memory_with_them():
     """The compiled gradient of a small bf16 ViT holds less temp memory with jaxvit's LayerNorm and
     GELU than traced under residuals('plain') (nnx's LayerNorm and jax.nn.gelu; XLA:CPU, jaxlib
