@@ -26,3 +26,23 @@ def test_step_memory_prints_a_row_per_model_and_setting():
         # 1.5 against 2.6 MiB kept; XLA:CPU's temp memory is the same: its scheduler is not memory-driven)
         elementwise = rows[m, "lean", "elementwise"]
         assert elementwise[0] < lean[0] and elementwise[2] == lean[2], (elementwise, lean)
+
+
+def test_step_memory_traces_the_gpus_fused_attention_anywhere():
+    """--kept-only --attention cudnn: what a GPU's step keeps with cuDNN's fused attention, traced
+    on this CPU (nothing compiled); less under remat='elementwise' and with inputs padded only to
+    an even length (--pad-multiple 2: 17 tokens -> 18 rather than 64)."""
+    kept = {}
+    for pad in ("0", "2"):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/step_memory.py"), "--models",
+                               "vit_tiny_patch16_224", "--model-args", "depth=2,img_size=64,patch_size=16",
+                               "--batch", "8", "--attention", "cudnn", "--kept-only", "--remat",
+                               "none,elementwise", "--pad-multiple", pad],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        for line in proc.stdout.splitlines()[1:]:
+            name, _, policy, mib, *rest = line.split()
+            assert rest == ["-", "-", "-"], line  # nothing compiled
+            kept[pad, policy] = float(mib)
+    assert kept["0", "elementwise"] < kept["0", "none"], kept
+    assert kept["2", "none"] < kept["0", "none"] and kept["2", "elementwise"] < kept["0", "elementwise"], kept
