@@ -17,8 +17,9 @@
 # 10-minute device call on an H200 (stage 1 about 45 s a model, stage 3 about 40 s); STAGES=jax and
 # STAGES=timm split it into two calls, MODELS narrows it.
 # Two more stages, run only when STAGES names them, for a GPU session's questions:
-#   ab:      jaxvit settings no GPU has timed yet, one bench.py row each (AB_ROWS: ';'-separated
-#            bench.py arguments; the default list is below);
+#   ab:      jaxvit settings no GPU has timed yet, each beside the default it changes, in one
+#            call (AB_ROWS: ';'-separated bench.py arguments; the default list is below, about
+#            7 minutes on an H200 by the earlier rows' times);
 #   profile: each of PROFILE_MODELS' train steps under jax's profiler, its costliest kernels
 #            (benchmarks/profile_step.py --ops) in OUTDIR/profile_MODEL.txt.
 # Overrides (for a smoke run on a CPU): BENCH_ARGS (replaces the shared flags), FLAGSHIP, MODELS,
@@ -77,15 +78,19 @@ if [[ $stages == *,jax,* ]]; then
 fi
 
 # ab. settings to compare on a GPU: cuDNN on inputs padded only to an even length (jax asks no
-#     more; 64 is the default), XLA's attention for Swin's 49-token windows, cuDNN for TnT's
-#     inner heads (6 wide, padded to 8), and the per-layer remat
+#     more; 64 is the default), alone and with remat=elementwise (the flagship's kept memory, as
+#     step_memory.py --attention cudnn --kept-only traces it, 8328 -> 4533 MiB), XLA's attention
+#     for Swin's 49-token windows, cuDNN for TnT's inner heads (6 wide, padded to 8)
 if [[ $stages == *,ab,* ]]; then
   IFS=';' read -r -a ab_rows <<< "${AB_ROWS:-\
+--model $flagship --torch= --jax train;\
 --model $flagship --torch= --jax train --pad-multiple 2;\
+--model $flagship --torch= --jax train --pad-multiple 2 --remat elementwise;\
+--model swin_tiny_patch4_window7_224 --torch= --jax train;\
 --model swin_tiny_patch4_window7_224 --torch= --jax train --attention xla;\
 --model swin_tiny_patch4_window7_224 --torch= --jax train --pad-multiple 2;\
---model tnt_s_patch16_224 --torch= --jax train --attention cudnn;\
---model swin_tiny_patch4_window7_224 --torch= --jax train --remat elementwise}"
+--model tnt_s_patch16_224 --torch= --jax train;\
+--model tnt_s_patch16_224 --torch= --jax train --attention cudnn}"
   for r in "${ab_rows[@]}"; do
     read -r -a a <<< "$r"
     (( ${#a[@]} )) && bench "${JAX_S:-90}" "${a[@]}"
