@@ -19,7 +19,7 @@
 # Two more stages, run only when STAGES names them, for a GPU session's questions:
 #   ab:      jaxvit settings no GPU has timed yet, each beside the default it changes, in one
 #            call (AB_ROWS: ';'-separated bench.py arguments; the default list is below: 8 rows,
-#            each 21 to 58 s on an H200 by benchmarks/gpu_h200/run2_jaxvit_alone.csv's times);
+#            each 21 to 59 s on an H200 by the gaps between benchmarks/gpu_h200/run2_jaxvit_alone.csv's rows);
 #   profile: each of PROFILE_MODELS' train steps under jax's profiler, its costliest kernels
 #            (benchmarks/profile_step.py --ops) in OUTDIR/profile_MODEL.txt.
 # Overrides (for a smoke run on a CPU): BENCH_ARGS (replaces the shared flags), FLAGSHIP, MODELS,
