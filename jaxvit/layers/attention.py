@@ -170,15 +170,8 @@ def attention(
     return cut(out)
 
 
-def attention_uncut(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    bias: jax.Array | None = None,
-    mask: jax.Array | None = None,
-    attn_drop: nnx.Dropout | None = None,
-) -> tuple[jax.Array, Cut]:
+def attention_uncut(q: jax.Array, k: jax.Array, v: jax.Array, *, bias: jax.Array | None = None,
+                    mask: jax.Array | None = None, attn_drop: nnx.Dropout | None = None) -> tuple[jax.Array, Cut]:
     """``attention`` as (the kernel's own output, the cut that makes it ``attention``'s result).
     The fused kernel's output is padded (tokens to the pad multiple, head widths to
     HEAD_MULTIPLE), and the kernel keeps it for its own gradient. A caller whose next product
