@@ -55,7 +55,11 @@ def main(argv=None) -> list[dict]:
     from jaxvit.layers import common, remat
     from jaxvit.registry import get_entry, parse_model_args
 
-    if args.kept_only and args.attention == "cudnn":
+    if args.attention == "cudnn" and jax.default_backend() != "gpu":
+        if not args.kept_only:
+            print("error: step_memory.py: --attention cudnn compiles only on a GPU; add --kept-only to trace "
+                  "what a GPU's step keeps", file=sys.stderr)
+            raise SystemExit(2)
         allow_cudnn_trace()
     jaxvit.layers.attention_impl.set_implementation(args.attention)
     jaxvit.layers.attention_impl.set_pad_multiple(args.pad_multiple or jaxvit.layers.attention_impl.PAD_MULTIPLE)
@@ -74,11 +78,11 @@ def main(argv=None) -> list[dict]:
                 with common.residuals(residuals), remat.policy(policy):
                     analysis = None if args.kept_only else \
                         jax.jit(step, donate_argnums=(0,)).lower(state, batch).compile().memory_analysis()
+                    compile_s = None if args.kept_only else time.perf_counter() - start
                     kept = kept_bytes(model_loss(model), state["params"], batch["image"])
                 row = dict(model=name, residuals=residuals, remat=policy, kept_mib=kept / 2**20,
                            temp_mib=analysis and analysis.temp_size_in_bytes / 2**20,
-                           args_mib=analysis and analysis.argument_size_in_bytes / 2**20,
-                           compile_s=analysis and time.perf_counter() - start)
+                           args_mib=analysis and analysis.argument_size_in_bytes / 2**20, compile_s=compile_s)
                 rows.append(row)
                 cells = [f"{'-' if v is None else f'{v:.1f}':>{w}}" for v, w in (
                     (row["kept_mib"], 10), (row["temp_mib"], 10), (row["args_mib"], 10), (row["compile_s"], 11))]

@@ -211,7 +211,7 @@ def _drop_path(x: jax.Array, mask: jax.Array, keep: float) -> jax.Array:
     """x / keep where the per-sample ``mask`` holds, else 0. Its gradient keeps only the mask (one
     value per sample); autodiff of the plain ``jnp.where`` kept the mask broadcast to x's shape
     and an array of zeros as large as x (Swin-T, which drops paths by default, bf16, batch 128:
-    about 0.9 GiB). The values and gradients are the same."""
+    8104 -> 7277 MiB kept, README). The values and gradients are the same."""
     return jnp.where(mask, x / keep, jnp.zeros_like(x))
 
 

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import jax
 from conftest import ROOT
 
 
@@ -46,3 +47,10 @@ def test_step_memory_traces_the_gpus_fused_attention_anywhere():
             kept[pad, policy] = float(mib)
     assert kept["0", "elementwise"] < kept["0", "none"], kept
     assert kept["2", "none"] < kept["0", "none"] and kept["2", "elementwise"] < kept["0", "elementwise"], kept
+    if jax.default_backend() == "gpu":
+        return
+    # compiling the fused path needs a GPU: one line, exit 2
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/step_memory.py"), "--attention", "cudnn"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: step_memory.py:"), \
+        proc.stderr[-1000:]
