@@ -259,12 +259,14 @@ class Attention(nnx.Module):
         self.proj = linear(dim, dim, bias=proj_bias, dtype=dtype, rngs=rngs)
         self.proj_drop = dropout(proj_drop, rngs)
 
-    def __call__(self, x: jax.Array, *, bias: jax.Array | None = None, mask=None,
-                 pre_norm: nnx.Module | None = None) -> jax.Array:
-        """``pre_norm``: the block's norm before attention, given here rather than applied by the
-        caller so that ``remat='elementwise'`` can recompute its output (``remat.chain``)."""
-        b, n, c = x.shape
-        qkv = remat.chain(x, pre_norm, self.qkv).reshape(b, n, 3, self.num_heads, c // self.num_heads)
+    def __call__(self, x: jax.Array, *, bias: jax.Array | None = None, mask=None, pre_norm=None) -> jax.Array:
+        """``pre_norm``: the block's norm before attention (or a tuple: the norm and what follows
+        it before qkv), given here rather than applied by the caller so that
+        ``remat='elementwise'`` can recompute its output (``remat.chain``)."""
+        pre = pre_norm if isinstance(pre_norm, tuple) else (pre_norm,)
+        qkv = remat.chain(x, *pre, self.qkv)
+        b, n, c = *qkv.shape[:2], qkv.shape[-1] // 3
+        qkv = qkv.reshape(b, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)

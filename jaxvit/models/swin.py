@@ -71,17 +71,21 @@ class WindowAttention(Attention):
             init.trunc_normal_02(rngs.params(), (num_rel, num_heads), jnp.float32)
         )
 
-    def __call__(self, x: jax.Array, *, mask: np.ndarray | None = None) -> jax.Array:
-        """``x``: (B * num_windows, N, C); ``mask``: (num_windows, N, N) additive, or None."""
+    def __call__(self, x: jax.Array, *, mask: np.ndarray | None = None, pre_norm=None) -> jax.Array:
+        """``x``: (B * num_windows, N, C); ``mask``: (num_windows, N, N) additive, or None.
+        ``pre_norm``: the block's norm and what takes its output to windows (shift, pad,
+        partition), given here so that ``remat='elementwise'`` can recompute them; ``x`` is then
+        the block's (B, H, W, C) map."""
         bias = relative_position_bias(self.relative_position_bias_table[...], self.window_size)
         bias = bias.astype(x.dtype)[None]  # (1, heads, N, N)
         if mask is not None:
             num_windows, n = mask.shape[0], mask.shape[1]
+            images = x.shape[0] if pre_norm is not None else x.shape[0] // num_windows
             bias = bias + jnp.asarray(mask, x.dtype)[:, None]  # (nW, heads, N, N)
             # Windows are image-major (window_partition), so the mask repeats per image.
-            bias = jnp.broadcast_to(bias, (x.shape[0] // num_windows, *bias.shape))
-            bias = bias.reshape(x.shape[0], self.num_heads, n, n)
-        return super().__call__(x, bias=bias)
+            bias = jnp.broadcast_to(bias, (images, *bias.shape))
+            bias = bias.reshape(images * num_windows, self.num_heads, n, n)
+        return super().__call__(x, bias=bias, pre_norm=pre_norm)
 
 
 class SwinTransformerBlock(nnx.Module):
@@ -116,22 +120,26 @@ class SwinTransformerBlock(nnx.Module):
         self.drop_path2 = DropPath(drop_path, rngs=rngs)
 
     def _attn(self, x: jax.Array) -> jax.Array:
+        """The attention branch on the block's input: norm1, shift, windows, attention, back."""
         _, h, w, _ = x.shape
-        shift = self.shift_size
-        if any(shift):
-            x = jnp.roll(x, (-shift[0], -shift[1]), axis=(1, 2))
-        # As timm: pad after the shift, and the padded zeros are attended to (no padding mask).
-        x = pad_to_windows(x, self.window_size)
-        hp, wp = x.shape[1], x.shape[2]
-        mask = shifted_window_mask(hp, wp, self.window_size, shift)
-        x = self.attn(window_partition(x, self.window_size), mask=mask)
-        x = window_reverse(x, self.window_size, hp, wp)[:, :h, :w]
+        shift, window = self.shift_size, self.window_size
+        hp, wp = h + -h % window[0], w + -w % window[1]
+
+        def to_windows(y):
+            if any(shift):
+                y = jnp.roll(y, (-shift[0], -shift[1]), axis=(1, 2))
+            # As timm: pad after the shift, and the padded zeros are attended to (no padding mask).
+            return window_partition(pad_to_windows(y, window), window)
+
+        mask = shifted_window_mask(hp, wp, window, shift)
+        x = self.attn(x, mask=mask, pre_norm=(self.norm1, to_windows))
+        x = window_reverse(x, window, hp, wp)[:, :h, :w]
         if any(shift):
             x = jnp.roll(x, shift, axis=(1, 2))
         return x
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = x + self.drop_path1(self._attn(self.norm1(x)))
+        x = x + self.drop_path1(self._attn(x))
         return x + self.drop_path2(normed(self.mlp, self.norm2, x))
 
 
