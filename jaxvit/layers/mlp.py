@@ -43,9 +43,10 @@ class Mlp(nnx.Module):
         self.drop2 = dropout(drop, rngs)
 
     def __call__(self, x: jax.Array, *, pre_norm: nnx.Module | None = None) -> jax.Array:
-        """``pre_norm``: the block's norm before this MLP, given here rather than applied by the
-        caller so that ``remat='elementwise'`` can recompute its output (``remat.chain``)."""
-        h = remat.chain(x, pre_norm, self.fc1)
+        """``pre_norm``: the block's norm before this MLP (or a tuple: the norm and what follows it
+        before fc1), given here rather than applied by the caller so that ``remat='elementwise'``
+        can recompute its output (``remat.chain``)."""
+        h = remat.chain(x, *(pre_norm if isinstance(pre_norm, tuple) else (pre_norm,)), self.fc1)
         return self.drop2(remat.chain(h, self.act, self.drop1, self.norm, self.fc2))
 
 

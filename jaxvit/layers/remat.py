@@ -84,12 +84,13 @@ def chain(x: jax.Array, *layers) -> jax.Array:
 
 
 def normed(layer, norm, x: jax.Array, **kwargs) -> jax.Array:
-    """``layer(norm(x), **kwargs)``, a block's pre-norm branch. A layer whose call takes
+    """``layer(norm(x), **kwargs)``, a block's pre-norm branch (``norm`` may be a tuple: the norm
+    and what follows it, e.g. Mixer's transpose to tokens last). A layer whose call takes
     ``pre_norm`` (``Attention``, ``Mlp``) gets the norm passed in, so that under 'elementwise' the
     norm's output is recomputed in the backward pass rather than kept (``chain``)."""
     if "pre_norm" in inspect.signature(type(layer).__call__).parameters:
         return layer(x, pre_norm=norm, **kwargs)
-    return layer(norm(x), **kwargs)
+    return layer(chain(x, *(norm if isinstance(norm, tuple) else (norm,))), **kwargs)
 
 
 def _recomputed(fn, params, others, args):

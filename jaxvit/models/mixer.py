@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxvit.errors import ConfigError
-from jaxvit.layers import Affine, DropPath, GatedMlp, GluMlp, Mlp, PatchEmbed, SpatialGatingUnit, init
+from jaxvit.layers import Affine, DropPath, GatedMlp, GluMlp, Mlp, PatchEmbed, SpatialGatingUnit, init, remat
 from jaxvit.layers.classifier import global_pool, logits, make_fc
 from jaxvit.layers.common import Dtype, dropout, gelu, get_act, layer_norm, linear
 from jaxvit.layers.features import Prunable, run_blocks, tokens_to
@@ -72,6 +72,11 @@ def _mlp(kind: str, in_features: int, hidden: int, *, act, drop: float, dtype: D
     return cls(in_features, hidden, act=act, drop=drop, dtype=dtype, rngs=rngs)
 
 
+def _tokens_last(x: jax.Array) -> jax.Array:
+    """(B, tokens, C) -> (B, C, tokens): the token-mixing MLP's input."""
+    return x.swapaxes(1, 2)
+
+
 class MixerBlock(nnx.Module):
     """x + mlp_tokens(norm1(x)^T)^T, then x + mlp_channels(norm2(x))."""
 
@@ -101,7 +106,7 @@ class MixerBlock(nnx.Module):
         _init_mlp_like_timm(self.mlp_channels, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        mixed = self.mlp_tokens(self.norm1(x).swapaxes(1, 2)).swapaxes(1, 2)
+        mixed = normed(self.mlp_tokens, (self.norm1, _tokens_last), x).swapaxes(1, 2)
         x = x + self.drop_path(mixed)
         return x + self.drop_path(normed(self.mlp_channels, self.norm2, x))
 
@@ -137,7 +142,7 @@ class ResBlock(nnx.Module):
         self.ls2 = nnx.Param(jnp.full((dim,), init_values, jnp.float32))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        mixed = self.linear_tokens(self.norm1(x).swapaxes(1, 2)).swapaxes(1, 2)
+        mixed = remat.chain(x, self.norm1, _tokens_last, self.linear_tokens).swapaxes(1, 2)
         x = x + self.drop_path(self.ls1[...].astype(x.dtype) * mixed)
         return x + self.drop_path(self.ls2[...].astype(x.dtype) * normed(self.mlp_channels, self.norm2, x))
 
