@@ -31,25 +31,10 @@ set_policy, get_policy, policy = _setting.set, _setting.get, _setting.using
 def block_call(block: nnx.Module, *args, **kwargs):
     """``block(*args, **kwargs)``, rematerialized under the 'block' policy. Every family's block
     loop calls its blocks through this. Keyword arguments (masks, flags) are closed over.
-
-    The block runs as a pure function of its parameters, other state and inputs; its new
-    non-parameter state (BatchNorm statistics, dropout RNG counts) is written back.
     """
     if _setting.get() != "block":
         return block(*args, **kwargs)
-    graph, params, others = nnx.split(block, nnx.Param, ...)
-
-    def pure(params, others, args):
-        # fresh Variable objects, made in the trace that mutates them: flax refuses a mutation
-        # of a Variable made at another trace level (the backward's ``others`` are made outside
-        # the ``jax.vjp`` that recomputes the block)
-        blk = nnx.merge(graph, params, jax.tree.map(lambda v: v, others))
-        out = blk(*args, **kwargs)
-        return out, nnx.split(blk, nnx.Param, ...)[2]
-
-    out, new_others = _recomputed(pure, params, others, args)
-    nnx.update(block, new_others)
-    return out
+    return _modules_recomputed([block], lambda modules, args: modules[0](*args, **kwargs), args)
 
 
 def chain(x: jax.Array, *layers) -> jax.Array:
@@ -64,21 +49,33 @@ def chain(x: jax.Array, *layers) -> jax.Array:
         for layer in layers:
             x = layer(x)
         return x
-    slots = [i for i, layer in enumerate(layers) if isinstance(layer, nnx.Module)]
-    holder = nnx.List([layers[i] for i in slots])
+
+    def run(modules, args):
+        y, fresh = args[0], iter(modules)
+        for layer in layers:
+            y = (next(fresh) if isinstance(layer, nnx.Module) else layer)(y)
+        return y
+
+    return _modules_recomputed([layer for layer in layers if isinstance(layer, nnx.Module)], run, (x,))
+
+
+def _modules_recomputed(modules: list[nnx.Module], run, args):
+    """``run(modules, args)`` keeping only the modules' parameters and ``args`` for the backward
+    pass (``_recomputed``). The modules run as pure functions of their parameters, other state and
+    ``args``; their new non-parameter state (BatchNorm statistics, dropout RNG counts) is written
+    back."""
+    holder = nnx.List(modules)
     graph, params, others = nnx.split(holder, nnx.Param, ...)
 
     def pure(params, others, args):
-        modules = nnx.merge(graph, params, jax.tree.map(lambda v: v, others))  # fresh Variables, as block_call
-        run = list(layers)
-        for i, module in zip(slots, modules, strict=True):
-            run[i] = module
-        y = args[0]
-        for layer in run:
-            y = layer(y)
-        return y, nnx.split(modules, nnx.Param, ...)[2]
+        # fresh Variable objects, made in the trace that mutates them: flax refuses a mutation
+        # of a Variable made at another trace level (the backward's ``others`` are made outside
+        # the ``jax.vjp`` that recomputes the modules)
+        fresh = nnx.merge(graph, params, jax.tree.map(lambda v: v, others))
+        out = run(list(fresh), args)
+        return out, nnx.split(fresh, nnx.Param, ...)[2]
 
-    out, new_others = _recomputed(pure, params, others, (x,))
+    out, new_others = _recomputed(pure, params, others, args)
     nnx.update(holder, new_others)
     return out
 
