@@ -263,8 +263,7 @@ class Attention(nnx.Module):
         """``pre_norm``: the block's norm before attention (or a tuple: the norm and what follows
         it before qkv), given here rather than applied by the caller so that
         ``remat='elementwise'`` can recompute its output (``remat.chain``)."""
-        pre = pre_norm if isinstance(pre_norm, tuple) else (pre_norm,)
-        qkv = remat.chain(x, *pre, self.qkv)
+        qkv = remat.chain(x, pre_norm, self.qkv)
         b, n, c = *qkv.shape[:2], qkv.shape[-1] // 3
         qkv = qkv.reshape(b, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]

@@ -46,7 +46,7 @@ class Mlp(nnx.Module):
         """``pre_norm``: the block's norm before this MLP (or a tuple: the norm and what follows it
         before fc1), given here rather than applied by the caller so that ``remat='elementwise'``
         can recompute its output (``remat.chain``)."""
-        h = remat.chain(x, *(pre_norm if isinstance(pre_norm, tuple) else (pre_norm,)), self.fc1)
+        h = remat.chain(x, pre_norm, self.fc1)
         return self.drop2(remat.chain(h, self.act, self.drop1, self.norm, self.fc2))
 
 

@@ -38,13 +38,15 @@ def block_call(block: nnx.Module, *args, **kwargs):
 
 
 def chain(x: jax.Array, *layers) -> jax.Array:
-    """``x`` through ``layers`` in turn (modules or functions; None skipped), e.g. a norm then a
+    """``x`` through ``layers`` in turn (modules or functions, or tuples of them; None skipped),
+    e.g. a norm then a
     Linear, or an activation, a Dropout and a Linear. Under the 'elementwise' policy only ``x``
     and the modules' parameters are kept for the backward pass, which runs the layers again: what
     passes between them (the norm's or activation's output, which the last Linear's weight
     gradient needs) is recomputed there rather than kept. Shared layers call this where such a
     chain ends in a product (``Mlp``, ``Attention``'s qkv). Dropout draws the same masks again."""
-    layers = [layer for layer in layers if layer is not None]
+    layers = [layer for item in layers for layer in (item if isinstance(item, tuple) else (item,))
+              if layer is not None]
     if _setting.get() != "elementwise":
         for layer in layers:
             x = layer(x)
@@ -87,7 +89,7 @@ def normed(layer, norm, x: jax.Array, **kwargs) -> jax.Array:
     norm's output is recomputed in the backward pass rather than kept (``chain``)."""
     if "pre_norm" in inspect.signature(type(layer).__call__).parameters:
         return layer(x, pre_norm=norm, **kwargs)
-    return layer(chain(x, *(norm if isinstance(norm, tuple) else (norm,))), **kwargs)
+    return layer(chain(x, norm), **kwargs)
 
 
 def _recomputed(fn, params, others, args):
