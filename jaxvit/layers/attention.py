@@ -264,15 +264,20 @@ class Attention(nnx.Module):
         it before qkv), given here rather than applied by the caller so that
         ``remat='elementwise'`` can recompute its output (``remat.chain``)."""
         qkv = remat.chain(x, pre_norm, self.qkv)
-        b, n, c = *qkv.shape[:2], qkv.shape[-1] // 3
-        qkv = qkv.reshape(b, n, 3, self.num_heads, c // self.num_heads)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        # (B, N, C) tokens, or (B, N, G, C): G groups of N tokens each per image (Swin's windows,
+        # ``windows_last``), attended within their group: the groups join the heads' axis,
+        # G * heads heads of N tokens, group-major, so a (1, G * heads, N, N) bias broadcasts
+        # over the images.
+        b, n, *groups, c = *qkv.shape[:-1], qkv.shape[-1] // 3
+        head_dim = c // self.num_heads
+        qkv = qkv.reshape(b, n, -1, 3, self.num_heads, head_dim)
+        q, k, v = (qkv[:, :, :, i].reshape(b, n, -1, head_dim) for i in range(3))
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         out, cut = attention_uncut(q, k, v, bias=bias, mask=mask, attn_drop=self.attn_drop)
 
         def merge_heads(o):
-            return cut(o).reshape(b, n, c)
+            return cut(o).reshape(b, n, *groups, c)
 
         # under remat='elementwise' proj's gradient keeps the kernel's own output, not a cut copy
         return self.proj_drop(remat.chain(out, merge_heads, self.norm, self.proj))

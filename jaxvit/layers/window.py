@@ -51,6 +51,26 @@ def window_reverse(windows: jax.Array, window: tuple[int, int], h: int, w: int) 
     return x.reshape(-1, h, w, c)
 
 
+def windows_last(x: jax.Array, window: tuple[int, int]) -> jax.Array:
+    """(B, H, W, C) -> (B, wh * ww, num_windows, C): ``window_partition``'s windows, each image's
+    kept together and the window index next to the channels. Attention then folds the windows
+    into its head axis, (B, N, num_windows * heads, head_dim), so that a bias shared by every
+    image (Swin's relative positions plus its shift mask) broadcasts over the batch instead of
+    being repeated per image (on the fused kernel as in XLA's attention)."""
+    b, h, w, c = x.shape
+    wh, ww = window
+    x = x.reshape(b, h // wh, wh, w // ww, ww, c).transpose(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, wh * ww, -1, c)
+
+
+def windows_last_reverse(windows: jax.Array, window: tuple[int, int], h: int, w: int) -> jax.Array:
+    """Inverse of ``windows_last``: (B, wh * ww, num_windows, C) -> (B, H, W, C)."""
+    b, _, _, c = windows.shape
+    wh, ww = window
+    x = windows.reshape(b, wh, ww, h // wh, w // ww, c).transpose(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, h, w, c)
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a

@@ -29,8 +29,8 @@ from jaxvit.layers.window import (
     pad_to_windows,
     relative_position_bias,
     shifted_window_mask,
-    window_partition,
-    window_reverse,
+    windows_last,
+    windows_last_reverse,
 )
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import build, register_model
@@ -72,20 +72,28 @@ class WindowAttention(Attention):
         )
 
     def __call__(self, x: jax.Array, *, mask: np.ndarray | None = None, pre_norm=None) -> jax.Array:
-        """``x``: (B * num_windows, N, C); ``mask``: (num_windows, N, N) additive, or None.
+        """``x``: (B, N, num_windows, C), the windows of each image (``windows_last``); ``mask``:
+        (num_windows, N, N) additive, or None. The windows share the heads' axis
+        (``Attention``), so the bias is one (1, num_windows * heads, N, N) array that broadcasts
+        over the images, never one per image (timm repeats it per window of the batch).
         ``pre_norm``: the block's norm and what takes its output to windows (shift, pad,
         partition), given here so that ``remat='elementwise'`` can recompute them; ``x`` is then
         the block's (B, H, W, C) map."""
         bias = relative_position_bias(self.relative_position_bias_table[...], self.window_size)
         bias = bias.astype(x.dtype)[None]  # (1, heads, N, N)
+        n = bias.shape[-1]
         if mask is not None:
-            num_windows, n = mask.shape[0], mask.shape[1]
-            images = x.shape[0] if pre_norm is not None else x.shape[0] // num_windows
             bias = bias + jnp.asarray(mask, x.dtype)[:, None]  # (nW, heads, N, N)
-            # Windows are image-major (window_partition), so the mask repeats per image.
-            bias = jnp.broadcast_to(bias, (images, *bias.shape))
-            bias = bias.reshape(images * num_windows, self.num_heads, n, n)
-        return super().__call__(x, bias=bias, pre_norm=pre_norm)
+        num_windows = self._num_windows(x, pre_norm)
+        bias = jnp.broadcast_to(bias, (num_windows, self.num_heads, n, n))
+        return super().__call__(x, bias=bias.reshape(1, num_windows * self.num_heads, n, n), pre_norm=pre_norm)
+
+    def _num_windows(self, x: jax.Array, pre_norm) -> int:
+        if pre_norm is None:
+            return x.shape[2]
+        _, h, w, _ = x.shape
+        wh, ww = self.window_size
+        return -(-h // wh) * -(-w // ww)
 
 
 class SwinTransformerBlock(nnx.Module):
@@ -129,11 +137,11 @@ class SwinTransformerBlock(nnx.Module):
             if any(shift):
                 y = jnp.roll(y, (-shift[0], -shift[1]), axis=(1, 2))
             # As timm: pad after the shift, and the padded zeros are attended to (no padding mask).
-            return window_partition(pad_to_windows(y, window), window)
+            return windows_last(pad_to_windows(y, window), window)
 
         mask = shifted_window_mask(hp, wp, window, shift)
         x = self.attn(x, mask=mask, pre_norm=(self.norm1, to_windows))
-        x = window_reverse(x, window, hp, wp)[:, :h, :w]
+        x = windows_last_reverse(x, window, hp, wp)[:, :h, :w]
         if any(shift):
             x = jnp.roll(x, shift, axis=(1, 2))
         return x

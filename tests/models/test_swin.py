@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,8 @@ from jaxvit.layers.window import (
     shifted_window_mask,
     window_partition,
     window_reverse,
+    windows_last,
+    windows_last_reverse,
 )
 from jaxvit.models.base import param_count
 
@@ -126,6 +129,11 @@ def test_window_ops_match_timm():
     expected = swin.window_partition(torch.from_numpy(x), (4, 5)).reshape(-1, 20, 5).numpy()
     np.testing.assert_array_equal(windows, expected)
     np.testing.assert_array_equal(window_reverse(windows, (4, 5), 12, 15), x)
+    # the layout the blocks use: the same windows, each image's kept together
+    last = windows_last(jnp.asarray(x), (4, 5))
+    assert last.shape == (2, 20, 9, 5)
+    np.testing.assert_array_equal(np.asarray(last).transpose(0, 2, 1, 3).reshape(-1, 20, 5), expected)
+    np.testing.assert_array_equal(windows_last_reverse(last, (4, 5), 12, 15), x)
     for wh, ww in [(7, 7), (4, 5), (1, 3)]:
         np.testing.assert_array_equal(
             relative_position_index(wh, ww), swin.get_relative_position_index(wh, ww).numpy()
@@ -137,6 +145,27 @@ def test_window_ops_match_timm():
         mask = shifted_window_mask(hp, wp, (window, window), (window // 2, window // 2))
         np.testing.assert_array_equal(mask, block.attn_mask.numpy())
     assert shifted_window_mask(14, 14, (7, 7), (0, 0)) is None
+
+
+def test_window_bias_is_one_array_for_all_images(monkeypatch):
+    """Each block hands attention its bias (relative positions, plus the shift mask in shifted
+    blocks) once for every image: (1, windows * heads, N, N), the windows folded into the heads'
+    axis, not repeated per window of the batch (on the fused kernel a full-batch bias and its
+    gradient would cross memory each step). Its values: timm's logits (tests/convert)."""
+    attention_module = importlib.import_module("jaxvit.layers.attention")  # the package exports a function of that name
+    shapes = []
+    real = attention_module.attention_uncut
+
+    def recorded(q, k, v, *, bias=None, **kwargs):
+        shapes.append((q.shape, bias.shape))
+        return real(q, k, v, bias=bias, **kwargs)
+
+    monkeypatch.setattr(attention_module, "attention_uncut", recorded)
+    images = jax.ShapeDtypeStruct((3, 64, 64, 3), jnp.float32)
+    nnx.eval_shape(lambda m, x: m(x), abstract(BASE, **PARITY["img64-window4"]), images)
+    # stage 0: a 16x16 map, 16 windows of 4x4 tokens, 2 heads 16 wide; stage 1: 8x8, 4 windows,
+    # 4 heads; two blocks each (the second shifted)
+    assert shapes == [((3, 16, 32, 16), (1, 32, 16, 16))] * 2 + [((3, 16, 16, 16), (1, 16, 16, 16))] * 2
 
 
 def test_bfloat16_compute_keeps_float32_params():
