@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxvit.layers import init
+from jaxvit.layers import init, remat
 from jaxvit.layers.attention import attention
 from jaxvit.layers.common import Dtype, dropout, layer_norm, linear
 from jaxvit.layers.conv_bn import AvgPool2d, MaxPool2d
@@ -156,9 +156,12 @@ class MultiScaleAttention(nnx.Module):
         bias = (along_h[..., :, None] + along_w[..., None, :]).reshape(b, self.num_heads, qh * qw, kh * kw)
         return jnp.pad(bias, ((0, 0), (0, 0), (p, 0), (p, 0)))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        b, n, _ = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
+    def __call__(self, x: jax.Array, *, pre_norm=None) -> jax.Array:
+        """``pre_norm``: the block's norm1, given here so that remat='elementwise' recomputes its
+        output for qkv's weight gradient (``remat.chain``)."""
+        qkv = remat.chain(x, pre_norm, self.qkv)
+        b, n = qkv.shape[:2]
+        qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim)
         q = self._pool(qkv[:, :, 0], self.pool_q, self.norm_q)
         k = self._pool(qkv[:, :, 1], self.pool_k, self.norm_k)
         v = self._pool(qkv[:, :, 2], self.pool_v, self.norm_v)

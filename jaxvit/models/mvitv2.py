@@ -27,13 +27,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxvit.layers import DropPath, Mlp, PatchEmbed, init, layer_norm, linear, to_2tuple
+from jaxvit.layers import DropPath, Mlp, PatchEmbed, init, layer_norm, linear, remat, to_2tuple
 from jaxvit.layers.classifier import ClassifierHead, check_pool, global_pool
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.conv_bn import MaxPool2d
 from jaxvit.layers.features import Prunable, run_stages, tokens_to
 from jaxvit.layers.multiscale_attention import MultiScaleAttention, Size, pool_tokens, pooled_size
-from jaxvit.layers.remat import block_call
+from jaxvit.layers.remat import block_call, normed
 from jaxvit.models.base import ClassifierModel
 from jaxvit.registry import build, register_model
 
@@ -164,18 +164,19 @@ class MultiScaleBlock(nnx.Module):
         self.drop_path2 = DropPath(drop_path, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x_norm = self.norm1(x)
+        # Each norm's output feeds Linears (qkv or fc1, and a projected shortcut): ``remat.chain``
+        # and ``normed`` recompute it for their weight gradients under remat='elementwise' (under
+        # the other policies XLA computes the norm once for both).
         # As in the original: the shortcut takes the un-normalized input unless it is projected.
-        shortcut = x if self.shortcut_proj_attn is None else self.shortcut_proj_attn(x_norm)
+        shortcut = x if self.shortcut_proj_attn is None else remat.chain(x, self.norm1, self.shortcut_proj_attn)
         if self.shortcut_pool_attn is not None:
             # One "head" holding every channel: the same per-grid pooling as q/k/v.
             shortcut = pool_tokens(
                 shortcut[:, :, None], self.feat_size, self.num_prefix, self.shortcut_pool_attn
             )[:, :, 0]
-        x = shortcut + self.drop_path1(self.attn(x_norm))
-        x_norm = self.norm2(x)
-        shortcut = x if self.shortcut_proj_mlp is None else self.shortcut_proj_mlp(x_norm)
-        return shortcut + self.drop_path2(self.mlp(x_norm))
+        x = shortcut + self.drop_path1(normed(self.attn, self.norm1, x))
+        shortcut = x if self.shortcut_proj_mlp is None else remat.chain(x, self.norm2, self.shortcut_proj_mlp)
+        return shortcut + self.drop_path2(normed(self.mlp, self.norm2, x))
 
 
 class MultiScaleVitStage(nnx.Module):
