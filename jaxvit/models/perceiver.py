@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxvit.layers import attention, dropout, gelu, init, layer_norm, linear
+from jaxvit.layers import attention, dropout, gelu, init, layer_norm, linear, remat
 from jaxvit.layers.classifier import logits, make_fc
 from jaxvit.layers.common import Dtype
 from jaxvit.layers.pos_embed import position_features
@@ -95,10 +95,12 @@ class FeedForward(nnx.Module):
             ]
         )
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for layer in self.net:
-            x = layer(x)
-        return x
+    def __call__(self, x: jax.Array, *, pre_norm=None) -> jax.Array:
+        """``pre_norm``: PreNorm's norm, given here (as to GEGLU's output, the second Linear's
+        input) so that remat='elementwise' recomputes its output for the first Linear's weight
+        gradient (``remat.chain``)."""
+        fc1, geglu, fc2, drop = self.net
+        return drop(remat.chain(remat.chain(x, pre_norm, fc1), geglu, fc2))
 
 
 class Attention(nnx.Module):
@@ -123,11 +125,18 @@ class Attention(nnx.Module):
         self.dropout = dropout(drop, rngs)
         self.to_out = _linear(inner, query_dim, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, context: jax.Array | None = None) -> jax.Array:
-        context = x if context is None else context
+    def __call__(self, x: jax.Array, context: jax.Array | None = None, *, pre_norm=None,
+                 context_norm=None) -> jax.Array:
+        """``pre_norm`` / ``context_norm``: PreNorm's norms of ``x`` and ``context``, given here so
+        that remat='elementwise' recomputes their outputs for ``to_q``'s and ``to_kv``'s weight
+        gradients (``remat.chain``)."""
+        if context is None:
+            if remat.get_policy() != "elementwise":  # self-attention: one norm for both Linears
+                x, pre_norm = remat.chain(x, pre_norm), None
+            context, context_norm = x, pre_norm
         b, n, _ = x.shape
-        q = self.to_q(x)
-        k, v = jnp.split(self.to_kv(context), 2, axis=-1)
+        q = remat.chain(x, pre_norm, self.to_q)
+        k, v = jnp.split(remat.chain(context, context_norm, self.to_kv), 2, axis=-1)
         q, k, v = (t.reshape(b, t.shape[1], self.heads, -1) for t in (q, k, v))
         out = attention(q, k, v, attn_drop=self.dropout)
         return self.to_out(out.reshape(b, n, -1))
@@ -143,10 +152,10 @@ class PreNorm(nnx.Module):
         )
 
     def __call__(self, x: jax.Array, context: jax.Array | None = None) -> jax.Array:
-        x = self.norm(x)
+        # ``fn`` (Attention, FeedForward) applies the norms itself: see their ``pre_norm``
         if self.norm_context is not None:
-            return self.fn(x, self.norm_context(context))
-        return self.fn(x)
+            return self.fn(x, context, pre_norm=self.norm, context_norm=self.norm_context)
+        return self.fn(x, pre_norm=self.norm)
 
 
 class PerceiverBlock(nnx.Module):
