@@ -168,6 +168,28 @@ def test_window_bias_is_one_array_for_all_images(monkeypatch):
     assert shapes == [((3, 16, 32, 16), (1, 32, 16, 16))] * 2 + [((3, 16, 16, 16), (1, 16, 16, 16))] * 2
 
 
+def test_window_attention_traces_on_the_fused_kernel(monkeypatch):
+    """The GPU's path: cuDNN's fused kernel takes the windows folded into the heads, with the
+    shared bias, forward and backward, by jax's own shape checks (traced, not run: where no cuDNN
+    is installed its version check answers as ``step_memory.py --kept-only`` has it)."""
+    from jax._src.cudnn import fused_attention_stablehlo as fused
+
+    if fused.cuda_versions is None:
+        monkeypatch.setattr(fused, "check_cudnn_version", lambda: 91000)
+    attention_module = importlib.import_module("jaxvit.layers.attention")
+    model = jaxvit.create_model(BASE, dtype="bfloat16", **PARITY["img64-window4"])
+    graph, params, rest = nnx.split(model, nnx.Param, ...)
+    params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+
+    def loss(params, x):
+        return jnp.mean(nnx.merge(graph, params, rest)(x).astype(jnp.float32) ** 2)
+
+    with attention_module.implementation("cudnn"):
+        jaxpr = str(jax.make_jaxpr(jax.grad(loss))(params, jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)))
+    # four blocks, each one fused call forward and one backward
+    assert jaxpr.count("dot_product_attention_fwd_wrapper") == jaxpr.count("dot_product_attention_bwd_wrapper") == 4
+
+
 def test_bfloat16_compute_keeps_float32_params():
     """The CIFAR-10 recipe run for real, in bfloat16 and float32 (stage 3 at 2 of its 8 blocks:
     the dtypes are the same at any depth; 18.6 s of the suite with all 8)."""
