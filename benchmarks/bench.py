@@ -5,7 +5,10 @@ A sweep:     python benchmarks/bench.py --models gpu --dtype bfloat16 --batch 12
              (each model in its own process, so each peak-memory figure is that model's own and a
              stuck compile is bounded by --model-timeout)
 Prints a table (img/s, ratio to jaxvit, step time, compile time, peak memory, MFU), appends rows
-to --csv and, with --md, writes the markdown table of this run's rows.
+to --csv and, with --md, writes the markdown table of this run's rows. jaxvit's train rows also
+give "plan GB": the step's arguments, outputs and temporaries as XLA's buffer assignment plans
+them; "peak GB" is what the device's allocator saw at its most, compiling included (on a GPU,
+autotuning's scratch and workspaces count there), so the two apart show where a peak comes from.
 
 MFU counts the model's FLOPs from the jitted step's jaxpr (jaxvit/flops.py: the matrix products
 and convolutions, traced with XLA attention and no remat), so it is right on GPU, where XLA's
@@ -56,7 +59,7 @@ PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L4": 121.0, "TPU v5
 TORCH_MODES = ("eager", "amp", "compile")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FIELDS = ["time", "host", "device", "model", "batch", "img_size", "dtype", "impl", "task", "img_per_s",
-          "ms_per_step", "jaxvit_speedup", "mfu", "peak_gb", "compile_s", "note", "flops", "xla_flops"]
+          "ms_per_step", "jaxvit_speedup", "mfu", "peak_gb", "compile_s", "note", "flops", "xla_flops", "plan_gb"]
 
 
 def parse_args(argv=None):
@@ -216,9 +219,11 @@ def bench_jax(args) -> list[dict]:
             return metrics["loss"]
 
         sec, _ = timed(one_step, args.steps, args.warmup, lambda o: o.block_until_ready())
+        from jaxvit.train.state import peak_bytes  # XLA's buffer assignment: the step's own plan
+
         rows.append(dict(impl="jaxvit", task="train", sec=sec, flops=flops, mem=peak_memory_gb(),
                          compile_s=compile_s, note=attention_kernel(compiled) + fallback,
-                         xla_flops=xla_flops(compiled)))
+                         xla_flops=xla_flops(compiled), plan_gb=peak_bytes(compiled) / 2**30 or None))
         params, batch_stats = holder["s"]["params"], holder["s"]["batch_stats"]
         del holder, compiled
     if "infer" in tasks:
@@ -356,8 +361,8 @@ def finish(args, rows: list[dict], jax_rows: list[dict]) -> None:
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     print(f"\n{args.model}  batch {args.batch}  {args.img_size}px  {args.dtype}  on {device}"
           f"  (peak {peak:.1f} TFLOP/s, {source})")
-    print(f"{'impl':<40}{'task':<7}{'img/s':>9}{'ms':>8}{'jaxvit x':>9}{'MFU':>7}{'peak GB':>8}{'compile s':>10}"
-          "  note")
+    print(f"{'impl':<40}{'task':<7}{'img/s':>9}{'ms':>8}{'jaxvit x':>9}{'MFU':>7}{'peak GB':>8}{'plan GB':>8}"
+          f"{'compile s':>10}  note")
     for r in rows:
         sec = r.get("sec")
         r.update(time=stamp, host=platform.node(), device=device, model=args.model, batch=args.batch,
@@ -369,14 +374,19 @@ def finish(args, rows: list[dict], jax_rows: list[dict]) -> None:
         r["peak_gb"] = r.get("mem")
         cell = {k: (spec.format(v) if isinstance(v, float) else "-") for k, v, spec in (
             ("img", r["img_per_s"], "{:.1f}"), ("ms", r["ms_per_step"], "{:.1f}"), ("x", r["jaxvit_speedup"], "{:.2f}"),
-            ("mfu", r["mfu"], "{:.1%}"), ("mem", r["peak_gb"], "{:.2f}"), ("c", r.get("compile_s"), "{:.1f}"))}
+            ("mfu", r["mfu"], "{:.1%}"), ("mem", r["peak_gb"], "{:.2f}"), ("plan", r.get("plan_gb"), "{:.2f}"),
+            ("c", r.get("compile_s"), "{:.1f}"))}
         print(f"{r['impl']:<40}{r['task']:<7}{cell['img']:>9}{cell['ms']:>8}{cell['x']:>9}{cell['mfu']:>7}"
-              f"{cell['mem']:>8}{cell['c']:>10}  {r.get('note', '')}")
+              f"{cell['mem']:>8}{cell['plan']:>8}{cell['c']:>10}  {r.get('note', '')}")
     if args.csv:
         os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
         new = not os.path.exists(args.csv)
+        fields = FIELDS
+        if not new:  # a CSV begun before a column was added keeps its own columns
+            with open(args.csv, newline="") as f:
+                fields = next(csv.reader(f), None) or FIELDS
         with open(args.csv, "a", newline="") as f:
-            w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
+            w = csv.DictWriter(f, fields, extrasaction="ignore")
             if new:
                 w.writeheader()
             for r in rows:

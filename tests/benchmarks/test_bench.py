@@ -40,9 +40,13 @@ def test_bench_times_timm_eager(tmp_path):
 
 def test_bench_cpu_dots_xla_row(tmp_path):
     """bench.py --cpu-dots xla compiles jaxvit's step as --config.cpu_dots=xla and says so in the row."""
+    # appended to a CSV begun before the plan_gb column: the row keeps that file's columns
+    old_header = "time,host,device,model,batch,img_size,dtype,impl,task,img_per_s,ms_per_step,jaxvit_speedup," \
+                 "mfu,peak_gb,compile_s,note,flops,xla_flops"
+    (tmp_path / "r.csv").write_text(old_header + "\n")
     rows, _ = _bench(tmp_path, "--torch", "", "--jax", "train", "--cpu-dots", "xla")
     assert [(r["impl"], r["task"]) for r in rows] == [("jaxvit (cpu_dots=xla)", "train")]
-    assert float(rows[0]["img_per_s"]) > 0
+    assert float(rows[0]["img_per_s"]) > 0 and float(rows[0]["xla_flops"]) > 0 and None not in rows[0]
 
 
 def test_counted_flops_of_vit_base_are_its_analytic_count():
@@ -86,6 +90,9 @@ def test_gpu_sh_runs_its_sweep_on_a_tiny_setting(tmp_path):
     # the counted FLOPs are the model's: XLA:CPU's count of the same program (which also counts
     # elementwise work) is within a few percent above it (measured 1.11x for this model)
     assert 1.0 <= float(plain["xla_flops"]) / float(plain["flops"]) < 1.3
+    # the step's planned memory (XLA's buffer assignment), beside the allocator's peak where a
+    # device reports one (a CPU does not)
+    assert float(plain["plan_gb"]) > 0
     # The FLOP count traces the step with XLA attention and no remat; the timed program must
     # still be traced with the setting asked for (a shared jit trace once timed the
     # unrematerialized step under --remat block, on an H100). With remat the compiled program
