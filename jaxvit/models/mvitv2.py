@@ -164,19 +164,28 @@ class MultiScaleBlock(nnx.Module):
         self.drop_path2 = DropPath(drop_path, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        # Each norm's output feeds Linears (qkv or fc1, and a projected shortcut): ``remat.chain``
-        # and ``normed`` recompute it for their weight gradients under remat='elementwise' (under
-        # the other policies XLA computes the norm once for both).
         # As in the original: the shortcut takes the un-normalized input unless it is projected.
-        shortcut = x if self.shortcut_proj_attn is None else remat.chain(x, self.norm1, self.shortcut_proj_attn)
+        shortcut, out = _branch_and_shortcut(self.attn, self.norm1, self.shortcut_proj_attn, x)
         if self.shortcut_pool_attn is not None:
             # One "head" holding every channel: the same per-grid pooling as q/k/v.
             shortcut = pool_tokens(
                 shortcut[:, :, None], self.feat_size, self.num_prefix, self.shortcut_pool_attn
             )[:, :, 0]
-        x = shortcut + self.drop_path1(normed(self.attn, self.norm1, x))
-        shortcut = x if self.shortcut_proj_mlp is None else remat.chain(x, self.norm2, self.shortcut_proj_mlp)
-        return shortcut + self.drop_path2(normed(self.mlp, self.norm2, x))
+        x = shortcut + self.drop_path1(out)
+        shortcut, out = _branch_and_shortcut(self.mlp, self.norm2, self.shortcut_proj_mlp, x)
+        return shortcut + self.drop_path2(out)
+
+
+def _branch_and_shortcut(layer, norm, proj, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(the shortcut: ``x``, or ``proj(norm(x))``; ``layer(norm(x))``). Under remat='elementwise'
+    each Linear fed by the norm recomputes its output for its weight gradient (``remat.chain``,
+    ``normed``: two chains where the shortcut is projected); otherwise the norm runs once."""
+    if proj is None:
+        return x, normed(layer, norm, x)
+    if remat.get_policy() == "elementwise":
+        return remat.chain(x, norm, proj), normed(layer, norm, x)
+    x_norm = norm(x)
+    return proj(x_norm), layer(x_norm)
 
 
 class MultiScaleVitStage(nnx.Module):
