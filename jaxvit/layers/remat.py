@@ -87,9 +87,25 @@ def normed(layer, norm, x: jax.Array, **kwargs) -> jax.Array:
     and what follows it, e.g. Mixer's transpose to tokens last). A layer whose call takes
     ``pre_norm`` (``Attention``, ``Mlp``) gets the norm passed in, so that under 'elementwise' the
     norm's output is recomputed in the backward pass rather than kept (``chain``)."""
-    if "pre_norm" in inspect.signature(type(layer).__call__).parameters:
+    if _takes_pre_norm(layer):
         return layer(x, pre_norm=norm, **kwargs)
     return layer(chain(x, norm), **kwargs)
+
+
+def _takes_pre_norm(layer) -> bool:
+    return "pre_norm" in inspect.signature(type(layer).__call__).parameters
+
+
+def normed_each(norm, x: jax.Array, *layers) -> list[jax.Array]:
+    """``[layer(norm(x)) for layer in layers]``: one norm's output feeding several layers, each a
+    Linear or a layer that takes ``pre_norm`` (MViTv2's branch and projected shortcut,
+    Perceiver's to_q and to_kv). The norm runs once, except under 'elementwise', where each layer
+    gets its own chain (``normed``, or ``chain(x, norm, linear)``) so that every Linear's weight
+    gradient recomputes the norm's output rather than keep it."""
+    if _setting.get() == "elementwise":
+        return [normed(layer, norm, x) if _takes_pre_norm(layer) else chain(x, norm, layer) for layer in layers]
+    y = chain(x, norm)
+    return [layer(y) for layer in layers]
 
 
 def _recomputed(fn, params, others, args):

@@ -177,15 +177,12 @@ class MultiScaleBlock(nnx.Module):
 
 
 def _branch_and_shortcut(layer, norm, proj, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(the shortcut: ``x``, or ``proj(norm(x))``; ``layer(norm(x))``). Under remat='elementwise'
-    each Linear fed by the norm recomputes its output for its weight gradient (``remat.chain``,
-    ``normed``: two chains where the shortcut is projected); otherwise the norm runs once."""
+    """(the shortcut: ``x``, or ``proj(norm(x))``; ``layer(norm(x))``), the norm's output
+    recomputed for the Linears' weight gradients under remat='elementwise'."""
     if proj is None:
         return x, normed(layer, norm, x)
-    if remat.get_policy() == "elementwise":
-        return remat.chain(x, norm, proj), normed(layer, norm, x)
-    x_norm = norm(x)
-    return proj(x_norm), layer(x_norm)
+    out, shortcut = remat.normed_each(norm, x, layer, proj)
+    return shortcut, out
 
 
 class MultiScaleVitStage(nnx.Module):

@@ -130,13 +130,12 @@ class Attention(nnx.Module):
         """``pre_norm`` / ``context_norm``: PreNorm's norms of ``x`` and ``context``, given here so
         that remat='elementwise' recomputes their outputs for ``to_q``'s and ``to_kv``'s weight
         gradients (``remat.chain``)."""
-        if context is None:
-            if remat.get_policy() != "elementwise":  # self-attention: one norm for both Linears
-                x, pre_norm = remat.chain(x, pre_norm), None
-            context, context_norm = x, pre_norm
         b, n, _ = x.shape
-        q = remat.chain(x, pre_norm, self.to_q)
-        k, v = jnp.split(remat.chain(context, context_norm, self.to_kv), 2, axis=-1)
+        if context is None:  # self-attention: one norm's output into both Linears
+            q, kv = remat.normed_each(pre_norm, x, self.to_q, self.to_kv)
+        else:
+            q, kv = remat.chain(x, pre_norm, self.to_q), remat.chain(context, context_norm, self.to_kv)
+        k, v = jnp.split(kv, 2, axis=-1)
         q, k, v = (t.reshape(b, t.shape[1], self.heads, -1) for t in (q, k, v))
         out = attention(q, k, v, attn_drop=self.dropout)
         return self.to_out(out.reshape(b, n, -1))

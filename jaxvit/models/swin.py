@@ -75,7 +75,7 @@ class WindowAttention(Attention):
         """``x``: (B, N, num_windows, C), the windows of each image (``windows_last``); ``mask``:
         (num_windows, N, N) additive, or None. The windows share the heads' axis
         (``Attention``), so the bias is one (1, num_windows * heads, N, N) array that broadcasts
-        over the images, never one per image (timm repeats it per window of the batch).
+        over the images (timm's fused path expands the mask to every window of the batch).
         ``pre_norm``: the block's norm and what takes its output to windows (shift, pad,
         partition), given here so that ``remat='elementwise'`` can recompute them; ``x`` is then
         the block's (B, H, W, C) map."""
@@ -89,6 +89,7 @@ class WindowAttention(Attention):
         return super().__call__(x, bias=bias.reshape(1, num_windows * self.num_heads, n, n), pre_norm=pre_norm)
 
     def _num_windows(self, x: jax.Array, pre_norm) -> int:
+        """Windows per image: ``x``'s window axis, or those of the padded map ``pre_norm`` cuts."""
         if pre_norm is None:
             return x.shape[2]
         _, h, w, _ = x.shape

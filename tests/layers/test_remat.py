@@ -11,7 +11,7 @@ from conftest import filled_model, tiny_models
 from flax import nnx
 
 import jaxvit
-from jaxvit._compat import quick_tracer_probes
+from jaxvit._compat import kept_bytes, quick_tracer_probes
 from jaxvit.errors import ConfigError
 from jaxvit.layers import remat
 
@@ -136,6 +136,32 @@ def test_remat_keeps_fewer_activations():
     token_array = batch * tokens * width * 4
     # (and the norms' per-token statistics, which the recomputation makes again)
     assert kept["none"] - kept["elementwise"] >= depth * 6 * token_array, kept
+
+
+def test_normed_each_keeps_one_norm_output_or_none():
+    """One norm into two Linears (MViTv2's branch and projected shortcut, Perceiver's to_q and
+    to_kv): under 'none' the norm's output is kept once for both weight gradients; under
+    'elementwise' not at all (each Linear's chain recomputes it), only x and the parameters."""
+    from jaxvit.layers.common import layer_norm, linear
+
+    kw = dict(dtype=None, rngs=nnx.Rngs(0))
+    norm, a, b = layer_norm(16, **kw), linear(16, 32, **kw), linear(16, 8, **kw)
+    graph, params = nnx.split(nnx.List([norm, a, b]))
+    x = jnp.ones((4, 10, 16))
+
+    def loss(params, x):
+        n, a, b = nnx.merge(graph, params)
+        ya, yb = remat.normed_each(n, x, a, b)
+        return jnp.sum(ya**2) + jnp.sum(yb**2)
+
+    kept = {}
+    for policy in ("none", "elementwise"):
+        with remat.policy(policy):
+            kept[policy] = kept_bytes(loss, params, x)
+    # the outputs' own residuals (for the squares) are kept either way: 4 x 10 x (32 + 8) floats
+    outputs = 4 * 10 * (32 + 8) * 4
+    assert kept["elementwise"] == outputs, kept
+    assert kept["none"] >= outputs + x.size * 4, kept  # and the norm's output, once
 
 
 def test_unknown_policy_is_a_config_error():
