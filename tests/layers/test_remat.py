@@ -79,8 +79,10 @@ def test_remat_gives_the_same_numbers(policy, name):
         assert projected and barriers == 3 * len(blocks) + projected, (barriers, len(blocks), projected)
     # The recomputed forward is the same program on the same inputs: measured bitwise equal for
     # every family under 'block' (fp32, CPU, jax 0.10.2); under 'elementwise' the losses equal and
-    # the gradients within 5e-8 (Mixer over 3 seeds; DEMS-ViT 3e-8, the others 0 to 1.2e-8), XLA
-    # fusing the recomputed norms and activations into other kernels. 1e-6 leaves room for either.
+    # the gradients within 5e-8 (Mixer over 3 seeds; DEMS-ViT 3e-8, Perceiver 1.5e-8, the others 0
+    # to 1.2e-8), XLA fusing the recomputed norms and activations into other kernels, except
+    # MViTv2-T since its norm1 into qkv is chained (e635d1b): up to 9.5e-7 on gradients of order
+    # 1 (its qkv and pool_q kernels), 0.44 of the tolerance below at worst over 3 seeds.
     moved = [bool(np.any(g != 0)) for g in jax.tree.leaves(grads0)]  # an unused head's stay 0
     assert loss0 > 0 and sum(moved) > len(moved) // 2, "nothing to compare"
     np.testing.assert_allclose(loss1, loss0, rtol=1e-6)
